@@ -1,0 +1,1 @@
+"""hodlboard collector: exchange trades, candles and tickers into InfluxDB 2."""

@@ -1,0 +1,269 @@
+"""Idempotent set-up of the three buckets and the two scoped tokens.
+
+Run with an admin token. A second run changes nothing: it reuses the tokens it wrote (InfluxDB 2.8+ stores
+tokens hashed, so a token is proved by using it, not by reading it back), corrects a bucket whose retention
+differs, and says what was already present.
+"""
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import urllib3
+from influxdb_client import (
+    Authorization,
+    BucketRetentionRules,
+    InfluxDBClient,
+    Permission,
+    PermissionResource,
+)
+from influxdb_client.rest import ApiException
+
+from collector.config import Buckets
+from collector.errors import ConfigError, RuntimeFailure
+from collector.influx_settings import TOKEN_VAR, InfluxSettings
+
+DAY = 86_400
+# Bucket kind -> retention in seconds (0 = forever), as DESIGN.md's InfluxDB contract fixes them.
+RETENTION_SECONDS = {"live": 90 * DAY, "history": 3650 * DAY, "meta": 0}
+BUCKET_PURPOSE = {
+    "live": "hodlboard live trades and samples",
+    "history": "hodlboard candles and hourly valuation",
+    "meta": "hodlboard tickers, assets and transactions",
+}
+DEFAULT_SECRETS_DIR = Path("/run/hodlboard")
+REQUEST_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class TokenRole:
+    name: str
+    actions: tuple[str, ...]
+
+    @property
+    def description(self) -> str:
+        return f"hodlboard {self.name}"
+
+    def token_file(self, secrets_dir: Path) -> Path:
+        return secrets_dir / f"{self.name}.token"
+
+
+# The collector writes all three buckets and reads them back for incremental backfill; Grafana only reads.
+TOKEN_ROLES = (TokenRole("collector", ("read", "write")), TokenRole("grafana", ("read",)))
+
+
+def format_retention(seconds: int) -> str:
+    if seconds == 0:
+        return "forever"
+    return f"{seconds // DAY} days" if seconds % DAY == 0 else f"{seconds} s"
+
+
+def retention_of(bucket) -> int:
+    expiring = [rule.every_seconds or 0 for rule in (bucket.retention_rules or []) if rule.type == "expire"]
+    return min(expiring) if expiring else 0
+
+
+@contextlib.contextmanager
+def influx_errors(settings: InfluxSettings):
+    """Turn client exceptions into one clear line with the right exit code."""
+    try:
+        yield
+    except ApiException as exc:
+        if exc.status == 401:
+            raise ConfigError(f"InfluxDB at {settings.url} rejected the token in {TOKEN_VAR} (401)") from exc
+        if exc.status == 403:
+            raise ConfigError(
+                f"the token in {TOKEN_VAR} may not do this on {settings.url} (403): bootstrap needs an admin token"
+            ) from exc
+        raise RuntimeFailure(
+            f"InfluxDB at {settings.url} answered {exc.status}: {_api_message(exc)}"
+        ) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise RuntimeFailure(f"cannot reach InfluxDB at {settings.url}: {_network_reason(exc)}") from exc
+
+
+def _api_message(exc: ApiException) -> str:
+    body = exc.body.decode() if isinstance(exc.body, bytes) else (exc.body or "")
+    return body.strip() or exc.reason or "no details"
+
+
+def _network_reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    # urllib3 wraps the socket error in "<object at 0x..>: Failed to establish ...: [Errno 111] ..."
+    return text.split(": ", 1)[1] if text.startswith("<") and ": " in text else text
+
+
+def _client(url: str, token: str, org: str | None = None) -> InfluxDBClient:
+    return InfluxDBClient(url=url, token=token, org=org, timeout=REQUEST_TIMEOUT_MS, retries=False)
+
+
+class Bootstrap:
+    def __init__(
+        self,
+        settings: InfluxSettings,
+        buckets: Buckets,
+        secrets_dir: Path = DEFAULT_SECRETS_DIR,
+        owners: dict[str, tuple[int, int]] | None = None,
+        report=print,
+    ):
+        self.settings = settings
+        self.buckets = buckets
+        self.secrets_dir = secrets_dir
+        self.owners = owners or {}
+        self.report = report
+        self.client = _client(settings.url, settings.token, settings.org)
+
+    def run(self, wait_seconds: float = 0) -> None:
+        try:
+            org_id = self._find_org(wait_seconds)
+            with influx_errors(self.settings):
+                bucket_ids = [self._ensure_bucket(org_id, kind) for kind in RETENTION_SECONDS]
+                for role in TOKEN_ROLES:
+                    self._ensure_token(org_id, role, bucket_ids)
+        finally:
+            self.client.close()
+
+    def _find_org(self, wait_seconds: float) -> str:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                with influx_errors(self.settings):
+                    try:
+                        orgs = self.client.organizations_api().find_organizations(org=self.settings.org)
+                    except ApiException as exc:
+                        if exc.status != 404:
+                            raise
+                        orgs = []
+            except RuntimeFailure:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
+                continue
+            if not orgs:
+                raise ConfigError(
+                    f"organization {self.settings.org!r} (INFLUXDB_V2_ORG) does not exist on {self.settings.url}"
+                )
+            return orgs[0].id
+
+    def _ensure_bucket(self, org_id: str, kind: str) -> str:
+        name = getattr(self.buckets, kind)
+        wanted = RETENTION_SECONDS[kind]
+        api = self.client.buckets_api()
+        found = api.find_buckets(org_id=org_id, name=name).buckets or []
+        if not found:
+            bucket = api.create_bucket(
+                bucket_name=name,
+                org_id=org_id,
+                retention_rules=BucketRetentionRules(type="expire", every_seconds=wanted),
+                description=BUCKET_PURPOSE[kind],
+            )
+            self.report(f"bucket {name}: created, retention {format_retention(wanted)}")
+            return bucket.id
+        bucket = found[0]
+        actual = retention_of(bucket)
+        if actual == wanted:
+            self.report(f"bucket {name}: already present, retention {format_retention(wanted)}")
+        else:
+            bucket.retention_rules = [BucketRetentionRules(type="expire", every_seconds=wanted)]
+            api.update_bucket(bucket)
+            self.report(
+                f"bucket {name}: retention corrected from {format_retention(actual)} to {format_retention(wanted)}"
+            )
+        return bucket.id
+
+    def _ensure_token(self, org_id: str, role: TokenRole, bucket_ids: list[str]) -> None:
+        wanted = {(action, "buckets", bucket_id) for bucket_id in bucket_ids for action in role.actions}
+        auths_api = self.client.authorizations_api()
+        ours = [a for a in auths_api.find_authorizations(org_id=org_id) if a.description == role.description]
+        token_file = role.token_file(self.secrets_dir)
+        token = _read_token(token_file)
+        current = [a for a in ours if a.status == "active" and _permission_set(a) == wanted]
+
+        if token and current and self._token_reads(token, bucket_ids):
+            self._apply_owner(role, token_file)
+            self.report(f"token {role.name}: already present, reusing {token_file}")
+            return
+        if not token:
+            why = "created"
+        elif not current:
+            why = "replaced (its permissions were out of date)"
+        else:
+            why = f"replaced (the token in {token_file} was no longer accepted)"
+
+        permissions = [
+            Permission(action=action, resource=PermissionResource(type=kind, id=bucket_id, org_id=org_id))
+            for action, kind, bucket_id in sorted(wanted)
+        ]
+        created = auths_api.create_authorization(
+            authorization=Authorization(org_id=org_id, permissions=permissions, description=role.description)
+        )
+        self._write_token(role, token_file, created.token)
+        for stale in ours:
+            auths_api.delete_authorization(stale)
+        self.report(f"token {role.name}: {why}, written to {token_file}")
+
+    def _token_reads(self, token: str, bucket_ids: list[str]) -> bool:
+        """A stored token is proved by reading every bucket with it: hashed tokens cannot be compared."""
+        with _client(self.settings.url, token) as client:
+            api = client.buckets_api()
+            for bucket_id in bucket_ids:
+                try:
+                    api.find_bucket_by_id(bucket_id)
+                except ApiException as exc:
+                    if exc.status in (401, 403, 404):
+                        return False
+                    raise
+        return True
+
+    def _write_token(self, role: TokenRole, token_file: Path, token: str) -> None:
+        try:
+            self.secrets_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+            partial = token_file.with_name(f".{token_file.name}.tmp")
+            partial.unlink(missing_ok=True)
+            # No trailing newline: Grafana's $__file{} and readers take the content verbatim.
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(token)
+            os.replace(partial, token_file)
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot write {token_file}: {exc.strerror}") from exc
+        self._apply_owner(role, token_file)
+
+    def _apply_owner(self, role: TokenRole, token_file: Path) -> None:
+        owner = self.owners.get(role.name)
+        if owner is None:
+            return
+        try:
+            os.chown(token_file, *owner)
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"cannot give {token_file} to {owner[0]}:{owner[1]}: {exc.strerror}"
+            ) from exc
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _permission_set(auth) -> set[tuple[str, str, str]]:
+    return {(p.action, p.resource.type, p.resource.id) for p in auth.permissions or []}
+
+
+def parse_owner(text: str) -> tuple[str, tuple[int, int]]:
+    """`ROLE=UID[:GID]` from the command line."""
+    roles = {role.name for role in TOKEN_ROLES}
+    role, sep, ids = text.partition("=")
+    uid, _, gid = ids.partition(":")
+    if not sep or role not in roles or not uid.isdigit() or (gid and not gid.isdigit()):
+        raise ConfigError(
+            f"--owner {text!r}: expected ROLE=UID[:GID] with ROLE one of {', '.join(sorted(roles))}"
+        )
+    return role, (int(uid), int(gid) if gid else int(uid))

@@ -1,0 +1,35 @@
+"""How to reach InfluxDB, from the environment (the variables influxdb-client's from_env_properties reads)."""
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from collector.errors import ConfigError
+
+URL_VAR = "INFLUXDB_V2_URL"
+ORG_VAR = "INFLUXDB_V2_ORG"
+TOKEN_VAR = "INFLUXDB_V2_TOKEN"
+
+
+@dataclass(frozen=True)
+class InfluxSettings:
+    url: str
+    org: str
+    token: str
+
+    def __repr__(self) -> str:  # never let the token reach a log line
+        return f"InfluxSettings(url={self.url!r}, org={self.org!r}, token=<hidden>)"
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "InfluxSettings":
+        values = {}
+        for var in (URL_VAR, ORG_VAR, TOKEN_VAR):
+            value = environ.get(var, "").strip()
+            if not value:
+                raise ConfigError(f"{var} is not set (see .env.example)")
+            values[var] = value
+        url = values[URL_VAR].rstrip("/")
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ConfigError(f"{URL_VAR}={url!r} is not an http(s) URL such as http://influxdb:8086")
+        return cls(url=url, org=values[ORG_VAR], token=values[TOKEN_VAR])
