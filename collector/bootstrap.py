@@ -6,6 +6,7 @@ differs, and says what was already present.
 """
 
 import contextlib
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -86,7 +87,9 @@ def influx_errors(settings: InfluxSettings):
 
 def _api_message(exc: ApiException) -> str:
     body = exc.body.decode() if isinstance(exc.body, bytes) else (exc.body or "")
-    return body.strip() or exc.reason or "no details"
+    with contextlib.suppress(ValueError, AttributeError):  # not JSON: keep the raw text
+        body = json.loads(body).get("message", body)
+    return " ".join(str(body).split()) or exc.reason or "no details"
 
 
 def _network_reason(exc: Exception) -> str:
@@ -117,6 +120,7 @@ class Bootstrap:
         self.client = _client(settings.url, settings.token, settings.org)
 
     def run(self, wait_seconds: float = 0) -> None:
+        self._prepare_secrets_dir()
         try:
             org_id = self._find_org(wait_seconds)
             with influx_errors(self.settings):
@@ -131,17 +135,21 @@ class Bootstrap:
         while True:
             try:
                 with influx_errors(self.settings):
-                    try:
-                        orgs = self.client.organizations_api().find_organizations(org=self.settings.org)
-                    except ApiException as exc:
-                        if exc.status != 404:
-                            raise
-                        orgs = []
+                    orgs = _not_found_as_empty(
+                        lambda: self.client.organizations_api().find_organizations(org=self.settings.org)
+                    )
             except RuntimeFailure:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(1)
                 continue
+            if not orgs and not _not_found_as_empty(
+                lambda: self.client.organizations_api().find_organizations()
+            ):
+                raise ConfigError(
+                    f"the token in {TOKEN_VAR} cannot see any organization on {self.settings.url}: "
+                    "bootstrap needs an admin token"
+                )
             if not orgs:
                 raise ConfigError(
                     f"organization {self.settings.org!r} (INFLUXDB_V2_ORG) does not exist on {self.settings.url}"
@@ -152,11 +160,11 @@ class Bootstrap:
         name = getattr(self.buckets, kind)
         wanted = RETENTION_SECONDS[kind]
         api = self.client.buckets_api()
-        found = api.find_buckets(org_id=org_id, name=name).buckets or []
+        found = _not_found_as_empty(lambda: api.find_buckets(org_id=org_id, name=name).buckets)
         if not found:
             bucket = api.create_bucket(
                 bucket_name=name,
-                org_id=org_id,
+                org=org_id,
                 retention_rules=BucketRetentionRules(type="expire", every_seconds=wanted),
                 description=BUCKET_PURPOSE[kind],
             )
@@ -218,9 +226,18 @@ class Bootstrap:
                     raise
         return True
 
-    def _write_token(self, role: TokenRole, token_file: Path, token: str) -> None:
+    def _prepare_secrets_dir(self) -> None:
+        """Checked before anything is created, so a bad path changes nothing on the server."""
         try:
             self.secrets_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+            probe = self.secrets_dir / ".writable"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot use secrets directory {self.secrets_dir}: {exc.strerror}") from exc
+
+    def _write_token(self, role: TokenRole, token_file: Path, token: str) -> None:
+        try:
             partial = token_file.with_name(f".{token_file.name}.tmp")
             partial.unlink(missing_ok=True)
             # No trailing newline: Grafana's $__file{} and readers take the content verbatim.
@@ -242,6 +259,16 @@ class Bootstrap:
             raise RuntimeFailure(
                 f"cannot give {token_file} to {owner[0]}:{owner[1]}: {exc.strerror}"
             ) from exc
+
+
+def _not_found_as_empty(lookup) -> list:
+    """InfluxDB answers a lookup by name with 404 where a list API would return nothing."""
+    try:
+        return lookup() or []
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise
 
 
 def _read_token(path: Path) -> str:

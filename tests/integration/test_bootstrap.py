@@ -234,10 +234,25 @@ def test_grafana_token_reads_but_cannot_write(influx, tokens, bucket):
     assert err.value.status in (401, 403, 404)
 
 
-def test_collector_token_cannot_delete_a_bucket(influx, admin_client, tokens):
+def test_collector_token_cannot_delete_or_create_buckets_outside_its_scope(influx, admin_client, tokens):
+    # InfluxDB 2 authorizes deleting a bucket with the same write permission that writes data to it, so
+    # the collector's own three buckets cannot be protected from it; every other bucket is.
+    other = admin_client.buckets_api().create_bucket(bucket_name="other", org=org_id(admin_client, influx))
+    with InfluxDBClient(url=influx.url, token=tokens["collector"], org=influx.org) as client:
+        with pytest.raises(ApiException) as deleting:
+            client.buckets_api().delete_bucket(other.id)
+        with pytest.raises(ApiException) as creating:
+            client.buckets_api().create_bucket(bucket_name="new", org=org_id(admin_client, influx))
+    assert deleting.value.status in (401, 403, 404)
+    assert creating.value.status in (401, 403, 404)
+    assert {"other", "crypto_live"} <= set(buckets_by_name(admin_client, influx))
+    assert "new" not in buckets_by_name(admin_client, influx)
+
+
+def test_grafana_token_cannot_delete_its_buckets(influx, admin_client, tokens):
     live = buckets_by_name(admin_client, influx)["crypto_live"]
     with (
-        InfluxDBClient(url=influx.url, token=tokens["collector"], org=influx.org) as client,
+        InfluxDBClient(url=influx.url, token=tokens["grafana"], org=influx.org) as client,
         pytest.raises(ApiException) as err,
     ):
         client.buckets_api().delete_bucket(live.id)
@@ -247,9 +262,7 @@ def test_collector_token_cannot_delete_a_bucket(influx, admin_client, tokens):
 
 @pytest.mark.parametrize("role", ["collector", "grafana"])
 def test_tokens_cannot_read_other_buckets(influx, admin_client, tokens, role):
-    other = admin_client.buckets_api().create_bucket(
-        bucket_name="private", org_id=org_id(admin_client, influx)
-    )
+    other = admin_client.buckets_api().create_bucket(bucket_name="private", org=org_id(admin_client, influx))
     write_point(influx, influx.token, other.name)
     with pytest.raises(ApiException) as err:
         query_bucket(influx, tokens[role], other.name)
@@ -305,7 +318,8 @@ def test_cli_missing_org(influx_env, tmp_path):
 def test_cli_non_admin_token_is_refused(influx_env, tokens, tmp_path):
     env = {**influx_env, "INFLUXDB_V2_TOKEN": tokens["grafana"]}
     line = one_line_error(cli(env, "bootstrap", "--secrets-dir", str(tmp_path / "s")), 2)
-    assert "INFLUXDB_V2_TOKEN" in line
+    assert "the token in INFLUXDB_V2_TOKEN cannot see any organization" in line
+    assert "admin token" in line
 
 
 @pytest.mark.parametrize(
@@ -339,4 +353,4 @@ def test_cli_secrets_dir_not_writable(influx_env, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     line = one_line_error(cli(influx_env, "bootstrap", "--secrets-dir", str(blocker / "s")), 1)
-    assert "cannot write" in line
+    assert f"cannot use secrets directory {blocker / 's'}" in line

@@ -44,7 +44,10 @@ go build -o "$tools/pkg-config-wrapper/pkg-config" github.com/influxdata/pkg-con
 export PKG_CONFIG="$tools/pkg-config-wrapper/pkg-config"
 
 echo "influxd: building (Go + Rust, a cold build takes a while)..." >&2
-go build -tags sqlite_foreign_keys,sqlite_json -o "$out.tmp" github.com/influxdata/influxdb/v2/cmd/influxd
+version=$(go list -m -f '{{.Version}}' github.com/influxdata/influxdb/v2)
+go build -tags sqlite_foreign_keys,sqlite_json \
+  -ldflags "-X main.version=$version -X main.commit=gomod -X main.date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  -o "$out.tmp" github.com/influxdata/influxdb/v2/cmd/influxd
 "$out.tmp" version
 mkdir -p "$(dirname "$cache")"
 cp "$out.tmp" "$cache.tmp" && mv "$cache.tmp" "$cache"
