@@ -1,15 +1,24 @@
 """The `collector` command line: one subcommand per user action."""
 
 import argparse
+import asyncio
+import logging
+import os
+import signal
 import sys
+from datetime import date
 from pathlib import Path
 
 from dotenv import load_dotenv
 
 from collector import bootstrap as bootstrap_mod
-from collector.config import config_path, load_config
+from collector.backfill import Progress, day_start_s
+from collector.config import Config, Pair, config_path, load_config
 from collector.errors import ConfigError, RuntimeFailure
+from collector.exchanges import EXCHANGES
 from collector.influx_settings import InfluxSettings
+from collector.service import Collector
+from collector.storage.points import interval_name
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +77,131 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(check)
     check.set_defaults(handler=_check_config)
+
+    run = commands.add_parser(
+        "run",
+        help="stream live trades and keep candles, tickers and coin metadata up to date (the container's command)",
+        description=(
+            "Stream live trades of every configured pair, fill gaps after disconnects and restarts, backfill "
+            "candles and record tickers and coin metadata on start and every backfill.every, and write health "
+            "points. Edits to portfolio.yml take effect without a restart; a bad edit is refused and the "
+            "previous configuration kept. SIGTERM flushes the writer and exits within 10 s. While InfluxDB is "
+            "unreachable, points wait in the spool directory ($HODLBOARD_SPOOL_DIR, default ./spool)."
+        ),
+    )
+    _add_config_option(run)
+    run.set_defaults(handler=_run)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="fetch candle history now (incremental: only candles after the last stored one)",
+        description="Fetch closed candles of the configured interval from backfill.since (or --since) up to now, "
+        "starting after the last stored candle of each pair. Shows a progress bar on a terminal.",
+    )
+    _add_config_option(backfill)
+    backfill.add_argument("--pair", metavar="P", type=_pair_argument, help="only this pair, e.g. BTC-USD")
+    backfill.add_argument("--since", metavar="DATE", type=_date_argument, help="start date YYYY-MM-DD")
+    backfill.set_defaults(handler=_backfill)
+
+    ticker = commands.add_parser(
+        "ticker",
+        help="record tickers and coin metadata now",
+        description="Fetch the ticker of every configured pair and the exchanges' coin metadata, and write them.",
+    )
+    _add_config_option(ticker)
+    ticker.set_defaults(handler=_ticker)
     return parser
+
+
+def _pair_argument(text: str) -> Pair:
+    try:
+        return Pair.parse(text.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pair such as BTC-USD, got {text!r}") from None
+
+
+def _date_argument(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _read_config(args) -> tuple[Path, Config]:
+    path, _ = config_path(args.config)
+    return path, load_config(path, required=True, known_exchanges=set(EXCHANGES))
+
+
+def _collector(args) -> tuple[Path, Collector]:
+    path, config = _read_config(args)
+    settings = InfluxSettings.from_env()
+    spool_dir = Path(os.environ.get("HODLBOARD_SPOOL_DIR") or "spool")
+    try:
+        return path, Collector(path, config, settings, spool_dir)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot use spool directory {spool_dir}: {exc.strerror}") from exc
+
+
+def _run(args) -> None:
+    _setup_logging()
+    _, collector = _collector(args)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await collector.run(stop)
+
+    asyncio.run(main())
+
+
+def _backfill(args) -> None:
+    _setup_logging()
+    _, collector = _collector(args)
+    since = day_start_s(args.since) if args.since else None
+    failed = False
+    collector.writer.start()
+    try:
+        for exchange in collector.config.exchanges.values():
+            runtime = collector.runtime(exchange)
+            pairs = [pair for pair in exchange.pairs if args.pair in (None, pair)]
+            progress = lambda rt, pair: Progress(f"{rt.adapter.name} {pair}")  # noqa: E731
+            for result in collector.backfill(runtime, pairs, since, progress):
+                failed |= result.status in ("failed", "rate limited")
+                detail = f": {result.detail}" if result.detail else ""
+                print(
+                    f"{exchange.name} {result.pair}: {result.status}, {result.candles} candles "
+                    f"in {result.requests} requests{detail}"
+                )
+            runtime.http.close()
+    finally:
+        collector.writer.close(timeout_s=60)
+        collector.reader.close()
+    if failed:
+        raise RuntimeFailure("some pairs could not be backfilled (see above)")
+
+
+def _ticker(args) -> None:
+    _setup_logging()
+    _, collector = _collector(args)
+    collector.writer.start()
+    try:
+        for exchange in collector.config.exchanges.values():
+            runtime = collector.runtime(exchange)
+            tickers, assets = collector.reference_data(runtime)
+            print(f"{exchange.name}: {tickers} tickers, {assets} assets written")
+            runtime.http.close()
+    finally:
+        collector.writer.close(timeout_s=60)
+        collector.reader.close()
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("HODLBOARD_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _bootstrap(args) -> None:
@@ -80,10 +213,18 @@ def _bootstrap(args) -> None:
 
 
 def _check_config(args) -> None:
-    path, _ = config_path(args.config)
-    config = load_config(path, required=True)
+    path, config = _read_config(args)
     buckets = config.buckets
-    print(f"{path}: ok (buckets: live={buckets.live}, history={buckets.history}, meta={buckets.meta})")
+    print(f"{path}: ok")
+    print(f"  base currency: {config.base_currency}")
+    for exchange in config.exchanges.values():
+        print(f"  {exchange.name}: {', '.join(map(str, exchange.pairs))}")
+    backfill = config.backfill
+    print(
+        f"  backfill: {interval_name(backfill.interval_s)} candles since {backfill.since}, "
+        f"every {interval_name(backfill.every_s)}"
+    )
+    print(f"  buckets: live={buckets.live}, history={buckets.history}, meta={buckets.meta}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,11 @@ editing YAML on a home server can fix it without reading code.
 """
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
@@ -23,9 +26,58 @@ class Buckets:
     meta: str = "crypto_meta"
 
 
+@dataclass(frozen=True, order=True)
+class Pair:
+    """A market written BASE-QUOTE in upper case (BTC-USD); adapters map it to the exchange's symbol."""
+
+    base: str
+    quote: str
+
+    def __str__(self) -> str:
+        return f"{self.base}-{self.quote}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Pair":
+        match = _PAIR.fullmatch(text)
+        if not match:
+            raise ValueError(text)
+        return cls(match["base"], match["quote"])
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    name: str
+    pairs: tuple[Pair, ...]
+    ws_url: str | None = None
+    rest_url: str | None = None
+
+
+@dataclass(frozen=True)
+class BackfillConfig:
+    interval_s: int = 3600
+    every_s: int = 12 * 3600
+    since: date = date(2020, 1, 1)
+
+
 @dataclass(frozen=True)
 class Config:
+    base_currency: str = "USD"
+    exchanges: dict[str, ExchangeConfig] = field(default_factory=dict)
+    backfill: BackfillConfig = field(default_factory=BackfillConfig)
     buckets: Buckets = field(default_factory=Buckets)
+
+
+_PAIR = re.compile(r"(?P<base>[A-Z0-9]{2,12})-(?P<quote>[A-Z0-9]{2,12})")
+_DURATION = re.compile(r"(?P<count>[1-9][0-9]*)(?P<unit>[mhdw])")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """`30m`, `1h`, `12h`, `1d` -> seconds."""
+    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(text)
+    return int(match["count"]) * _UNIT_SECONDS[match["unit"]]
 
 
 def config_path(cli_path: str | None, environ=os.environ) -> tuple[Path, bool]:
@@ -37,7 +89,7 @@ def config_path(cli_path: str | None, environ=os.environ) -> tuple[Path, bool]:
     return DEFAULT_CONFIG_PATH, False
 
 
-def load_config(path: Path, required: bool = True) -> Config:
+def load_config(path: Path, required: bool = True, known_exchanges: set[str] | None = None) -> Config:
     if not path.exists():
         if required:
             raise ConfigError(f"{path}: configuration file not found (copy portfolio.example.yml)")
@@ -46,18 +98,55 @@ def load_config(path: Path, required: bool = True) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), known_exchanges)
 
 
-def parse_config(text: str, source: str) -> Config:
+def parse_config(text: str, source: str, known_exchanges: set[str] | None = None) -> Config:
+    """Validate everything; `known_exchanges` (the adapter registry's keys) limits `exchanges:`."""
     doc = _Document.parse(text, source)
-    root = doc.mapping((), allowed={"influxdb"})
+    root = doc.mapping((), allowed={"base_currency", "exchanges", "backfill", "influxdb"})
+    config = Config()
+    if "base_currency" in root:
+        config = replace(config, base_currency=doc.currency(("base_currency",)))
+    if "exchanges" in root:
+        config = replace(config, exchanges=_exchanges(doc, known_exchanges))
+    if "backfill" in root:
+        config = replace(config, backfill=_backfill(doc))
     influx = doc.mapping(("influxdb",), allowed={"buckets"}) if "influxdb" in root else {}
-    buckets = Buckets()
     if "buckets" in influx:
         names = doc.mapping(("influxdb", "buckets"), allowed={"live", "history", "meta"})
-        buckets = Buckets(**{key: doc.bucket_name(("influxdb", "buckets", key)) for key in names})
-    return Config(buckets=buckets)
+        config = replace(
+            config, buckets=Buckets(**{k: doc.bucket_name(("influxdb", "buckets", k)) for k in names})
+        )
+    return config
+
+
+def _exchanges(doc: "_Document", known: set[str] | None) -> dict[str, ExchangeConfig]:
+    result = {}
+    for name in doc.mapping(("exchanges",), allowed=known):
+        path = ("exchanges", name)
+        entry = doc.mapping(path, allowed={"pairs", "ws_url", "rest_url"})
+        if "pairs" not in entry:
+            doc.fail(path, "a 'pairs' list such as [BTC-USD, ETH-USD]")
+        result[name] = ExchangeConfig(
+            name=name,
+            pairs=doc.pairs(path + ("pairs",)),
+            ws_url=doc.url(path + ("ws_url",), ("ws", "wss")) if "ws_url" in entry else None,
+            rest_url=doc.url(path + ("rest_url",), ("http", "https")) if "rest_url" in entry else None,
+        )
+    return result
+
+
+def _backfill(doc: "_Document") -> BackfillConfig:
+    entry = doc.mapping(("backfill",), allowed={"interval", "every", "since"})
+    config = BackfillConfig()
+    if "interval" in entry:
+        config = replace(config, interval_s=doc.duration(("backfill", "interval")))
+    if "every" in entry:
+        config = replace(config, every_s=doc.duration(("backfill", "every")))
+    if "since" in entry:
+        config = replace(config, since=doc.date(("backfill", "since")))
+    return config
 
 
 class _Document:
@@ -89,22 +178,65 @@ class _Document:
 
     def fail(self, path: tuple, expected: str):
         line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), 1)
-        key = ".".join(str(part) for part in path) or "(top level)"
+        key = _key_name(path) or "(top level)"
         raise ConfigError(f"{self.source}:{line}: {key}: expected {expected}, got {self.get(path)!r}")
 
-    def mapping(self, path: tuple, allowed: set[str]) -> dict:
+    def mapping(self, path: tuple, allowed: set[str] | None) -> dict:
         value = self.get(path)
         if value is None and path:
             value = {}
         if not isinstance(value, dict):
             self.fail(path, "a mapping of keys")
         for key in value:
-            if key not in allowed:
+            if allowed is not None and key not in allowed:
                 line = self.lines.get(path + (key,), 1)
-                where = ".".join(map(str, path + (key,)))
+                where = _key_name(path + (key,))
                 raise ConfigError(
                     f"{self.source}:{line}: {where}: unknown key; expected one of {', '.join(sorted(allowed))}"
                 )
+        return value
+
+    def pairs(self, path: tuple) -> tuple[Pair, ...]:
+        items = self.get(path)
+        if not isinstance(items, list) or not items:
+            self.fail(path, "a non-empty list of pairs such as [BTC-USD, ETH-USD]")
+        pairs: list[Pair] = []
+        for index, item in enumerate(items):
+            try:
+                pair = Pair.parse(item) if isinstance(item, str) else Pair.parse("")
+            except ValueError:
+                self.fail(path + (index,), "a pair written BASE-QUOTE in upper case, such as BTC-USD")
+            if pair in pairs:
+                self.fail(path + (index,), "each pair once")
+            pairs.append(pair)
+        return tuple(pairs)
+
+    def url(self, path: tuple, schemes: tuple[str, ...]) -> str:
+        value = self.get(path)
+        parsed = urlparse(value) if isinstance(value, str) else None
+        if parsed is None or parsed.scheme not in schemes or not parsed.netloc:
+            self.fail(path, f"a {' or '.join(schemes)} URL")
+        return value.rstrip("/")
+
+    def duration(self, path: tuple) -> int:
+        try:
+            return parse_duration(self.get(path))
+        except ValueError:
+            self.fail(path, "a duration such as 30m, 1h, 12h or 1d")
+
+    def date(self, path: tuple) -> date:
+        value = self.get(path)
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(value)
+        except (TypeError, ValueError):
+            self.fail(path, "a date written YYYY-MM-DD")
+
+    def currency(self, path: tuple) -> str:
+        value = self.get(path)
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Z0-9]{2,12}", value):
+            self.fail(path, "a currency code in upper case, such as USD")
         return value
 
     def bucket_name(self, path: tuple) -> str:
@@ -112,6 +244,10 @@ class _Document:
         if not isinstance(value, str) or not value.strip() or value.startswith("_"):
             self.fail(path, "a bucket name (text, not starting with '_')")
         return value
+
+
+def _key_name(path: tuple) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
 
 
 def _to_python(node, path: tuple, lines: dict[tuple, int]):

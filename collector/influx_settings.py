@@ -2,6 +2,7 @@
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 from collector.errors import ConfigError
@@ -9,6 +10,7 @@ from collector.errors import ConfigError
 URL_VAR = "INFLUXDB_V2_URL"
 ORG_VAR = "INFLUXDB_V2_ORG"
 TOKEN_VAR = "INFLUXDB_V2_TOKEN"
+TOKEN_FILE_VAR = "INFLUXDB_V2_TOKEN_FILE"  # e.g. /run/hodlboard/collector.token, written by bootstrap
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class InfluxSettings:
         values = {}
         for var in (URL_VAR, ORG_VAR, TOKEN_VAR):
             value = environ.get(var, "").strip()
+            if not value and var == TOKEN_VAR and environ.get(TOKEN_FILE_VAR):
+                value = _read_token_file(Path(environ[TOKEN_FILE_VAR]))
             if not value:
                 raise ConfigError(f"{var} is not set (see .env.example)")
             values[var] = value
@@ -33,3 +37,10 @@ class InfluxSettings:
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ConfigError(f"{URL_VAR}={url!r} is not an http(s) URL such as http://influxdb:8086")
         return cls(url=url, org=values[ORG_VAR], token=values[TOKEN_VAR])
+
+
+def _read_token_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{TOKEN_FILE_VAR}={path}: cannot read the token: {exc.strerror}") from exc

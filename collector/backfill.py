@@ -1,0 +1,100 @@
+"""Candle history over REST: paged through any span, incremental from the last stored candle."""
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from collector.config import Pair
+from collector.exchanges.base import Exchange, MessageError
+from collector.http import HttpClient, HttpError, RateLimited
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BackfillResult:
+    pair: Pair
+    candles: int = 0
+    requests: int = 0
+    status: str = "ok"  # ok | up to date | no data | rate limited | failed
+    detail: str = ""
+    last_open_s: int | None = None
+
+
+def day_start_s(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, label: str, stream=sys.stderr):
+        self.label = label
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def update(self, done_s: int, start_s: int, end_s: int, candles: int) -> None:
+        if not self.enabled or end_s <= start_s:
+            return
+        share = min(1.0, max(0.0, (done_s - start_s) / (end_s - start_s)))
+        bar = "#" * int(share * 30)
+        self.stream.write(f"\r{self.label:<22} [{bar:<30}] {share:6.1%} {candles:>8} candles")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def backfill_pair(
+    exchange: Exchange,
+    http: HttpClient,
+    submit,
+    pair: Pair,
+    interval_s: int,
+    since_s: int,
+    last_stored_s: int | None,
+    now_s: float | None = None,
+    progress: Progress | None = None,
+) -> BackfillResult:
+    """Fetch every closed candle after the last stored one (or since `since_s`) and submit it."""
+    result = BackfillResult(pair, last_open_s=last_stored_s)
+    now_s = int(now_s if now_s is not None else time.time())
+    start = since_s if last_stored_s is None else max(since_s, last_stored_s + interval_s)
+    start -= start % interval_s
+    end = now_s - now_s % interval_s  # the candle opening here is still open
+    first = start
+    if start >= end:
+        result.status = "up to date"
+        return result
+    while start < end:
+        try:
+            candles = exchange.candles(http, pair, interval_s, start, now_s)
+        except RateLimited as exc:
+            result.status, result.detail = "rate limited", str(exc)
+            break
+        except (HttpError, MessageError) as exc:
+            result.status, result.detail = "failed", str(exc)
+            break
+        finally:
+            result.requests += 1
+        if not candles:
+            if result.candles == 0:
+                result.status = "no data"
+                result.detail = f"the exchange has no {pair} candles after {_iso(start)}"
+            break
+        submit(candles)
+        result.candles += len(candles)
+        result.last_open_s = candles[-1].open_time_s
+        start = candles[-1].open_time_s + interval_s
+        if progress:
+            progress.update(start, first, end, result.candles)
+    if progress:
+        progress.finish()
+    return result
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,113 @@
+"""What every exchange adapter provides. An adapter is one small class per module, registered in EXCHANGES."""
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from collector.config import ExchangeConfig, Pair
+from collector.records import Asset, Candle, Ticker, Trade
+
+
+class MessageError(ValueError):
+    """A message the adapter cannot use: counted and logged by the stream, never fatal."""
+
+
+@dataclass
+class Parsed:
+    """What one websocket message meant."""
+
+    trades: list[Trade] = field(default_factory=list)
+    reconnect_requested: bool = False
+    subscribed: Pair | None = None
+    unsubscribed: Pair | None = None
+    ignored: str | None = None  # known but uninteresting (heartbeat replies, acks we do not track)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    per_seconds: float
+
+
+class Exchange:
+    """Declarative endpoints (overridable from config) plus the protocol-specific parts."""
+
+    name: str
+    ws_url: str
+    rest_url: str
+    rate_limit: RateLimit
+    heartbeat_s: float  # how often the client sends an application heartbeat
+    silence_s: float  # no message at all for this long (heartbeat replies included) = dead connection
+    candle_steps: frozenset[int]
+
+    def __init__(self, config: ExchangeConfig):
+        self.ws_url = config.ws_url or self.ws_url
+        self.rest_url = config.rest_url or self.rest_url
+
+    # websocket
+    def subscribe_messages(self, pairs) -> list[str]:
+        raise NotImplementedError
+
+    def unsubscribe_messages(self, pairs) -> list[str]:
+        raise NotImplementedError
+
+    def heartbeat_message(self) -> str | None:
+        raise NotImplementedError
+
+    def parse(self, message: str | bytes) -> Parsed:
+        raise NotImplementedError
+
+    # REST (each takes an HttpClient)
+    def recent_trades(self, http, pair: Pair, gap_s: float) -> list[Trade]:
+        raise NotImplementedError
+
+    def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> list[Candle]:
+        raise NotImplementedError
+
+    def ticker(self, http, pair: Pair) -> Ticker:
+        raise NotImplementedError
+
+    def assets(self, http) -> list[Asset]:
+        raise NotImplementedError
+
+
+def load_json(message: str | bytes):
+    """JSON with every non-integer number kept as the exact Decimal of its text."""
+    try:
+        return json.loads(message, parse_float=Decimal)
+    except (ValueError, TypeError) as exc:
+        raise MessageError(f"not JSON: {exc}") from exc
+
+
+def decimal_from(value, what: str) -> Decimal:
+    """An exact decimal from an exchange's string or JSON number (parsed by load_json as Decimal)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise MessageError(f"{what}: expected a number, got {value!r}")
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else value)
+    except (InvalidOperation, ValueError) as exc:
+        raise MessageError(f"{what}: expected a number, got {value!r}") from exc
+    if not number.is_finite():
+        raise MessageError(f"{what}: expected a finite number, got {value!r}")
+    return number
+
+
+def int_from(value, what: str) -> int:
+    if isinstance(value, bool):
+        raise MessageError(f"{what}: expected an integer, got {value!r}")
+    try:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    except ValueError:
+        pass
+    raise MessageError(f"{what}: expected an integer, got {value!r}")
+
+
+def field_of(mapping, key: str, what: str):
+    if not isinstance(mapping, dict):
+        raise MessageError(f"{what}: expected an object, got {type(mapping).__name__}")
+    if key not in mapping:
+        raise MessageError(f"{what}: missing '{key}'")
+    return mapping[key]

@@ -1,0 +1,223 @@
+"""Bitstamp: websocket v2 live trades, HTTP API v2 for gap fill, candles, tickers and currencies."""
+
+import json
+import time
+
+from collector.config import Pair
+from collector.exchanges.base import (
+    Exchange,
+    MessageError,
+    Parsed,
+    RateLimit,
+    decimal_from,
+    field_of,
+    int_from,
+    load_json,
+)
+from collector.records import Asset, Candle, Ticker, Trade
+
+SIDES = {0: "buy", 1: "sell"}
+CHANNEL_PREFIX = "live_trades_"
+
+
+class Bitstamp(Exchange):
+    name = "bitstamp"
+    ws_url = "wss://ws.bitstamp.net"
+    rest_url = "https://www.bitstamp.net/api/v2"
+    rate_limit = RateLimit(requests=8000, per_seconds=600)
+    heartbeat_s = 10
+    silence_s = 35  # three heartbeats without any reply
+    candle_steps = frozenset({60, 180, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 259200})
+    max_candles = 1000
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._pairs_by_symbol: dict[str, Pair] = {}
+
+    @staticmethod
+    def symbol(pair: Pair) -> str:
+        return f"{pair.base}{pair.quote}".lower()
+
+    def _channel_pair(self, channel) -> Pair:
+        if not isinstance(channel, str) or not channel.startswith(CHANNEL_PREFIX):
+            raise MessageError(f"unexpected channel {channel!r}")
+        symbol = channel.removeprefix(CHANNEL_PREFIX)
+        if symbol not in self._pairs_by_symbol:
+            raise MessageError(f"channel {channel!r} is not one we subscribed to")
+        return self._pairs_by_symbol[symbol]
+
+    # --- websocket -----------------------------------------------------------------------------------
+
+    def subscribe_messages(self, pairs) -> list[str]:
+        for pair in pairs:
+            self._pairs_by_symbol[self.symbol(pair)] = pair
+        return [self._channel_message("bts:subscribe", pair) for pair in pairs]
+
+    def unsubscribe_messages(self, pairs) -> list[str]:
+        return [self._channel_message("bts:unsubscribe", pair) for pair in pairs]
+
+    def _channel_message(self, event: str, pair: Pair) -> str:
+        return json.dumps({"event": event, "data": {"channel": CHANNEL_PREFIX + self.symbol(pair)}})
+
+    def heartbeat_message(self) -> str:
+        return json.dumps({"event": "bts:heartbeat"})
+
+    def parse(self, message) -> Parsed:
+        doc = load_json(message)
+        event = field_of(doc, "event", "message")
+        if event == "trade":
+            pair = self._channel_pair(doc.get("channel"))
+            return Parsed(trades=[self._live_trade(pair, field_of(doc, "data", "trade"))])
+        if event == "bts:request_reconnect":
+            return Parsed(reconnect_requested=True)
+        if event == "bts:heartbeat":
+            return Parsed(ignored="heartbeat")
+        if event == "bts:subscription_succeeded":
+            return Parsed(subscribed=self._channel_pair(doc.get("channel")))
+        if event == "bts:unsubscription_succeeded":
+            pair = self._channel_pair(doc.get("channel"))
+            return Parsed(unsubscribed=pair)
+        if event == "bts:error":
+            data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+            raise MessageError(f"exchange error: {data.get('message') or data or 'no details'}")
+        raise MessageError(f"unknown event {event!r}")
+
+    def _live_trade(self, pair: Pair, data) -> Trade:
+        if not isinstance(data, dict):
+            raise MessageError("trade: 'data' is not an object")
+        if "microtimestamp" in data:
+            time_s = int_from(data["microtimestamp"], "trade microtimestamp") // 1_000_000
+        else:
+            time_s = int_from(field_of(data, "timestamp", "trade"), "trade timestamp")
+        return self._trade(
+            pair,
+            trade_id=field_of(data, "id", "trade"),
+            price=data.get("price_str", data.get("price")),
+            amount=data.get("amount_str", data.get("amount")),
+            side=field_of(data, "type", "trade"),
+            time_s=time_s,
+        )
+
+    def _trade(self, pair: Pair, trade_id, price, amount, side, time_s: int) -> Trade:
+        side_code = int_from(side, "trade type")
+        if side_code not in SIDES:
+            raise MessageError(f"trade type: expected 0 or 1, got {side!r}")
+        return Trade(
+            exchange=self.name,
+            pair=pair,
+            trade_id=str(int_from(trade_id, "trade id")),
+            price=decimal_from(price, "trade price"),
+            amount=decimal_from(amount, "trade amount"),
+            side=SIDES[side_code],
+            time_s=time_s,
+        )
+
+    # --- HTTP ----------------------------------------------------------------------------------------
+
+    def recent_trades(self, http, pair: Pair, gap_s: float) -> list[Trade]:
+        """Trades of the last minute, hour or day (the smallest window that covers the gap)."""
+        window = "minute" if gap_s < 50 else "hour" if gap_s < 3500 else "day"
+        rows = http.get_json(f"{self.rest_url}/transactions/{self.symbol(pair)}/", {"time": window})
+        if not isinstance(rows, list):
+            raise MessageError(f"transactions: expected a list, got {type(rows).__name__}")
+        return [
+            self._trade(
+                pair,
+                trade_id=field_of(row, "tid", "transaction"),
+                price=field_of(row, "price", "transaction"),
+                amount=field_of(row, "amount", "transaction"),
+                side=field_of(row, "type", "transaction"),
+                time_s=int_from(field_of(row, "date", "transaction"), "transaction date"),
+            )
+            for row in rows
+        ]
+
+    def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> list[Candle]:
+        """Closed candles opening at or after start_s (at most max_candles), ascending."""
+        params = {
+            "step": interval_s,
+            "limit": self.max_candles,
+            "start": start_s,
+            "exclude_current_candle": "true",
+        }
+        doc = http.get_json(f"{self.rest_url}/ohlc/{self.symbol(pair)}/", params)
+        rows = field_of(field_of(doc, "data", "ohlc response"), "ohlc", "ohlc response")
+        if not isinstance(rows, list):
+            raise MessageError("ohlc: 'ohlc' is not a list")
+        candles = []
+        for row in rows:
+            open_time = int_from(field_of(row, "timestamp", "candle"), "candle timestamp")
+            if open_time < start_s or open_time + interval_s > end_s:
+                continue  # outside what was asked, or still open
+            candles.append(
+                Candle(
+                    exchange=self.name,
+                    pair=pair,
+                    interval_s=interval_s,
+                    open_time_s=open_time,
+                    **{k: decimal_from(field_of(row, k, "candle"), f"candle {k}") for k in _OHLCV},
+                )
+            )
+        return sorted(candles, key=lambda candle: candle.open_time_s)
+
+    def ticker(self, http, pair: Pair) -> Ticker:
+        doc = http.get_json(f"{self.rest_url}/ticker/{self.symbol(pair)}/")
+        optional = {
+            key: decimal_from(doc[source], f"ticker {source}")
+            for key, source in _TICKER_FIELDS.items()
+            if isinstance(doc, dict) and doc.get(source) not in (None, "")
+        }
+        return Ticker(
+            exchange=self.name,
+            pair=pair,
+            time_ns=time.time_ns(),
+            last=decimal_from(field_of(doc, "last", "ticker"), "ticker last"),
+            **optional,
+        )
+
+    def assets(self, http) -> list[Asset]:
+        doc = http.get_json(f"{self.rest_url}/currencies/")
+        rows = (
+            doc.get("data") if isinstance(doc, dict) else doc
+        )  # most clients see a list; one saw {"data": [...]}
+        if not isinstance(rows, list):
+            raise MessageError(f"currencies: expected a list, got {type(rows).__name__}")
+        now = time.time_ns()
+        assets = []
+        for row in rows:
+            symbol = field_of(row, "currency", "currency")
+            if not isinstance(symbol, str) or not symbol.strip():
+                raise MessageError(f"currency: expected a code, got {symbol!r}")
+            supply = row.get("available_supply")
+            decimals = row.get("decimals")
+            assets.append(
+                Asset(
+                    symbol=symbol.strip().upper(),
+                    time_ns=now,
+                    name=_text(row.get("name")),
+                    type=_text(row.get("type")),
+                    logo_url=_text(row.get("logo")),
+                    decimals=int_from(decimals, "currency decimals") if decimals not in (None, "") else None,
+                    available_supply=decimal_from(supply, "available_supply")
+                    if supply not in (None, "")
+                    else None,
+                )
+            )
+        return assets
+
+
+_OHLCV = ("open", "high", "low", "close", "volume")
+_TICKER_FIELDS = {
+    "bid": "bid",
+    "ask": "ask",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "volume": "volume",
+    "vwap": "vwap",
+    "change_24h_pct": "percent_change_24",
+}
+
+
+def _text(value) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None

@@ -1,0 +1,287 @@
+"""`collector run`: streams, schedules, health, hot reload and a clean stop, for one configuration at a time."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector.backfill import BackfillResult, backfill_pair, day_start_s
+from collector.config import Config, ExchangeConfig, Pair, load_config
+from collector.errors import ConfigError
+from collector.exchanges import EXCHANGES
+from collector.exchanges.base import Exchange, MessageError
+from collector.health import ExchangeHealth
+from collector.http import HttpClient, HttpError, RateLimited
+from collector.influx_settings import InfluxSettings
+from collector.storage.reader import Reader
+from collector.storage.spool import Spool
+from collector.storage.writer import Writer, WriterOptions
+from collector.stream import REST_TRADE_HISTORY_S, StreamOptions, TradeStream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    reload_s: float = 2.0  # how often portfolio.yml is checked for edits
+    health_s: float = 10.0
+    shutdown_s: float = 8.0  # SIGTERM to exit stays under 10 s
+    writer: WriterOptions = WriterOptions()
+    stream: StreamOptions = StreamOptions()
+
+
+@dataclass
+class ExchangeRuntime:
+    config: ExchangeConfig
+    adapter: Exchange
+    http: HttpClient
+    health: ExchangeHealth
+    stream: TradeStream | None = None
+    task: asyncio.Task | None = None
+    last_candle_s: dict[Pair, int] = field(default_factory=dict)
+
+
+class Collector:
+    def __init__(
+        self,
+        config_path: Path,
+        config: Config,
+        settings: InfluxSettings,
+        spool_dir: Path,
+        options=RunOptions(),
+    ):
+        self.config_path = config_path
+        self.config = config
+        self.settings = settings
+        self.options = options
+        self.writer = Writer(settings, config.buckets, Spool(spool_dir), options.writer)
+        self.reader = Reader(settings, config.buckets)
+        self.exchanges: dict[str, ExchangeRuntime] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._config_stamp = _stamp(config_path)
+
+    # --- one-shot jobs (also used by the `backfill` and `ticker` commands) -------------------------------
+
+    def runtime(self, exchange: ExchangeConfig) -> ExchangeRuntime:
+        adapter = EXCHANGES[exchange.name](exchange)
+        return ExchangeRuntime(
+            exchange, adapter, HttpClient(exchange.name, adapter.rate_limit), ExchangeHealth()
+        )
+
+    def backfill(
+        self, runtime: ExchangeRuntime, pairs, since_s: int | None = None, progress=None
+    ) -> list[BackfillResult]:
+        interval = self.config.backfill.interval_s
+        since = since_s if since_s is not None else day_start_s(self.config.backfill.since)
+        results = []
+        for pair in pairs:
+            if interval not in runtime.adapter.candle_steps:
+                results.append(
+                    BackfillResult(
+                        pair, status="failed", detail=f"{runtime.adapter.name} has no {interval} s candles"
+                    )
+                )
+                continue
+            stored = self._last_stored_candle(runtime, pair, interval, since)
+            result = backfill_pair(
+                runtime.adapter,
+                runtime.http,
+                self.writer.submit,
+                pair,
+                interval,
+                since,
+                stored,
+                progress=progress(runtime, pair) if progress else None,
+            )
+            if result.last_open_s is not None:
+                runtime.last_candle_s[pair] = result.last_open_s
+                runtime.health.backfill_lag_s = max(0.0, time.time() - (result.last_open_s + 2 * interval))
+            results.append(result)
+        return results
+
+    def _last_stored_candle(
+        self, runtime: ExchangeRuntime, pair: Pair, interval: int, since: int
+    ) -> int | None:
+        remembered = runtime.last_candle_s.get(pair)
+        try:
+            stored = self.reader.last_candle_open_s(runtime.adapter.name, pair, interval, since)
+        except Exception as exc:  # noqa: BLE001 - an unreadable database must not stop the backfill
+            runtime.health.error(
+                log, "read-last-candle", "cannot read the last stored candle (%s); starting from memory", exc
+            )
+            stored = None
+        known = [value for value in (remembered, stored) if value is not None]
+        return max(known) if known else None
+
+    def reference_data(self, runtime: ExchangeRuntime) -> tuple[int, int]:
+        """Tickers of every pair and the exchange's coin metadata; returns (tickers, assets) written."""
+        tickers = assets = 0
+        for pair in runtime.config.pairs:
+            try:
+                self.writer.submit([runtime.adapter.ticker(runtime.http, pair)])
+                tickers += 1
+            except (HttpError, RateLimited, MessageError) as exc:
+                runtime.health.error(
+                    log, f"ticker:{pair}", "%s %s: ticker failed: %s", runtime.adapter.name, pair, exc
+                )
+        try:
+            found = runtime.adapter.assets(runtime.http)
+            self.writer.submit(found)
+            assets = len(found)
+        except (HttpError, RateLimited, MessageError) as exc:
+            runtime.health.error(log, "assets", "%s: coin metadata failed: %s", runtime.adapter.name, exc)
+        return tickers, assets
+
+    # --- the long-running service --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.writer.start()
+        try:
+            for exchange in self.config.exchanges.values():
+                await self._start_exchange(exchange)
+            for loop in (self._schedule, self._health, self._watch_config):
+                self._spawn(loop())
+            await stop.wait()
+            log.info("stopping: flushing what was accepted")
+        finally:
+            await self._stop_all()
+
+    def _spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _start_exchange(self, exchange: ExchangeConfig) -> None:
+        runtime = self.runtime(exchange)
+        since = int(time.time()) - 2 * REST_TRADE_HISTORY_S
+        try:
+            last_trades = await asyncio.to_thread(self.reader.last_trade_s, exchange.name, since)
+        except Exception as exc:  # noqa: BLE001 - without it there is just no gap fill after this restart
+            log.warning(
+                "%s: cannot read the last stored trades (%s); no gap fill for this start", exchange.name, exc
+            )
+            last_trades = {}
+        runtime.stream = TradeStream(
+            runtime.adapter,
+            exchange.pairs,
+            runtime.http,
+            self.writer.submit,
+            runtime.health,
+            {pair: seconds for pair, seconds in last_trades.items() if pair in exchange.pairs},
+            self.options.stream,
+        )
+        runtime.task = self._spawn(runtime.stream.run())
+        self.exchanges[exchange.name] = runtime
+        log.info("%s: streaming %s", exchange.name, ", ".join(map(str, exchange.pairs)))
+
+    async def _stop_exchange(self, name: str) -> None:
+        runtime = self.exchanges.pop(name)
+        if runtime.task:
+            runtime.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runtime.task
+        runtime.http.close()
+
+    async def _stop_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for runtime in self.exchanges.values():
+            runtime.http.close()
+        await asyncio.to_thread(self.writer.close, self.options.shutdown_s)
+        self.reader.close()
+
+    async def _schedule(self) -> None:
+        """Reference data and backfill on start, then every `backfill.every`."""
+        while True:
+            for runtime in list(self.exchanges.values()):
+                await self._refresh(runtime, runtime.config.pairs)
+            await asyncio.sleep(self.config.backfill.every_s)
+
+    async def _refresh(self, runtime: ExchangeRuntime, pairs) -> None:
+        tickers, assets = await asyncio.to_thread(self.reference_data, runtime)
+        log.info("%s: %d tickers and %d assets written", runtime.adapter.name, tickers, assets)
+        for result in await asyncio.to_thread(self.backfill, runtime, pairs):
+            log.info(
+                "%s %s backfill: %s, %d candles in %d requests%s",
+                runtime.adapter.name,
+                result.pair,
+                result.status,
+                result.candles,
+                result.requests,
+                f" ({result.detail})" if result.detail else "",
+            )
+
+    async def _health(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.health_s)
+            stats = self.writer.stats
+            for name, runtime in self.exchanges.items():
+                counters = runtime.health.counters()
+                counters.update(
+                    write_latency_ms=float(stats.write_latency_ms), spool_points=stats.spool_points
+                )
+                self.writer.submit_health(name, counters)
+
+    # --- hot reload -------------------------------------------------------------------------------------------
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.reload_s)
+            stamp = _stamp(self.config_path)
+            if stamp == self._config_stamp:
+                continue
+            self._config_stamp = stamp
+            try:
+                config = load_config(self.config_path, known_exchanges=set(EXCHANGES))
+            except ConfigError as exc:
+                log.error("configuration not reloaded, keeping the previous one: %s", exc)
+                continue
+            await self._apply(config)
+
+    async def _apply(self, new: Config) -> None:
+        old, self.config = self.config, new
+        if new.buckets != old.buckets:
+            log.warning("bucket names changed in %s: they take effect after a restart", self.config_path)
+            self.config = Config(new.base_currency, new.exchanges, new.backfill, old.buckets)
+        for name in set(old.exchanges) - set(new.exchanges):
+            await self._stop_exchange(name)
+            log.info("%s: removed", name)
+        for name, exchange in new.exchanges.items():
+            runtime = self.exchanges.get(name)
+            if runtime and (exchange.ws_url, exchange.rest_url) != (
+                runtime.config.ws_url,
+                runtime.config.rest_url,
+            ):
+                await self._stop_exchange(name)
+                runtime = None
+            if runtime is None:
+                await self._start_exchange(exchange)
+                self._spawn(self._refresh(self.exchanges[name], exchange.pairs))
+                continue
+            added = [pair for pair in exchange.pairs if pair not in runtime.config.pairs]
+            removed = [pair for pair in runtime.config.pairs if pair not in exchange.pairs]
+            runtime.config = exchange
+            if added or removed:
+                await runtime.stream.set_pairs(exchange.pairs)
+                log.info(
+                    "%s: pairs now %s (added %s, removed %s)",
+                    name,
+                    ", ".join(map(str, exchange.pairs)),
+                    ", ".join(map(str, added)) or "none",
+                    ", ".join(map(str, removed)) or "none",
+                )
+            if added:
+                self._spawn(self._refresh(runtime, added))
+        log.info("configuration reloaded from %s", self.config_path)
+
+
+def _stamp(path: Path):
+    try:
+        info = path.stat()
+        return info.st_mtime_ns, info.st_size, path.read_bytes()
+    except OSError:
+        return None

@@ -1,0 +1,98 @@
+"""Records -> InfluxDB points, per the contract in DESIGN.md. Decimals become floats only here."""
+
+import hashlib
+import time
+from decimal import Decimal
+
+from influxdb_client import Point, WritePrecision
+
+from collector.records import Asset, Candle, Ticker, Trade
+
+NS = 1_000_000_000
+
+
+def trade_time_ns(time_s: int, trade_id: str) -> int:
+    """The trade's second plus a sub-second offset derived from its id.
+
+    Deterministic, so the websocket trade and the same trade gap-filled over REST (which has seconds only)
+    are one point; unique per trade id within a second, so two trades in one microsecond never collide.
+    """
+    if trade_id.isdigit():
+        offset = int(trade_id) % NS
+    else:
+        offset = int.from_bytes(hashlib.sha256(trade_id.encode()).digest()[:8], "big") % NS
+    return time_s * NS + offset
+
+
+def _pair_tags(point: Point, record) -> Point:
+    return (
+        point.tag("exchange", record.exchange)
+        .tag("pair", str(record.pair))
+        .tag("base", record.pair.base)
+        .tag("quote", record.pair.quote)
+    )
+
+
+def trade_point(trade: Trade) -> Point:
+    return (
+        _pair_tags(Point("trade"), trade)
+        .tag("side", trade.side)
+        .field("price", float(trade.price))
+        .field("amount", float(trade.amount))
+        .field("trade_id", trade.trade_id)
+        .time(trade_time_ns(trade.time_s, trade.trade_id), WritePrecision.NS)
+    )
+
+
+def candle_point(candle: Candle) -> Point:
+    point = _pair_tags(Point("candle"), candle).tag("interval", interval_name(candle.interval_s))
+    for name in ("open", "high", "low", "close", "volume"):
+        point.field(name, float(getattr(candle, name)))
+    return point.time(candle.open_time_s * NS, WritePrecision.NS)
+
+
+def ticker_point(ticker: Ticker) -> Point:
+    point = Point("ticker").tag("exchange", ticker.exchange).tag("pair", str(ticker.pair))
+    for name in ("last", "bid", "ask", "open", "high", "low", "volume", "vwap", "change_24h_pct"):
+        value = getattr(ticker, name)
+        if value is not None:
+            point.field(name, float(value))
+    return point.time(ticker.time_ns, WritePrecision.NS)
+
+
+def asset_point(asset: Asset) -> Point:
+    point = Point("asset").tag("symbol", asset.symbol)
+    for name in ("name", "type", "logo_url"):
+        value = getattr(asset, name)
+        if value is not None:
+            point.field(name, value)
+    if asset.decimals is not None:
+        point.field("decimals", asset.decimals)
+    if asset.available_supply is not None:
+        point.field("available_supply", float(asset.available_supply))
+    return point.time(asset.time_ns, WritePrecision.NS)
+
+
+def health_point(exchange: str, values: dict[str, int | float | Decimal]) -> Point:
+    point = Point("collector").tag("exchange", exchange)
+    for name, value in sorted(values.items()):
+        point.field(name, float(value) if isinstance(value, Decimal) else value)
+    return point.time(time.time_ns(), WritePrecision.NS)
+
+
+def interval_name(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# measurement -> bucket kind, per DESIGN.md
+BUCKET_OF = {Trade: "live", Candle: "history", Ticker: "meta", Asset: "meta"}
+POINT_OF = {Trade: trade_point, Candle: candle_point, Ticker: ticker_point, Asset: asset_point}
+
+
+def to_line(record) -> tuple[str, str]:
+    """(bucket kind, line protocol) of a record."""
+    kind = type(record)
+    return BUCKET_OF[kind], POINT_OF[kind](record).to_line_protocol()

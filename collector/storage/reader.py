@@ -1,0 +1,66 @@
+"""What the collector reads back: where the stored history ends, for incremental backfill and gap fill."""
+
+from datetime import UTC, datetime
+
+from influxdb_client import InfluxDBClient
+
+from collector.config import Buckets, Pair
+from collector.influx_settings import InfluxSettings
+from collector.storage.points import interval_name
+
+LAST_CANDLE = """
+from(bucket: params.bucket)
+  |> range(start: time(v: params.since))
+  |> filter(fn: (r) => r._measurement == "candle" and r._field == "close")
+  |> filter(fn: (r) => r.exchange == params.exchange and r.pair == params.pair and r.interval == params.interval)
+  |> last()
+"""
+
+LAST_TRADES = """
+from(bucket: params.bucket)
+  |> range(start: time(v: params.since))
+  |> filter(fn: (r) => r._measurement == "trade" and r._field == "price" and r.exchange == params.exchange)
+  |> group(columns: ["pair"])
+  |> last()
+"""
+
+
+class Reader:
+    def __init__(self, settings: InfluxSettings, buckets: Buckets, timeout_s: float = 30):
+        self.buckets = buckets
+        self._client = InfluxDBClient(
+            url=settings.url,
+            token=settings.token,
+            org=settings.org,
+            timeout=int(timeout_s * 1000),
+            retries=False,
+        )
+        self._query = self._client.query_api()
+
+    def last_candle_open_s(self, exchange: str, pair: Pair, interval_s: int, since_s: int) -> int | None:
+        params = {
+            "bucket": self.buckets.history,
+            "since": _rfc3339(since_s),
+            "exchange": exchange,
+            "pair": str(pair),
+            "interval": interval_name(interval_s),
+        }
+        times = [
+            record.get_time() for table in self._query.query(LAST_CANDLE, params=params) for record in table
+        ]
+        return int(max(times).timestamp()) if times else None
+
+    def last_trade_s(self, exchange: str, since_s: int) -> dict[Pair, int]:
+        params = {"bucket": self.buckets.live, "since": _rfc3339(since_s), "exchange": exchange}
+        result: dict[Pair, int] = {}
+        for table in self._query.query(LAST_TRADES, params=params):
+            for record in table:
+                result[Pair.parse(record.values["pair"])] = int(record.get_time().timestamp())
+        return result
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _rfc3339(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
