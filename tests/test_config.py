@@ -27,7 +27,10 @@ def test_example_file_is_valid():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("influx:\n  x: 1\n", "p.yml:1: influx: unknown key; expected one of backfill, base_currency, exchanges, influxdb"),
+        (
+            "influx:\n  x: 1\n",
+            "p.yml:1: influx: unknown key; expected one of backfill, base_currency, exchanges, influxdb",
+        ),
         (
             "# comment\ninfluxdb:\n  buckets:\n    lve: x\n",
             "p.yml:4: influxdb.buckets.lve: unknown key; expected one of history, live, meta",
