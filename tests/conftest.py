@@ -38,3 +38,23 @@ def influx_env(influx):
     env = {key: value for key, value in os.environ.items() if not key.startswith("INFLUXDB_")}
     env.update(INFLUXDB_V2_URL=influx.url, INFLUXDB_V2_ORG=influx.org, INFLUXDB_V2_TOKEN=influx.token)
     return env
+
+
+@pytest.fixture
+def collector_settings(influx, tmp_path):
+    """Buckets bootstrapped in this test's organisation; the collector writes with its own scoped token."""
+    from collector.bootstrap import Bootstrap
+    from collector.config import Buckets
+
+    secrets_dir = tmp_path / "secrets"
+    Bootstrap(influx, Buckets(), secrets_dir, report=lambda line: None).run()
+    token = (secrets_dir / "collector.token").read_text()
+    return InfluxSettings(url=influx.url, org=influx.org, token=token)
+
+
+@pytest.fixture
+def replay():
+    from tests.replay.bitstamp import BitstampReplay
+
+    with BitstampReplay() as server:
+        yield server

@@ -8,21 +8,32 @@ from collector.config import Buckets, Pair
 from collector.influx_settings import InfluxSettings
 from collector.storage.points import interval_name
 
+# OSS InfluxDB has no query parameters: values enter as escaped Flux string literals (see flux_string).
 LAST_CANDLE = """
-from(bucket: params.bucket)
-  |> range(start: time(v: params.since))
+from(bucket: {bucket})
+  |> range(start: time(v: {since}))
   |> filter(fn: (r) => r._measurement == "candle" and r._field == "close")
-  |> filter(fn: (r) => r.exchange == params.exchange and r.pair == params.pair and r.interval == params.interval)
+  |> filter(fn: (r) => r.exchange == {exchange} and r.pair == {pair} and r.interval == {interval})
   |> last()
 """
 
 LAST_TRADES = """
-from(bucket: params.bucket)
-  |> range(start: time(v: params.since))
-  |> filter(fn: (r) => r._measurement == "trade" and r._field == "price" and r.exchange == params.exchange)
+from(bucket: {bucket})
+  |> range(start: time(v: {since}))
+  |> filter(fn: (r) => r._measurement == "trade" and r._field == "price" and r.exchange == {exchange})
   |> group(columns: ["pair"])
   |> last()
 """
+
+
+def flux_string(value: str) -> str:
+    """A Flux string literal: backslashes, quotes and ${ interpolation escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+    return f'"{escaped}"'
+
+
+def flux_query(template: str, **values: str) -> str:
+    return template.format(**{key: flux_string(value) for key, value in values.items()})
 
 
 class Reader:
@@ -51,9 +62,9 @@ class Reader:
         return int(max(times).timestamp()) if times else None
 
     def last_trade_s(self, exchange: str, since_s: int) -> dict[Pair, int]:
-        params = {"bucket": self.buckets.live, "since": _rfc3339(since_s), "exchange": exchange}
+        query = flux_query(LAST_TRADES, bucket=self.buckets.live, since=_rfc3339(since_s), exchange=exchange)
         result: dict[Pair, int] = {}
-        for table in self._query.query(LAST_TRADES, params=params):
+        for table in self._query.query(query):
             for record in table:
                 result[Pair.parse(record.values["pair"])] = int(record.get_time().timestamp())
         return result

@@ -1,0 +1,127 @@
+"""Running the real collector in a background thread against replay servers and the real influxd."""
+
+import asyncio
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+from influxdb_client import InfluxDBClient
+
+from collector.config import Config, parse_config
+from collector.service import Collector, RunOptions
+from collector.storage.reader import flux_query
+from collector.storage.writer import WriterOptions
+from collector.stream import StreamOptions
+
+FAST = RunOptions(
+    reload_s=0.2,
+    health_s=0.5,
+    shutdown_s=8,
+    writer=WriterOptions(flush_interval_s=0.1, timeout_s=2, backoff_s=0.1, max_backoff_s=0.5),
+    stream=StreamOptions(
+        open_timeout_s=5, pong_timeout_s=1, backoff_first_s=0.05, backoff_max_s=0.5, drain_s=0.2
+    ),
+)
+
+
+def write_config(path: Path, replay, pairs=("BTC-USD",), extra: str = "") -> Config:
+    text = (
+        "exchanges:\n"
+        "  bitstamp:\n"
+        f"    pairs: [{', '.join(pairs)}]\n"
+        f"    ws_url: {replay.ws_url}\n"
+        f"    rest_url: {replay.rest_url}\n"
+        "backfill:\n"
+        "  interval: 1h\n"
+        "  every: 12h\n"
+        "  since: 2020-01-01\n" + extra
+    )
+    path.write_text(text)
+    return parse_config(text, str(path))
+
+
+class RunningCollector:
+    def __init__(self, collector: Collector):
+        self.collector = collector
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def main():
+            self.stop_event = asyncio.Event()
+            await self.collector.run(self.stop_event)
+
+        try:
+            self.loop.run_until_complete(main())
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            self.error = exc
+
+    def start(self) -> "RunningCollector":
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 15) -> float:
+        started = time.monotonic()
+        while self.stop_event is None and self.thread.is_alive():
+            time.sleep(0.01)
+        if self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "collector did not stop"
+        if self.error:
+            raise self.error
+        return time.monotonic() - started
+
+    def health(self, exchange: str = "bitstamp"):
+        return self.collector.exchanges[exchange].health
+
+
+@contextmanager
+def running(config_path: Path, config: Config, settings, spool_dir: Path, options: RunOptions = FAST):
+    runner = RunningCollector(Collector(config_path, config, settings, spool_dir, options)).start()
+    try:
+        yield runner
+    finally:
+        if runner.thread.is_alive():
+            runner.stop()
+
+
+def wait_for(condition, timeout: float = 20, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def stored_trades(client: InfluxDBClient, org: str, pair: str, bucket: str = "crypto_live") -> list[dict]:
+    query = flux_query(
+        """
+from(bucket: {bucket})
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "trade" and r.pair == {pair})
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+""",
+        bucket=bucket,
+        pair=pair,
+    )
+    tables = client.query_api().query(query, org=org)
+    return [record.values for table in tables for record in table.records]
+
+
+def same_price(stored: float, exact: str) -> bool:
+    return stored == float(Decimal(exact))
+
+
+def fast(options: RunOptions, **stream) -> RunOptions:
+    return replace(options, stream=replace(options.stream, **stream))

@@ -1,0 +1,292 @@
+"""A local Bitstamp: websocket v2 and HTTP API v2, speaking the documented shapes (shared/reference/exchange-apis.md).
+
+Runs in its own thread and event loop; tests drive it with plain method calls. Every published trade is kept,
+so /transactions/ serves what a client missed while it was disconnected.
+"""
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from websockets.asyncio.server import serve
+
+
+@dataclass
+class PublishedTrade:
+    symbol: str
+    id: int
+    price: str
+    amount: str
+    type: int
+    microtimestamp: int
+
+    def ws_event(self, numbers_as_strings: bool = False) -> str:
+        data = {
+            "id": self.id,
+            "timestamp": str(self.microtimestamp // 1_000_000),
+            "amount": self.amount if numbers_as_strings else float(self.amount),
+            "amount_str": self.amount,
+            "price": self.price if numbers_as_strings else float(self.price),
+            "price_str": self.price,
+            "type": self.type,
+            "microtimestamp": str(self.microtimestamp),
+            "buy_order_id": 1443875737346049,
+            "sell_order_id": 1443875731320832,
+        }
+        return json.dumps({"data": data, "channel": f"live_trades_{self.symbol}", "event": "trade"})
+
+    def rest_row(self) -> dict:
+        return {
+            "date": str(self.microtimestamp // 1_000_000),
+            "tid": str(self.id),
+            "price": self.price,
+            "amount": self.amount,
+            "type": str(self.type),
+        }
+
+
+@dataclass
+class HttpScript:
+    """Answers to inject before the normal ones: a list of (status, headers, body) consumed in order."""
+
+    queued: list[tuple[int, dict, str]] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+
+class BitstampReplay:
+    def __init__(self):
+        self.trades: list[PublishedTrade] = []
+        self.connections: list = []
+        self.subscriptions: dict[object, set[str]] = {}
+        self.received: list[dict] = []
+        self.http = HttpScript()
+        self.candle_start_s: int | None = None  # the pair's first candle (listing time)
+        self.candle_end_s: int | None = None  # no candles after this (else: up to now)
+        self.tickers: dict[str, dict] = {}
+        self.currencies: object = []
+        self._next_id = 300_000_000
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run_loop, daemon=True)
+        self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._http_thread = threading.Thread(target=self._http_server.serve_forever, daemon=True)
+
+    # --- life --------------------------------------------------------------------------------------------
+
+    def __enter__(self):
+        self._thread.start()
+        self._http_thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc):
+        self._call(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._http_server.shutdown()
+        self._http_server.server_close()
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self._ws_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self._http_server.server_address[1]}/api/v2"
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        self._ws_server = await serve(self._serve_ws, "127.0.0.1", 0, ping_interval=None)
+        self._ws_port = self._ws_server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        self._ws_server.close()
+        for conn in list(self.connections):
+            conn.transport.abort()
+
+    def _call(self, coroutine, timeout: float = 10):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    # --- websocket -----------------------------------------------------------------------------------------
+
+    async def _serve_ws(self, conn) -> None:
+        self.connections.append(conn)
+        self.subscriptions[conn] = set()
+        try:
+            async for message in conn:
+                request = json.loads(message)
+                self.received.append(request)
+                event = request.get("event")
+                channel = (request.get("data") or {}).get("channel", "")
+                if event == "bts:subscribe":
+                    self.subscriptions[conn].add(channel)
+                    await conn.send(
+                        json.dumps({"event": "bts:subscription_succeeded", "channel": channel, "data": {}})
+                    )
+                elif event == "bts:unsubscribe":
+                    self.subscriptions[conn].discard(channel)
+                    await conn.send(
+                        json.dumps({"event": "bts:unsubscription_succeeded", "channel": channel, "data": {}})
+                    )
+                elif event == "bts:heartbeat":
+                    await conn.send(
+                        json.dumps({"event": "bts:heartbeat", "channel": "", "data": {"status": "success"}})
+                    )
+        except Exception:  # noqa: BLE001 - a dropped client is normal here
+            pass
+        finally:
+            self.connections.remove(conn)
+            self.subscriptions.pop(conn, None)
+
+    def subscribed(self, symbol: str) -> int:
+        """How many open connections are subscribed to this pair."""
+        return sum(f"live_trades_{symbol}" in channels for channels in list(self.subscriptions.values()))
+
+    def wait_subscribed(self, symbol: str, connections: int = 1, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.subscribed(symbol) < connections:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no subscription to {symbol} within {timeout} s")
+            time.sleep(0.02)
+
+    def publish(
+        self,
+        symbol: str,
+        price: str,
+        amount: str = "0.50000000",
+        side: int = 0,
+        microtimestamp: int | None = None,
+        trade_id: int | None = None,
+        numbers_as_strings=False,
+        deliver: bool = True,
+    ) -> PublishedTrade:
+        """A trade happens: kept for /transactions/ and, if `deliver`, sent to every subscribed connection."""
+        with self._lock:
+            if trade_id is None:
+                trade_id = self._next_id
+                self._next_id += 1
+            trade = PublishedTrade(
+                symbol, trade_id, price, amount, side, microtimestamp or time.time_ns() // 1000
+            )
+            self.trades.append(trade)
+        if deliver:
+            self.send_raw(trade.ws_event(numbers_as_strings), symbol)
+        return trade
+
+    def send_raw(self, text: str, symbol: str | None = None) -> None:
+        """Send a message as is to every connection (subscribed to `symbol`, if given)."""
+
+        async def send():
+            for conn, channels in list(self.subscriptions.items()):
+                if symbol is None or f"live_trades_{symbol}" in channels:
+                    await conn.send(text)
+
+        self._call(send())
+
+    def request_reconnect(self) -> None:
+        self.send_raw(json.dumps({"event": "bts:request_reconnect", "channel": "", "data": ""}))
+
+    def drop_connections(self) -> None:
+        async def drop():
+            for conn in list(self.connections):
+                conn.transport.abort()
+
+        self._call(drop())
+
+    def freeze(self) -> None:
+        """Keep connections open but stop reading them: no pong, no acks, no trades (a dead link)."""
+
+        async def freeze():
+            for conn in list(self.connections):
+                conn.transport.pause_reading()
+
+        self._call(freeze())
+
+    # --- HTTP ------------------------------------------------------------------------------------------------
+
+    def _handler_class(self):
+        replay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                replay.http.requests.append(self.path)
+                if replay.http.queued:
+                    status, headers, body = replay.http.queued.pop(0)
+                else:
+                    status, headers, body = replay._answer(self.path)
+                payload = body.encode()
+                self.send_response(status)
+                for key, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler
+
+    def _answer(self, raw_path: str) -> tuple[int, dict, str]:
+        url = urlparse(raw_path)
+        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        parts = [part for part in url.path.split("/") if part][2:]  # drop "api", "v2"
+        if len(parts) == 2 and parts[0] == "transactions":
+            return 200, {}, json.dumps(self._transactions(parts[1], query.get("time", "hour")))
+        if len(parts) == 2 and parts[0] == "ohlc":
+            return 200, {}, json.dumps(self._ohlc(parts[1], query))
+        if len(parts) == 2 and parts[0] == "ticker" and parts[1] in self.tickers:
+            return 200, {}, json.dumps(self.tickers[parts[1]])
+        if parts == ["currencies"]:
+            return 200, {}, json.dumps(self.currencies)
+        return 404, {}, json.dumps({"status": "error", "reason": "Not found"})
+
+    def _transactions(self, symbol: str, window: str) -> list[dict]:
+        span = {"minute": 60, "hour": 3600, "day": 86400}[window]
+        since_us = (time.time() - span) * 1_000_000
+        with self._lock:
+            rows = [t.rest_row() for t in self.trades if t.symbol == symbol and t.microtimestamp >= since_us]
+        return list(reversed(rows))  # newest first, as Bitstamp answers
+
+    def _ohlc(self, symbol: str, query: dict) -> dict:
+        step = int(query["step"])
+        limit = int(query["limit"])
+        if not 1 <= limit <= 1000:
+            return {"code": "400", "errors": [{"message": "Must be between 1 and 1000."}]}
+        now = int(time.time())
+        first = self.candle_start_s if self.candle_start_s is not None else now - 30 * 86400
+        last_open = min(self.candle_end_s if self.candle_end_s is not None else now, now) // step * step
+        if query.get("exclude_current_candle") == "true" and last_open + step > now:
+            last_open -= step
+        start = max(int(query.get("start", first)), first)
+        start += -start % step
+        rows = []
+        for open_time in range(start, last_open + 1, step):
+            if len(rows) == limit:
+                break
+            rows.append(synthetic_candle(symbol, open_time))
+        return {"data": {"pair": symbol.upper(), "ohlc": rows}}
+
+
+def synthetic_candle(symbol: str, open_time: int) -> dict:
+    """A deterministic candle, so tests can recompute what must be stored."""
+    base = Decimal(1000 + (open_time // 3600) % 97) + Decimal(len(symbol)) / 100
+    return {
+        "timestamp": str(open_time),
+        "open": str(base),
+        "high": str(base + Decimal("12.34")),
+        "low": str(base - Decimal("5.67")),
+        "close": str(base + Decimal("1.01")),
+        "volume": "18.49436608",
+    }
