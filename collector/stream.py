@@ -61,6 +61,8 @@ class TradeStream:
         self.last_trade_s: dict[Pair, int] = dict(last_trade_s or {})
         self.options = options
         self.subscribed: set[Pair] = set()
+        self._alive_s: float | None = None  # when a connection last delivered a message
+        self._lost_s: int | None = None  # _alive_s when the last connection was lost or handed over
         self._conn = None
         self._backoff = Backoff(options.backoff_first_s, options.backoff_max_s)
         self._tasks: set[asyncio.Task] = set()
@@ -74,6 +76,7 @@ class TradeStream:
                 await self._serve(conn)
             except (OSError, TimeoutError, ConnectionLost, websockets.exceptions.WebSocketException) as exc:
                 self.health.reconnects += 1
+                self._mark_lost()
                 delay = self._backoff.next()
                 log.warning("%s: connection lost (%s); reconnecting in %.1f s", name, _describe(exc), delay)
                 await self._close(conn)
@@ -177,6 +180,10 @@ class TradeStream:
             async for message in conn:
                 self._handle(message)
 
+    def _mark_lost(self) -> None:
+        if self._alive_s is not None:
+            self._lost_s = int(self._alive_s)
+
     @staticmethod
     async def _close(conn) -> None:
         if conn is not None:
@@ -187,6 +194,7 @@ class TradeStream:
 
     def _handle(self, message) -> Parsed | None:
         self.health.messages += 1
+        self._alive_s = time.time()
         try:
             parsed = self.exchange.parse(message)
         except MessageError as exc:
@@ -218,8 +226,10 @@ class TradeStream:
             return
         self.subscribed.add(pair)
         self._backoff.reset()
-        since = self.last_trade_s.get(pair)
-        if since is not None:  # a pair never seen before has no gap: candles cover its history
+        # From the last trade seen, else (after a lost connection) from when the link was last alive;
+        # a pair never seen on a first connection has no gap: candles cover its history.
+        since = self.last_trade_s.get(pair, self._lost_s)
+        if since is not None:
             task = asyncio.create_task(self._gap_fill(pair, since))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -49,16 +49,15 @@ class Reader:
         self._query = self._client.query_api()
 
     def last_candle_open_s(self, exchange: str, pair: Pair, interval_s: int, since_s: int) -> int | None:
-        params = {
-            "bucket": self.buckets.history,
-            "since": _rfc3339(since_s),
-            "exchange": exchange,
-            "pair": str(pair),
-            "interval": interval_name(interval_s),
-        }
-        times = [
-            record.get_time() for table in self._query.query(LAST_CANDLE, params=params) for record in table
-        ]
+        query = flux_query(
+            LAST_CANDLE,
+            bucket=self.buckets.history,
+            since=_rfc3339(since_s),
+            exchange=exchange,
+            pair=str(pair),
+            interval=interval_name(interval_s),
+        )
+        times = [record.get_time() for table in self._query.query(query) for record in table]
         return int(max(times).timestamp()) if times else None
 
     def last_trade_s(self, exchange: str, since_s: int) -> dict[Pair, int]:

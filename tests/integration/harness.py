@@ -80,6 +80,7 @@ class RunningCollector:
         return time.monotonic() - started
 
     def health(self, exchange: str = "bitstamp"):
+        wait_for(lambda: exchange in self.collector.exchanges, what=f"{exchange} to start")
         return self.collector.exchanges[exchange].health
 
 

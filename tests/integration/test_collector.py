@@ -36,3 +36,125 @@ def test_replayed_trades_become_exactly_these_points(collector_settings, admin_c
         assert same_price(row["price"], trade.price) and same_price(row["amount"], trade.amount)
         assert row["side"] == ("buy" if trade.type == 0 else "sell")
         assert row["_time"].timestamp() // 1 == trade.microtimestamp // 1_000_000
+
+
+def _wait_stored(admin_client, org, pair, count, timeout=20):
+    return wait_for(
+        lambda: len(stored_trades(admin_client, org, pair)) >= count,
+        timeout=timeout,
+        what=f"{count} {pair} trades",
+    )
+
+
+def _assert_exactly(admin_client, org, pair, published):
+    rows = stored_trades(admin_client, org, pair)
+    ids = sorted(row["trade_id"] for row in rows)
+    assert ids == sorted(str(t.id) for t in published), "missing or duplicated trades"
+
+
+def test_reconnect_request_mid_stream_loses_and_duplicates_nothing(
+    collector_settings, admin_client, replay, tmp_path
+):
+    config = write_config(tmp_path / "portfolio.yml", replay)
+    org = collector_settings.org
+    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
+        replay.wait_subscribed("btcusd")
+        published = [replay.publish("btcusd", f"50000.{i:02d}") for i in range(20)]
+        replay.request_reconnect()
+        # trades keep coming while the collector opens its second connection: the old one still delivers
+        for i in range(20, 60):
+            published.append(replay.publish("btcusd", f"50000.{i:02d}"))
+            time.sleep(0.01)
+        wait_for(lambda: len(replay.connections) == 1 and replay.subscribed("btcusd") == 1, what="hand-over")
+        published += [replay.publish("btcusd", f"50001.{i:02d}") for i in range(20)]
+        _wait_stored(admin_client, org, "BTC-USD", len(published))
+        assert runner.health().reconnects == 1
+        assert runner.health().errors == 0
+    _assert_exactly(admin_client, org, "BTC-USD", published)
+    subscribes = [m for m in replay.received if m.get("event") == "bts:subscribe"]
+    assert len(subscribes) == 2
+
+
+def test_dropped_connection_is_gap_filled_without_duplicates(
+    collector_settings, admin_client, replay, tmp_path
+):
+    config = write_config(tmp_path / "portfolio.yml", replay)
+    org = collector_settings.org
+    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
+        replay.wait_subscribed("btcusd")
+        published = [replay.publish("btcusd", f"42000.{i:02d}") for i in range(10)]
+        _wait_stored(admin_client, org, "BTC-USD", 10)
+        # these happen on the exchange but never reach the collector: it learns of them over REST only
+        published += [replay.publish("btcusd", f"42001.{i:02d}", deliver=False) for i in range(15)]
+        replay.drop_connections()
+        wait_for(lambda: runner.health().gap_filled > 0, what="gap fill")
+        published += [replay.publish("btcusd", f"42002.{i:02d}") for i in range(5)]
+        _wait_stored(admin_client, org, "BTC-USD", len(published))
+        assert runner.health().reconnects >= 1
+        # the REST window overlaps trades already stored: they were written again, as the same points
+        assert runner.health().gap_filled >= 15
+    _assert_exactly(admin_client, org, "BTC-USD", published)
+
+
+def test_restart_fills_the_gap_from_the_last_stored_trade(collector_settings, admin_client, replay, tmp_path):
+    config = write_config(tmp_path / "portfolio.yml", replay)
+    org = collector_settings.org
+    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool"):
+        replay.wait_subscribed("btcusd")
+        published = [replay.publish("btcusd", f"41000.{i:02d}") for i in range(10)]
+        _wait_stored(admin_client, org, "BTC-USD", 10)
+    published += [replay.publish("btcusd", f"41001.{i:02d}", deliver=False) for i in range(10)]  # while down
+    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
+        wait_for(lambda: runner.health().gap_filled >= 10, what="gap fill after restart")
+        _wait_stored(admin_client, org, "BTC-USD", 20)
+    _assert_exactly(admin_client, org, "BTC-USD", published)
+
+
+def test_malformed_messages_are_counted_and_streaming_goes_on(
+    collector_settings, admin_client, replay, tmp_path
+):
+    config = write_config(tmp_path / "portfolio.yml", replay)
+    org = collector_settings.org
+    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
+        replay.wait_subscribed("btcusd")
+        replay.send_raw("{not json")
+        replay.send_raw('{"event":"bts:surprise","channel":"","data":{}}')
+        replay.send_raw('{"event":"trade","channel":"live_trades_btcusd","data":{"id":5,"type":0}}')
+        replay.send_raw(b"\xff\xfe binary".decode("latin-1"))
+        published = [replay.publish("btcusd", "40000.00")]
+        _wait_stored(admin_client, org, "BTC-USD", 1)
+        assert runner.health().errors == 4
+        wait_for(lambda: _health_points(admin_client, org), what="collector health points")
+    _assert_exactly(admin_client, org, "BTC-USD", published)
+    latest = _health_points(admin_client, org)[-1]
+    assert latest["errors"] == 4 and latest["trades"] == 1 and latest["exchange"] == "bitstamp"
+
+
+def _health_points(client, org):
+    query = """
+from(bucket: "crypto_live")
+  |> range(start: -1h)
+  |> filter(fn: (r) => r._measurement == "collector")
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+"""
+    return [record.values for table in client.query_api().query(query, org=org) for record in table.records]
+
+
+def test_quiet_pair_does_not_trip_the_watchdog_but_a_dead_link_does(
+    collector_settings, admin_client, replay, tmp_path, monkeypatch
+):
+    from collector.exchanges.bitstamp import Bitstamp
+
+    monkeypatch.setattr(Bitstamp, "silence_s", 0.3)
+    monkeypatch.setattr(Bitstamp, "heartbeat_s", 60)  # no heartbeat replies: only the pong proves liveness
+    config = write_config(tmp_path / "portfolio.yml", replay)
+    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
+        replay.wait_subscribed("btcusd")
+        time.sleep(1.5)  # five silences on a live connection
+        assert runner.health().reconnects == 0
+        replay.freeze()
+        wait_for(lambda: runner.health().reconnects >= 1, timeout=10, what="watchdog reconnect")
+        replay.wait_subscribed("btcusd", connections=2)  # the frozen one never hears the client leave
+        published = [replay.publish("btcusd", "39000.00")]
+        _wait_stored(admin_client, collector_settings.org, "BTC-USD", 1)
+    _assert_exactly(admin_client, collector_settings.org, "BTC-USD", published)

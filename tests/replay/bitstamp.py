@@ -5,6 +5,7 @@ so /transactions/ serves what a client missed while it was disconnected.
 """
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
 
 @dataclass
@@ -67,8 +69,8 @@ class BitstampReplay:
         self.http = HttpScript()
         self.candle_start_s: int | None = None  # the pair's first candle (listing time)
         self.candle_end_s: int | None = None  # no candles after this (else: up to now)
-        self.tickers: dict[str, dict] = {}
-        self.currencies: object = []
+        self.tickers: dict[str, dict] = {"btcusd": SAMPLE_TICKER, "ethusd": SAMPLE_TICKER}
+        self.currencies: object = SAMPLE_CURRENCIES
         self._next_id = 300_000_000
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -190,7 +192,10 @@ class BitstampReplay:
         async def send():
             for conn, channels in list(self.subscriptions.items()):
                 if symbol is None or f"live_trades_{symbol}" in channels:
-                    await conn.send(text)
+                    with contextlib.suppress(
+                        ConnectionClosed
+                    ):  # a client that just left misses it, as on Bitstamp
+                        await conn.send(text)
 
         self._call(send())
 
@@ -277,6 +282,43 @@ class BitstampReplay:
                 break
             rows.append(synthetic_candle(symbol, open_time))
         return {"data": {"pair": symbol.upper(), "ohlc": rows}}
+
+
+SAMPLE_TICKER = {
+    "timestamp": "1700000000",
+    "open": "36500.00",
+    "high": "37999.99",
+    "low": "36000.01",
+    "last": "37012.34",
+    "volume": "1234.56789012",
+    "vwap": "37001.10",
+    "bid": "37012.00",
+    "ask": "37012.35",
+    "side": "0",
+    "open_24": "36600.00",
+    "percent_change_24": "1.13",
+}
+SAMPLE_CURRENCIES = [
+    {
+        "name": "Bitcoin",
+        "currency": "BTC",
+        "type": "crypto",
+        "symbol": "\u20bf",
+        "decimals": 8,
+        "logo": "https://assets.example/btc.svg",
+        "available_supply": "19500000.00000000",
+        "deposit": "Enabled",
+        "withdrawal": "Enabled",
+    },
+    {
+        "name": "US dollar",
+        "currency": "USD",
+        "type": "fiat",
+        "symbol": "$",
+        "decimals": 2,
+        "available_supply": "",
+    },
+]
 
 
 def synthetic_candle(symbol: str, open_time: int) -> dict:
