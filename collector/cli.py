@@ -17,7 +17,7 @@ from collector.config import Config, Pair, config_path, load_config
 from collector.errors import ConfigError, RuntimeFailure
 from collector.exchanges import EXCHANGES
 from collector.influx_settings import InfluxSettings
-from collector.service import Collector
+from collector.service import Collector, RunOptions
 from collector.storage.points import interval_name
 
 
@@ -136,8 +136,10 @@ def _collector(args) -> tuple[Path, Collector]:
     path, config = _read_config(args)
     settings = InfluxSettings.from_env()
     spool_dir = Path(os.environ.get("HODLBOARD_SPOOL_DIR") or "spool")
+    alive = os.environ.get("HODLBOARD_ALIVE_FILE")
+    options = RunOptions(alive_file=Path(alive) if alive else None)
     try:
-        return path, Collector(path, config, settings, spool_dir)
+        return path, Collector(path, config, settings, spool_dir, options)
     except OSError as exc:
         raise RuntimeFailure(f"cannot use spool directory {spool_dir}: {exc.strerror}") from exc
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 class RunOptions:
     reload_s: float = 2.0  # how often portfolio.yml is checked for edits
     health_s: float = 10.0
+    alive_file: Path | None = None  # touched with every health sample, for the container's healthcheck
     shutdown_s: float = 8.0  # SIGTERM to exit stays under 10 s
     writer: WriterOptions = WriterOptions()
     stream: StreamOptions = StreamOptions()
@@ -219,6 +220,8 @@ class Collector:
         while True:
             await asyncio.sleep(self.options.health_s)
             stats = self.writer.stats
+            if self.options.alive_file:
+                self.options.alive_file.touch()
             for name, runtime in self.exchanges.items():
                 counters = runtime.health.counters()
                 counters.update(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import Buckets, Config, config_path, load_config, parse_config
+from collector.config import Buckets, Config, Pair, config_path, load_config, parse_config, parse_duration
 from collector.errors import ConfigError
 
 
@@ -67,3 +67,83 @@ def test_config_path_precedence():
     assert config_path("a.yml", {"HODLBOARD_CONFIG": "b.yml"}) == (Path("a.yml"), True)
     assert config_path(None, {"HODLBOARD_CONFIG": "b.yml"}) == (Path("b.yml"), True)
     assert config_path(None, {}) == (Path("portfolio.yml"), False)
+
+
+FULL = """\
+base_currency: EUR
+exchanges:
+  bitstamp:
+    pairs: [BTC-EUR, ETH-EUR]
+    ws_url: wss://ws.example
+    rest_url: https://api.example/v2/
+backfill:
+  interval: 15m
+  every: 6h
+  since: 2021-03-04
+"""
+
+
+def test_full_configuration():
+    config = parse_config(FULL, "p.yml", known_exchanges={"bitstamp"})
+    bitstamp = config.exchanges["bitstamp"]
+    assert config.base_currency == "EUR"
+    assert bitstamp.pairs == (Pair("BTC", "EUR"), Pair("ETH", "EUR"))
+    assert (bitstamp.ws_url, bitstamp.rest_url) == ("wss://ws.example", "https://api.example/v2")
+    assert (config.backfill.interval_s, config.backfill.every_s) == (900, 21600)
+    assert config.backfill.since.isoformat() == "2021-03-04"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("bitstamp:", "kraken:"), "p.yml:3: exchanges.kraken: unknown key; expected one of bitstamp"),
+        (
+            ("ETH-EUR]", "eth-eur]"),
+            "p.yml:4: exchanges.bitstamp.pairs[1]: expected a pair written BASE-QUOTE",
+        ),
+        (("ETH-EUR]", "BTC-EUR]"), "p.yml:4: exchanges.bitstamp.pairs[1]: expected each pair once"),
+        (
+            ("pairs: [BTC-EUR, ETH-EUR]", "pairs: []"),
+            "p.yml:4: exchanges.bitstamp.pairs: expected a non-empty list",
+        ),
+        (("    pairs: [BTC-EUR, ETH-EUR]\n", ""), "p.yml:3: exchanges.bitstamp: expected a 'pairs' list"),
+        (
+            ("wss://ws.example", "https://ws.example"),
+            "p.yml:5: exchanges.bitstamp.ws_url: expected a ws or wss URL",
+        ),
+        (
+            ("https://api.example/v2/", "api.example"),
+            "p.yml:6: exchanges.bitstamp.rest_url: expected a http or https",
+        ),
+        (
+            ("interval: 15m", "interval: 15 minutes"),
+            "p.yml:8: backfill.interval: expected a duration such as 30m",
+        ),
+        (("every: 6h", "every: 0h"), "p.yml:9: backfill.every: expected a duration"),
+        (
+            ("since: 2021-03-04", "since: 04.03.2021"),
+            "p.yml:10: backfill.since: expected a date written YYYY-MM-DD",
+        ),
+        (("base_currency: EUR", "base_currency: eur"), "p.yml:1: base_currency: expected a currency code"),
+        (
+            ("  every: 6h", "  evry: 6h"),
+            "p.yml:9: backfill.evry: unknown key; expected one of every, interval, since",
+        ),
+    ],
+)
+def test_bad_lines_are_named(change, message):
+    old, new = change
+    with pytest.raises(ConfigError) as err:
+        parse_config(FULL.replace(old, new), "p.yml", known_exchanges={"bitstamp"})
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_durations():
+    assert [parse_duration(text) for text in ("1m", "30m", "1h", "12h", "1d", "1w")] == [
+        60,
+        1800,
+        3600,
+        43200,
+        86400,
+        604800,
+    ]
