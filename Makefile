@@ -6,7 +6,7 @@ VENV := .venv
 INFLUXD := .tools/bin/influxd
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help up down install influxd lint test lock
+.PHONY: help up down install influxd lint test bench lock
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,11 +31,14 @@ $(INFLUXD): tools/influxd/go.mod tools/influxd/go.sum tools/influxd/build.sh
 	bash tools/influxd/build.sh
 
 lint: $(INSTALLED) ## ruff over the code and tests
-	$(VENV)/bin/ruff check collector tests
-	$(VENV)/bin/ruff format --check collector tests
+	$(VENV)/bin/ruff check collector tests bench
+	$(VENV)/bin/ruff format --check collector tests bench
 
 test: $(INSTALLED) $(INFLUXD) lint ## set everything up and run every test against a real influxd
 	$(VENV)/bin/pytest
+
+bench: $(INSTALLED) $(INFLUXD) ## print the collector's throughput and memory figures (bench/)
+	$(VENV)/bin/python bench/collector_bench.py
 
 lock: ## re-pin constraints.txt from a fresh resolve of pyproject.toml
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -27,6 +28,13 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="portfolio.yml to read (default: $HODLBOARD_CONFIG, else ./portfolio.yml)",
     )
+
+
+def _command(commands, name: str, handler, help: str, description: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help, description=description)
+    _add_config_option(parser)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,16 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     boot.set_defaults(handler=_bootstrap)
 
-    check = commands.add_parser(
+    _command(
+        commands,
         "check-config",
+        _check_config,
         help="validate portfolio.yml and say what it configures",
         description="Validate the configuration file; errors name the file, line, key and what was expected.",
     )
-    _add_config_option(check)
-    check.set_defaults(handler=_check_config)
-
-    run = commands.add_parser(
+    _command(
+        commands,
         "run",
+        _run,
         help="stream live trades and keep candles, tickers and coin metadata up to date (the container's command)",
         description=(
             "Stream live trades of every configured pair, fill gaps after disconnects and restarts, backfill "
@@ -89,27 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
             "unreachable, points wait in the spool directory ($HODLBOARD_SPOOL_DIR, default ./spool)."
         ),
     )
-    _add_config_option(run)
-    run.set_defaults(handler=_run)
-
-    backfill = commands.add_parser(
+    backfill = _command(
+        commands,
         "backfill",
+        _backfill,
         help="fetch candle history now (incremental: only candles after the last stored one)",
         description="Fetch closed candles of the configured interval from backfill.since (or --since) up to now, "
         "starting after the last stored candle of each pair. Shows a progress bar on a terminal.",
     )
-    _add_config_option(backfill)
     backfill.add_argument("--pair", metavar="P", type=_pair_argument, help="only this pair, e.g. BTC-USD")
     backfill.add_argument("--since", metavar="DATE", type=_date_argument, help="start date YYYY-MM-DD")
-    backfill.set_defaults(handler=_backfill)
-
-    ticker = commands.add_parser(
+    _command(
+        commands,
         "ticker",
+        _ticker,
         help="record tickers and coin metadata now",
         description="Fetch the ticker of every configured pair and the exchanges' coin metadata, and write them.",
     )
-    _add_config_option(ticker)
-    ticker.set_defaults(handler=_ticker)
     return parser
 
 
@@ -158,13 +163,23 @@ def _run(args) -> None:
     asyncio.run(main())
 
 
-def _backfill(args) -> None:
+@contextlib.contextmanager
+def _one_shot(args):
+    """A collector whose writer runs for one command, then flushes everything it accepted."""
     _setup_logging()
     _, collector = _collector(args)
-    since = day_start_s(args.since) if args.since else None
-    failed = False
     collector.writer.start()
     try:
+        yield collector
+    finally:
+        collector.writer.close(timeout_s=60)
+        collector.reader.close()
+
+
+def _backfill(args) -> None:
+    since = day_start_s(args.since) if args.since else None
+    failed = False
+    with _one_shot(args) as collector:
         for exchange in collector.config.exchanges.values():
             runtime = collector.runtime(exchange)
             pairs = [pair for pair in exchange.pairs if args.pair in (None, pair)]
@@ -177,26 +192,17 @@ def _backfill(args) -> None:
                     f"in {result.requests} requests{detail}"
                 )
             runtime.http.close()
-    finally:
-        collector.writer.close(timeout_s=60)
-        collector.reader.close()
     if failed:
         raise RuntimeFailure("some pairs could not be backfilled (see above)")
 
 
 def _ticker(args) -> None:
-    _setup_logging()
-    _, collector = _collector(args)
-    collector.writer.start()
-    try:
+    with _one_shot(args) as collector:
         for exchange in collector.config.exchanges.values():
             runtime = collector.runtime(exchange)
             tickers, assets = collector.reference_data(runtime)
             print(f"{exchange.name}: {tickers} tickers, {assets} assets written")
             runtime.http.close()
-    finally:
-        collector.writer.close(timeout_s=60)
-        collector.reader.close()
 
 
 def _setup_logging() -> None:

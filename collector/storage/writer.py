@@ -114,8 +114,12 @@ class Writer:
         for record in records:
             self._queue.put(to_line(record))
 
+    def submit_line(self, kind: str, line: str) -> None:
+        """A point already in line protocol, for bucket `kind` (live, history or meta)."""
+        self._queue.put((kind, line))
+
     def submit_health(self, exchange: str, counters: dict) -> None:
-        self._queue.put(("live", health_point(exchange, counters).to_line_protocol()))
+        self.submit_line("live", health_point(exchange, counters).to_line_protocol())
 
     def close(self, timeout_s: float = 8.0) -> None:
         """Write (or spool) everything accepted, then stop."""

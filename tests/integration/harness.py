@@ -94,6 +94,15 @@ def running(config_path: Path, config: Config, settings, spool_dir: Path, option
             runner.stop()
 
 
+@contextmanager
+def streaming(tmp_path: Path, replay, settings, pairs=("BTC-USD",)):
+    """The usual test set-up: a portfolio.yml pointing at the replay, and the collector running on it."""
+    config = write_config(tmp_path / "portfolio.yml", replay, pairs=pairs)
+    with running(tmp_path / "portfolio.yml", config, settings, tmp_path / "spool") as runner:
+        replay.wait_subscribed(replay.symbol(pairs[0]))
+        yield runner
+
+
 def wait_for(condition, timeout: float = 20, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:

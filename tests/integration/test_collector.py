@@ -2,13 +2,11 @@
 
 import time
 
-from tests.integration.harness import running, same_price, stored_trades, wait_for, write_config
+from tests.integration.harness import running, same_price, stored_trades, streaming, wait_for, write_config
 
 
 def test_replayed_trades_become_exactly_these_points(collector_settings, admin_client, replay, tmp_path):
-    config = write_config(tmp_path / "portfolio.yml", replay)
-    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool"):
-        replay.wait_subscribed("btcusd")
+    with streaming(tmp_path, replay, collector_settings):
         now_us = time.time_ns() // 1000
         published = [
             replay.publish(
@@ -55,10 +53,8 @@ def _assert_exactly(admin_client, org, pair, published):
 def test_reconnect_request_mid_stream_loses_and_duplicates_nothing(
     collector_settings, admin_client, replay, tmp_path
 ):
-    config = write_config(tmp_path / "portfolio.yml", replay)
     org = collector_settings.org
-    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
-        replay.wait_subscribed("btcusd")
+    with streaming(tmp_path, replay, collector_settings) as runner:
         published = [replay.publish("btcusd", f"50000.{i:02d}") for i in range(20)]
         replay.request_reconnect()
         # trades keep coming while the collector opens its second connection: the old one still delivers
@@ -78,10 +74,8 @@ def test_reconnect_request_mid_stream_loses_and_duplicates_nothing(
 def test_dropped_connection_is_gap_filled_without_duplicates(
     collector_settings, admin_client, replay, tmp_path
 ):
-    config = write_config(tmp_path / "portfolio.yml", replay)
     org = collector_settings.org
-    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
-        replay.wait_subscribed("btcusd")
+    with streaming(tmp_path, replay, collector_settings) as runner:
         published = [replay.publish("btcusd", f"42000.{i:02d}") for i in range(10)]
         _wait_stored(admin_client, org, "BTC-USD", 10)
         # these happen on the exchange but never reach the collector: it learns of them over REST only
@@ -113,10 +107,8 @@ def test_restart_fills_the_gap_from_the_last_stored_trade(collector_settings, ad
 def test_malformed_messages_are_counted_and_streaming_goes_on(
     collector_settings, admin_client, replay, tmp_path
 ):
-    config = write_config(tmp_path / "portfolio.yml", replay)
     org = collector_settings.org
-    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
-        replay.wait_subscribed("btcusd")
+    with streaming(tmp_path, replay, collector_settings) as runner:
         replay.send_raw("{not json")
         replay.send_raw('{"event":"bts:surprise","channel":"","data":{}}')
         replay.send_raw('{"event":"trade","channel":"live_trades_btcusd","data":{"id":5,"type":0}}')
@@ -147,9 +139,7 @@ def test_quiet_pair_does_not_trip_the_watchdog_but_a_dead_link_does(
 
     monkeypatch.setattr(Bitstamp, "silence_s", 0.3)
     monkeypatch.setattr(Bitstamp, "heartbeat_s", 60)  # no heartbeat replies: only the pong proves liveness
-    config = write_config(tmp_path / "portfolio.yml", replay)
-    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
-        replay.wait_subscribed("btcusd")
+    with streaming(tmp_path, replay, collector_settings) as runner:
         time.sleep(1.5)  # five silences on a live connection
         assert runner.health().reconnects == 0
         replay.freeze()

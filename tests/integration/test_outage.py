@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.integration.harness import running, stored_trades, wait_for, write_config
+from tests.integration.harness import running, stored_trades, streaming, wait_for, write_config
 
 
 @pytest.fixture
@@ -14,10 +14,8 @@ def outage(influx_server):
 
 
 def test_trades_during_an_outage_arrive_after_it(collector_settings, admin_client, replay, tmp_path, outage):
-    config = write_config(tmp_path / "portfolio.yml", replay)
     org = collector_settings.org
-    with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
-        replay.wait_subscribed("btcusd")
+    with streaming(tmp_path, replay, collector_settings) as runner:
         published = [replay.publish("btcusd", f"30000.{i:02d}") for i in range(10)]
         wait_for(lambda: len(stored_trades(admin_client, org, "BTC-USD")) == 10, what="first trades")
 

@@ -151,6 +151,10 @@ class BitstampReplay:
             self.connections.remove(conn)
             self.subscriptions.pop(conn, None)
 
+    @staticmethod
+    def symbol(pair: str) -> str:
+        return pair.replace("-", "").lower()
+
     def subscribed(self, symbol: str) -> int:
         """How many open connections are subscribed to this pair."""
         return sum(f"live_trades_{symbol}" in channels for channels in list(self.subscriptions.values()))

@@ -1,0 +1,58 @@
+"""The writer's error classes against the real influxd: drop and count, hold and shout, never silent."""
+
+import logging
+from dataclasses import replace
+
+from collector.config import Buckets
+from collector.storage.spool import Spool
+from collector.storage.writer import Writer
+from tests.integration.harness import FAST, wait_for
+
+
+def writer_for(settings, tmp_path, **options) -> Writer:
+    return Writer(settings, Buckets(), Spool(tmp_path / "spool"), replace(FAST.writer, **options))
+
+
+def count(client, org, measurement) -> int:
+    query = f'from(bucket: "crypto_meta") |> range(start: 0) |> filter(fn: (r) => r._measurement == "{measurement}")'
+    return sum(len(t.records) for t in client.query_api().query(query, org=org))
+
+
+def test_a_rejected_batch_is_dropped_counted_and_logged_once(
+    collector_settings, admin_client, tmp_path, caplog
+):
+    writer = writer_for(collector_settings, tmp_path)
+    writer.start()
+    with caplog.at_level(logging.WARNING, logger="collector.storage.writer"):
+        writer.submit_line("meta", "probe value=1.5 1700000000000000000")
+        wait_for(lambda: writer.stats.written_points == 1, what="first write")
+        for batch in range(1, 4):  # a field type conflict, refused (422) every time: three separate batches
+            writer.submit_line("meta", 'probe value="text" 1700000001000000000')
+            writer.submit_line("meta", 'probe value="text" 1700000002000000000')
+            wait_for(lambda b=batch: writer.stats.dropped_points == 2 * b, what=f"drop {batch}")
+    writer.close()
+    assert writer.stats.write_errors == 3
+    assert caplog.text.count("dropping the batch") == 1
+    assert "HTTP 422" in caplog.text and "field type conflict" in caplog.text
+    assert not writer.spool  # a batch InfluxDB refuses for good is not kept forever
+    assert count(admin_client, collector_settings.org, "probe") == 1
+
+
+def test_a_rejected_token_keeps_the_points_and_says_so(collector_settings, admin_client, tmp_path, caplog):
+    bad = replace(collector_settings, token="revoked-token")
+    writer = writer_for(bad, tmp_path)
+    writer.start()
+    with caplog.at_level(logging.ERROR, logger="collector.storage.writer"):
+        for second in range(5):
+            writer.submit_line("meta", f"held value={second} {1700000000 + second}000000000")
+        wait_for(lambda: writer.stats.spool_points == 5, what="points held in the spool")
+    writer.close()
+    assert "HTTP 401" in caplog.text and "not allowed to write" in caplog.text
+
+    # the token is fixed (bootstrap again): the held points arrive
+    fixed = writer_for(collector_settings, tmp_path)
+    assert fixed.stats.spool_points == 5
+    fixed.start()
+    wait_for(lambda: fixed.stats.spool_points == 0, what="spool replayed")
+    fixed.close()
+    assert count(admin_client, collector_settings.org, "held") == 5
