@@ -152,8 +152,13 @@ class Collector:
     def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
         return task
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped unexpectedly", task.get_coro().__qualname__, exc_info=task.exception())
 
     async def _start_exchange(self, exchange: ExchangeConfig) -> None:
         runtime = self.runtime(exchange)
@@ -203,6 +208,15 @@ class Collector:
             await asyncio.sleep(self.config.backfill.every_s)
 
     async def _refresh(self, runtime: ExchangeRuntime, pairs) -> None:
+        try:
+            await self._refresh_now(runtime, pairs)
+        except Exception:  # one failed round must not end the schedule
+            runtime.health.errors += 1
+            log.exception(
+                "%s: reference data or backfill failed; next try on the schedule", runtime.adapter.name
+            )
+
+    async def _refresh_now(self, runtime: ExchangeRuntime, pairs) -> None:
         tickers, assets = await asyncio.to_thread(self.reference_data, runtime)
         log.info("%s: %d tickers and %d assets written", runtime.adapter.name, tickers, assets)
         for result in await asyncio.to_thread(self.backfill, runtime, pairs):

@@ -81,9 +81,16 @@ class TradeStream:
                 log.warning("%s: connection lost (%s); reconnecting in %.1f s", name, _describe(exc), delay)
                 await self._close(conn)
                 await asyncio.sleep(delay)
-            except BaseException:
+            except asyncio.CancelledError:
                 await self._close(conn)
                 raise
+            except Exception:  # a bug must not end the stream: say it loudly, then start over
+                self.health.errors += 1
+                self.health.reconnects += 1
+                self._mark_lost()
+                log.exception("%s: unexpected error in the stream; reconnecting", name)
+                await self._close(conn)
+                await asyncio.sleep(self._backoff.next())
 
     async def set_pairs(self, pairs) -> None:
         """Hot reload: subscribe what was added and unsubscribe what was removed, on the live connection."""

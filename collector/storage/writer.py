@@ -215,7 +215,15 @@ class Writer:
         self.stats.written_points += len(lines)
 
     def _to_spool(self, kind: str, lines: list[str]) -> None:
-        self.spool.append(kind, lines)
+        try:
+            self.spool.append(kind, lines)
+        except OSError as exc:
+            # e.g. a full disk: keep the points queued in memory and try again shortly
+            self._report(Failure(HOLD, f"spool unusable: {exc.strerror or exc}"))
+            for line in lines:
+                self._queue.put((kind, line))
+            self._closing.wait(1.0)
+            return
         self.stats.spool_points = self.spool.points
 
     def _report(self, failure: Failure) -> None:

@@ -148,3 +148,29 @@ def test_quiet_pair_does_not_trip_the_watchdog_but_a_dead_link_does(
         published = [replay.publish("btcusd", "39000.00")]
         _wait_stored(admin_client, collector_settings.org, "BTC-USD", 1)
     _assert_exactly(admin_client, collector_settings.org, "BTC-USD", published)
+
+
+def test_an_unexpected_error_restarts_the_stream_instead_of_ending_it(
+    collector_settings, admin_client, replay, tmp_path, monkeypatch, caplog
+):
+    from collector.exchanges.bitstamp import Bitstamp
+
+    original = Bitstamp.parse
+    failures = []
+
+    def parse_with_one_bug(self, message):
+        if "live_trades" in str(message) and '"trade"' in str(message) and not failures:
+            failures.append(message)
+            raise RuntimeError("a bug in an adapter")
+        return original(self, message)
+
+    monkeypatch.setattr(Bitstamp, "parse", parse_with_one_bug)
+    org = collector_settings.org
+    with streaming(tmp_path, replay, collector_settings) as runner:
+        published = [replay.publish("btcusd", "38000.00")]  # hits the bug; gap fill brings it back
+        wait_for(lambda: runner.health().reconnects >= 1, what="stream restarted")
+        replay.wait_subscribed("btcusd")
+        published.append(replay.publish("btcusd", "38000.01"))
+        _wait_stored(admin_client, org, "BTC-USD", 2)
+    _assert_exactly(admin_client, org, "BTC-USD", published)
+    assert "unexpected error in the stream" in caplog.text and "a bug in an adapter" in caplog.text
