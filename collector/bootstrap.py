@@ -16,7 +16,6 @@ import urllib3
 from influxdb_client import (
     Authorization,
     BucketRetentionRules,
-    InfluxDBClient,
     Permission,
     PermissionResource,
 )
@@ -35,7 +34,7 @@ BUCKET_PURPOSE = {
     "meta": "hodlboard tickers, assets and transactions",
 }
 DEFAULT_SECRETS_DIR = Path("/run/hodlboard")
-REQUEST_TIMEOUT_MS = 10_000
+REQUEST_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -99,10 +98,6 @@ def _network_reason(exc: Exception) -> str:
     return text.split(": ", 1)[1] if text.startswith("<") and ": " in text else text
 
 
-def _client(url: str, token: str, org: str | None = None) -> InfluxDBClient:
-    return InfluxDBClient(url=url, token=token, org=org, timeout=REQUEST_TIMEOUT_MS, retries=False)
-
-
 class Bootstrap:
     def __init__(
         self,
@@ -117,7 +112,7 @@ class Bootstrap:
         self.secrets_dir = secrets_dir
         self.owners = owners or {}
         self.report = report
-        self.client = _client(settings.url, settings.token, settings.org)
+        self.client = settings.client(REQUEST_TIMEOUT_S)
 
     def run(self, wait_seconds: float = 0) -> None:
         self._prepare_secrets_dir()
@@ -215,7 +210,7 @@ class Bootstrap:
 
     def _token_reads(self, token: str, bucket_ids: list[str]) -> bool:
         """A stored token is proved by reading every bucket with it: hashed tokens cannot be compared."""
-        with _client(self.settings.url, token) as client:
+        with self.settings.client(REQUEST_TIMEOUT_S, token=token) as client:
             api = client.buckets_api()
             for bucket_id in bucket_ids:
                 try:

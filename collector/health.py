@@ -1,7 +1,7 @@
 """Per-exchange counters, written as `collector` points; errors are counted always and logged once per kind."""
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -21,11 +21,5 @@ class ExchangeHealth:
             logger.warning(message + " (further ones are counted, not logged)", *args)
 
     def counters(self) -> dict[str, float]:
-        return {
-            "messages": self.messages,
-            "trades": self.trades,
-            "gap_filled": self.gap_filled,
-            "errors": self.errors,
-            "reconnects": self.reconnects,
-            "backfill_lag_s": float(self.backfill_lag_s),
-        }
+        """Every public field, as written to the `collector` measurement."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from influxdb_client import InfluxDBClient
+
 from collector.errors import ConfigError
 
 URL_VAR = "INFLUXDB_V2_URL"
@@ -21,6 +23,16 @@ class InfluxSettings:
 
     def __repr__(self) -> str:  # never let the token reach a log line
         return f"InfluxSettings(url={self.url!r}, org={self.org!r}, token=<hidden>)"
+
+    def client(self, timeout_s: float = 10.0, token: str | None = None):
+        """A client without the library's own retries: callers retry by error class themselves."""
+        return InfluxDBClient(
+            url=self.url,
+            token=token or self.token,
+            org=self.org,
+            timeout=int(timeout_s * 1000),
+            retries=False,
+        )
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "InfluxSettings":

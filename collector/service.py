@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from collector.backfill import BackfillResult, backfill_pair, day_start_s
@@ -263,7 +263,7 @@ class Collector:
         old, self.config = self.config, new
         if new.buckets != old.buckets:
             log.warning("bucket names changed in %s: they take effect after a restart", self.config_path)
-            self.config = Config(new.base_currency, new.exchanges, new.backfill, old.buckets)
+            self.config = replace(new, buckets=old.buckets)
         for name in set(old.exchanges) - set(new.exchanges):
             await self._stop_exchange(name)
             log.info("%s: removed", name)

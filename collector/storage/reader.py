@@ -2,8 +2,6 @@
 
 from datetime import UTC, datetime
 
-from influxdb_client import InfluxDBClient
-
 from collector.config import Buckets, Pair
 from collector.influx_settings import InfluxSettings
 from collector.storage.points import interval_name
@@ -39,13 +37,7 @@ def flux_query(template: str, **values: str) -> str:
 class Reader:
     def __init__(self, settings: InfluxSettings, buckets: Buckets, timeout_s: float = 30):
         self.buckets = buckets
-        self._client = InfluxDBClient(
-            url=settings.url,
-            token=settings.token,
-            org=settings.org,
-            timeout=int(timeout_s * 1000),
-            retries=False,
-        )
+        self._client = settings.client(timeout_s)
         self._query = self._client.query_api()
 
     def last_candle_open_s(self, exchange: str, pair: Pair, interval_s: int, since_s: int) -> int | None:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 import urllib3
-from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client import WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
@@ -92,13 +92,7 @@ class Writer:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
-        self._client = InfluxDBClient(
-            url=settings.url,
-            token=settings.token,
-            org=settings.org,
-            timeout=int(options.timeout_s * 1000),
-            retries=False,
-        )
+        self._client = settings.client(options.timeout_s)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._replay_at = 0.0
         self._replay_backoff = options.backoff_s
