@@ -6,7 +6,6 @@ differs, and says what was already present.
 """
 
 import contextlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from influxdb_client.rest import ApiException
 
 from collector.config import Buckets
 from collector.errors import ConfigError, RuntimeFailure
-from collector.influx_settings import TOKEN_VAR, InfluxSettings
+from collector.influx_settings import TOKEN_VAR, InfluxSettings, api_error_message
 
 DAY = 86_400
 # Bucket kind -> retention in seconds (0 = forever), as DESIGN.md's InfluxDB contract fixes them.
@@ -78,17 +77,10 @@ def influx_errors(settings: InfluxSettings):
                 f"the token in {TOKEN_VAR} may not do this on {settings.url} (403): bootstrap needs an admin token"
             ) from exc
         raise RuntimeFailure(
-            f"InfluxDB at {settings.url} answered {exc.status}: {_api_message(exc)}"
+            f"InfluxDB at {settings.url} answered {exc.status}: {api_error_message(exc)}"
         ) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise RuntimeFailure(f"cannot reach InfluxDB at {settings.url}: {_network_reason(exc)}") from exc
-
-
-def _api_message(exc: ApiException) -> str:
-    body = exc.body.decode() if isinstance(exc.body, bytes) else (exc.body or "")
-    with contextlib.suppress(ValueError, AttributeError):  # not JSON: keep the raw text
-        body = json.loads(body).get("message", body)
-    return " ".join(str(body).split()) or exc.reason or "no details"
 
 
 def _network_reason(exc: Exception) -> str:

@@ -1,5 +1,7 @@
 """How to reach InfluxDB, from the environment (the variables influxdb-client's from_env_properties reads)."""
 
+import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,3 +58,11 @@ def _read_token_file(path: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{TOKEN_FILE_VAR}={path}: cannot read the token: {exc.strerror}") from exc
+
+
+def api_error_message(exc, limit: int = 300) -> str:
+    """One line from an InfluxDB error answer: its JSON "message", else the raw body."""
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else (exc.body or "")
+    with contextlib.suppress(ValueError, AttributeError):  # not JSON: keep the raw text
+        body = json.loads(body).get("message", body)
+    return " ".join(str(body).split())[:limit] or exc.reason or "no details"

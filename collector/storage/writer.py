@@ -9,7 +9,6 @@ queue behind it so order is kept.
 
 import logging
 import queue
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from collector.config import Buckets
-from collector.influx_settings import InfluxSettings
-from collector.retry import retry_after_seconds
+from collector.influx_settings import InfluxSettings, api_error_message
+from collector.retry import Backoff, retry_after_seconds
 from collector.storage.points import health_point, to_line
 from collector.storage.spool import Spool
 
@@ -50,18 +49,17 @@ class WriterStats:
     spool_points: int = 0
 
 
-class Failure(Exception):
-    def __init__(self, outcome: str, reason: str, retry_after_s: float | None = None):
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
-        self.retry_after_s = retry_after_s
+@dataclass(frozen=True)
+class Failure:
+    outcome: str  # RETRY, DROP or HOLD
+    reason: str
+    retry_after_s: float | None = None
 
 
 def classify(exc: Exception) -> Failure:
     if isinstance(exc, ApiException):
         status = exc.status or 0
-        reason = f"HTTP {status} {_body_message(exc)}"
+        reason = f"HTTP {status} {api_error_message(exc)}"
         if status == 429 or status >= 500:
             return Failure(RETRY, reason, retry_after_seconds((exc.headers or {}).get("Retry-After")))
         if status in (401, 403):
@@ -95,7 +93,7 @@ class Writer:
         self._client = settings.client(options.timeout_s)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._replay_at = 0.0
-        self._replay_backoff = options.backoff_s
+        self._replay_backoff = Backoff(options.backoff_s, options.max_backoff_s)
         self._reported: set[str] = set()
 
     # --- called from any thread -----------------------------------------------------------------------
@@ -155,7 +153,7 @@ class Writer:
             self._to_spool(kind, lines)
             return
         attempts = 1 if closing else self.options.retry_attempts
-        delay = self.options.backoff_s
+        backoff = Backoff(self.options.backoff_s, self.options.max_backoff_s)
         for attempt in range(attempts):
             try:
                 self._write(kind, lines)
@@ -169,10 +167,9 @@ class Writer:
             if failure.outcome == HOLD or attempt == attempts - 1:
                 break
             self.stats.retries += 1
-            time.sleep(
-                min(failure.retry_after_s or delay * (1 + random.random()), self.options.max_backoff_s)
-            )
-            delay *= 2
+            # a stop interrupts the wait: the batch then goes to the spool
+            if self._closing.wait(min(failure.retry_after_s or backoff.next(), self.options.max_backoff_s)):
+                break
         self._to_spool(kind, lines)
 
     def _replay(self) -> None:
@@ -184,15 +181,14 @@ class Writer:
                 failure = classify(exc)
                 self._report(failure)
                 if failure.outcome != DROP:
-                    wait = failure.retry_after_s or self._replay_backoff * (1 + random.random())
+                    wait = failure.retry_after_s or self._replay_backoff.next()
                     self._replay_at = time.monotonic() + min(wait, self.options.max_backoff_s)
-                    self._replay_backoff = min(self._replay_backoff * 2, self.options.max_backoff_s)
                     return
                 self.stats.dropped_points += len(lines)
             self.spool.remove(path, len(lines))
             self.stats.spool_points = self.spool.points
         if not self.spool:
-            self._replay_backoff = self.options.backoff_s
+            self._replay_backoff.reset()
             if self._reported:
                 log.info("InfluxDB takes writes again; the spool is empty")
                 self._reported.clear()
@@ -234,12 +230,3 @@ class Writer:
             HOLD: "keeping the points in the spool",
         }
         log.log(level, "write to InfluxDB failed (%s); %s", failure.reason, action[failure.outcome])
-
-
-def _body_message(exc: ApiException) -> str:
-    body = (
-        exc.body.decode(errors="replace")
-        if isinstance(exc.body, bytes)
-        else str(exc.body or exc.reason or "")
-    )
-    return " ".join(body.split())[:300]

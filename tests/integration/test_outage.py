@@ -53,3 +53,25 @@ def test_spooled_points_survive_a_collector_restart(
         wait_for(lambda: runner.collector.writer.stats.spool_points == 0, what="empty spool")
     ids = sorted(row["trade_id"] for row in stored_trades(admin_client, org, "BTC-USD"))
     assert ids == sorted(str(t.id) for t in published)
+
+
+def test_a_stop_cuts_a_long_retry_wait_short_and_spools_the_batch(collector_settings, tmp_path, outage):
+    import time
+    from dataclasses import replace
+
+    from collector.config import Buckets
+    from collector.storage.spool import Spool
+    from collector.storage.writer import Writer
+    from tests.integration.harness import FAST
+
+    outage.stop()
+    options = replace(FAST.writer, backoff_s=20, max_backoff_s=30)  # waits far beyond the 10 s stop budget
+    writer = Writer(collector_settings, Buckets(), Spool(tmp_path / "spool"), options)
+    writer.start()
+    writer.submit_line("meta", "waiting value=1 1700000000000000000")
+    wait_for(lambda: writer.stats.retries >= 1, what="first retry wait")
+    started = time.monotonic()
+    writer.close()
+    assert time.monotonic() - started < 3
+    assert writer.stats.spool_points == 1
+    assert Spool(tmp_path / "spool").points == 1
