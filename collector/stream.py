@@ -68,29 +68,25 @@ class TradeStream:
         self._tasks: set[asyncio.Task] = set()
 
     async def run(self) -> None:
-        name = self.exchange.name
+        expected = (OSError, TimeoutError, ConnectionLost, websockets.exceptions.WebSocketException)
         while True:
-            conn = None
             try:
-                conn = await self._open()
-                await self._serve(conn)
-            except (OSError, TimeoutError, ConnectionLost, websockets.exceptions.WebSocketException) as exc:
-                self.health.reconnects += 1
-                self._mark_lost()
+                await self._serve(await self._open())
+            except Exception as exc:  # cancellation (a BaseException) passes through
                 delay = self._backoff.next()
-                log.warning("%s: connection lost (%s); reconnecting in %.1f s", name, _describe(exc), delay)
-                await self._close(conn)
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:
-                await self._close(conn)
-                raise
-            except Exception:  # a bug must not end the stream: say it loudly, then start over
-                self.health.errors += 1
+                if isinstance(exc, expected):
+                    log.warning(
+                        "%s: connection lost (%s); reconnecting in %.1f s",
+                        self.exchange.name,
+                        _describe(exc),
+                        delay,
+                    )
+                else:  # a bug must not end the stream: say it loudly, then start over
+                    self.health.errors += 1
+                    log.exception("%s: unexpected error in the stream; reconnecting", self.exchange.name)
                 self.health.reconnects += 1
                 self._mark_lost()
-                log.exception("%s: unexpected error in the stream; reconnecting", name)
-                await self._close(conn)
-                await asyncio.sleep(self._backoff.next())
+                await asyncio.sleep(delay)
 
     async def set_pairs(self, pairs) -> None:
         """Hot reload: subscribe what was added and unsubscribe what was removed, on the live connection."""
@@ -118,8 +114,12 @@ class TradeStream:
             max_size=2**22,
         )
         self.subscribed = set()
-        for message in self.exchange.subscribe_messages(sorted(self.pairs)):
-            await conn.send(message)
+        try:
+            for message in self.exchange.subscribe_messages(sorted(self.pairs)):
+                await conn.send(message)
+        except BaseException:
+            await self._close(conn)
+            raise
         return conn
 
     async def _serve(self, conn) -> None:
@@ -133,9 +133,10 @@ class TradeStream:
                     conn = await self._hand_over(conn)
                     self._conn = conn
                     heartbeat = asyncio.create_task(self._heartbeat(conn))
-        finally:
+        finally:  # whichever connection it holds by now, handed over or not, ends here
             heartbeat.cancel()
             self._conn = None
+            await self._close(conn)
 
     async def _receive(self, conn):
         while True:
