@@ -60,4 +60,52 @@ class Asset:
     available_supply: Decimal | None = None
 
 
-Record = Trade | Candle | Ticker | Asset
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One line of a holding's history in portfolio.yml, stored so Grafana can annotate buys and sells."""
+
+    asset: str
+    kind: str  # buy, sell, transfer_in or transfer_out
+    time_ns: int
+    quantity: Decimal
+    price: Decimal | None = None  # per unit, in `currency`
+    fee: Decimal | None = None  # in `currency`
+    currency: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One asset valued at one moment, in the base currency.
+
+    `bucket` is "history" for the hourly series and "live" for the samples taken every few seconds.
+    A figure that cannot be known (no cost basis for a bare quantity, no price) is None and not written:
+    an unknown value is never stored as 0.
+    """
+
+    asset: str
+    time_ns: int
+    bucket: str
+    quantity: Decimal
+    price: Decimal | None = None
+    value: Decimal | None = None
+    cost_basis: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    realized_pnl: Decimal | None = None
+    pnl_pct: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioValue:
+    """The whole portfolio at one moment, in the base currency (the sum of its positions)."""
+
+    time_ns: int
+    bucket: str
+    value: Decimal
+    cost_basis: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    realized_pnl: Decimal | None = None
+    pnl_pct: Decimal | None = None
+
+
+Record = Trade | Candle | Ticker | Asset | Transaction | Position | PortfolioValue

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from influxdb_client import Point, WritePrecision
 
-from collector.records import Asset, Candle, Ticker, Trade
+from collector.records import Asset, Candle, PortfolioValue, Position, Ticker, Trade, Transaction
 
 NS = 1_000_000_000
 
@@ -53,11 +53,8 @@ def candle_point(candle: Candle) -> Point:
 
 def ticker_point(ticker: Ticker) -> Point:
     point = Point("ticker").tag("exchange", ticker.exchange).tag("pair", str(ticker.pair))
-    for name in ("last", "bid", "ask", "open", "high", "low", "volume", "vwap", "change_24h_pct"):
-        value = getattr(ticker, name)
-        if value is not None:
-            point.field(name, float(value))
-    return point.time(ticker.time_ns, WritePrecision.NS)
+    fields = ("last", "bid", "ask", "open", "high", "low", "volume", "vwap", "change_24h_pct")
+    return _optional_fields(point, ticker, fields).time(ticker.time_ns, WritePrecision.NS)
 
 
 def asset_point(asset: Asset) -> Point:
@@ -71,6 +68,40 @@ def asset_point(asset: Asset) -> Point:
     if asset.available_supply is not None:
         point.field("available_supply", float(asset.available_supply))
     return point.time(asset.time_ns, WritePrecision.NS)
+
+
+def transaction_point(transaction: Transaction) -> Point:
+    point = Point("transaction").tag("asset", transaction.asset).tag("kind", transaction.kind)
+    point.field("quantity", float(transaction.quantity))
+    _optional_fields(point, transaction, ("price", "fee"))
+    for name in ("currency", "note"):
+        value = getattr(transaction, name)
+        if value is not None:
+            point.field(name, value)
+    return point.time(transaction.time_ns, WritePrecision.NS)
+
+
+POSITION_FIELDS = ("quantity", "price", "value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct")
+PORTFOLIO_FIELDS = ("value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct")
+
+
+def position_point(position: Position) -> Point:
+    point = Point("position").tag("asset", position.asset)
+    return _optional_fields(point, position, POSITION_FIELDS).time(position.time_ns, WritePrecision.NS)
+
+
+def portfolio_point(portfolio: PortfolioValue) -> Point:
+    point = _optional_fields(Point("portfolio"), portfolio, PORTFOLIO_FIELDS)
+    return point.time(portfolio.time_ns, WritePrecision.NS)
+
+
+def _optional_fields(point: Point, record, names: tuple[str, ...]) -> Point:
+    """Decimal fields as floats; a None (unknown) field is left out, never written as 0."""
+    for name in names:
+        value = getattr(record, name)
+        if value is not None:
+            point.field(name, float(value))
+    return point
 
 
 def health_point(exchange: str, values: dict[str, int | float | Decimal]) -> Point:
@@ -87,12 +118,21 @@ def interval_name(seconds: int) -> str:
     return f"{seconds}s"
 
 
-# measurement -> bucket kind, per DESIGN.md
-BUCKET_OF = {Trade: "live", Candle: "history", Ticker: "meta", Asset: "meta"}
-POINT_OF = {Trade: trade_point, Candle: candle_point, Ticker: ticker_point, Asset: asset_point}
+# measurement -> bucket kind, per DESIGN.md; valuations name their own (hourly history or live samples)
+BUCKET_OF = {Trade: "live", Candle: "history", Ticker: "meta", Asset: "meta", Transaction: "meta"}
+POINT_OF = {
+    Trade: trade_point,
+    Candle: candle_point,
+    Ticker: ticker_point,
+    Asset: asset_point,
+    Transaction: transaction_point,
+    Position: position_point,
+    PortfolioValue: portfolio_point,
+}
 
 
 def to_line(record) -> tuple[str, str]:
     """(bucket kind, line protocol) of a record."""
     kind = type(record)
-    return BUCKET_OF[kind], POINT_OF[kind](record).to_line_protocol()
+    bucket = record.bucket if kind in (Position, PortfolioValue) else BUCKET_OF[kind]
+    return bucket, POINT_OF[kind](record).to_line_protocol()
