@@ -110,6 +110,8 @@ class Collector:
                 log, "read-last-candle", "cannot read the last stored candle (%s); starting from memory", exc
             )
             stored = None
+        else:
+            runtime.health.recovered(log, "read-last-candle", "the last stored candle can be read again")
         known = [value for value in (remembered, stored) if value is not None]
         return max(known) if known else None
 

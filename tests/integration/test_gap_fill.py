@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from tests.integration.harness import stored_trades, streaming, wait_for
 
-MAINTENANCE = (503, {"Retry-After": "0"}, '{"status":"error","reason":"maintenance"}')
+MAINTENANCE = (503, {"Retry-After": "0.5"}, '{"status":"error","reason":"maintenance"}')
 
 
 def _ids(client, org, pair="BTC-USD"):
@@ -24,16 +24,18 @@ def test_gap_fill_retries_through_503s_and_skips_a_malformed_row(
         wait_for(lambda: len(_ids(admin_client, org)) == 5, what="live trades")
         # these happen on the exchange while the link is down: only REST can bring them
         published += [replay.publish("btcusd", f"42001.{i:02d}", deliver=False) for i in range(5)]
-        # two whole gap-fill calls fail (5 attempts each), the third passes after two more 503s
+        # two whole gap-fill calls fail (5 attempts each), the third passes after two more 503s: 6 s of 503s
         replay.http.script("/transactions/", *[MAINTENANCE] * 12)
         replay.drop_connections()
-        wait_for(lambda: len(_ids(admin_client, org)) == 10, what="the missed trades")
+        wait_for(lambda: "live_trades_btcusd" in replay.subscribed_on(2), what="the new connection")
+        published.append(replay.publish("btcusd", "42002.00"))  # the live stream goes on meanwhile
+        wait_for(lambda: str(published[-1].id) in _ids(admin_client, org), what="a live trade")
+        assert replay.http.scripted["/transactions/"], "stored while the gap fill was still retrying"
+        wait_for(lambda: len(_ids(admin_client, org)) == 11, what="the missed trades")
         assert replay.http.scripted["/transactions/"] == []
         health = runner.health()
         assert health.gap_filled >= 5  # the REST window overlaps stored trades: they become the same points
         assert health.errors == 3  # two failed gap-fill calls and one skipped row
-        published.append(replay.publish("btcusd", "42002.00"))
-        wait_for(lambda: len(_ids(admin_client, org)) == 11, what="live again")
     assert _ids(admin_client, org) == sorted(str(t.id) for t in published)
     assert "skipped an unusable row (trade price: expected a number, got 'n/a'" in caplog.text
     assert "gap fill works again" in caplog.text
