@@ -103,8 +103,12 @@ class Collector:
         self, runtime: ExchangeRuntime, pair: Pair, interval: int, since: int
     ) -> int | None:
         remembered = runtime.last_candle_s.get(pair)
-        try:
-            stored = self.reader.last_candle_open_s(runtime.adapter.name, pair, interval, since)
+        try:  # a stop does not wait for a slow database either
+            stored = self.stop.call(
+                self.reader.last_candle_open_s, runtime.adapter.name, pair, interval, since
+            )
+        except Stopped:
+            raise
         except Exception as exc:  # noqa: BLE001 - an unreadable database must not stop the backfill
             runtime.health.error(
                 log, "read-last-candle", "cannot read the last stored candle (%s); starting from memory", exc
