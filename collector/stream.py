@@ -9,10 +9,8 @@
   on, and only the task that owns the current connection sends (un)subscribes, reconciling the wanted pairs
   after its subscribe phase, so a hot reload at any moment (a hand-over included) ends subscribed to exactly
   the wanted pairs.
-- After every subscription, the trades missed since the last one seen are fetched over REST, retried with
-  backoff (honouring Retry-After) for as long as the exchange's REST history still reaches them; what it no
-  longer reaches is recorded as an unrecoverable gap. Gap-filled trades become the same points as live ones,
-  so overlaps overwrite themselves.
+- After every subscription, the trades missed since the last one seen are fetched over REST (gap_fill.py).
+  Gap-filled trades become the same points as live ones, so overlaps overwrite themselves.
 """
 
 import asyncio
@@ -20,18 +18,17 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import websockets
 from websockets.asyncio.client import connect
 
 from collector.config import Pair
 from collector.exchanges.base import Exchange, MessageError, Parsed
+from collector.gap_fill import GapFiller
 from collector.health import ExchangeHealth
-from collector.http import HttpClient, HttpError
+from collector.http import HttpClient
 from collector.records import Trade
 from collector.retry import Backoff
-from collector.stop import Stopped
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +56,6 @@ class Link:
     subscribed: set[Pair] = field(default_factory=set)  # acknowledged on this connection
 
 
-@dataclass(eq=False)
-class GapFill:
-    since_s: float
-    task: asyncio.Task
-
-
 class TradeStream:
     def __init__(
         self,
@@ -89,7 +80,9 @@ class TradeStream:
         self._alive_s: float | None = None  # when a connection last delivered a message
         self._lost_s: int | None = None  # _alive_s when the last connection was lost or handed over
         self._backoff = Backoff(options.backoff_first_s, options.backoff_max_s)
-        self._gap_fills: dict[Pair, GapFill] = {}
+        self._gap_filler = GapFiller(
+            exchange, http, health, self._accept, options.backoff_first_s, options.backoff_max_s
+        )
 
     async def run(self) -> None:
         expected = (OSError, TimeoutError, ConnectionLost, websockets.exceptions.WebSocketException)
@@ -113,10 +106,7 @@ class TradeStream:
                     self._mark_lost()
                     await asyncio.sleep(delay)
         finally:  # a stopped stream produces nothing more: its gap fills end with it
-            fills = [fill.task for fill in self._gap_fills.values()]
-            for task in fills:
-                task.cancel()
-            await asyncio.gather(*fills, return_exceptions=True)
+            await self._gap_filler.close()
 
     async def set_pairs(self, pairs) -> None:
         """Hot reload: the task serving the connection (un)subscribes the difference, now or after its
@@ -270,21 +260,23 @@ class TradeStream:
             )
             return None
         if parsed.trades:
-            self._accept([trade for trade in parsed.trades if trade.pair in self.pairs])
+            self._accept(parsed.trades)
         if parsed.subscribed is not None:
             self._on_subscribed(parsed.subscribed, link)
         if parsed.unsubscribed is not None:
             link.subscribed.discard(parsed.unsubscribed)
         return parsed
 
-    def _accept(self, trades: list[Trade]) -> None:
-        if not trades:
-            return
-        self.sink(trades)
-        self.health.trades += len(trades)
+    def _accept(self, trades: list[Trade]) -> list[Trade]:
+        """Hand the trades of wanted pairs to the sink; returns them."""
+        trades = [trade for trade in trades if trade.pair in self.pairs]
+        if trades:
+            self.sink(trades)
+            self.health.trades += len(trades)
         for trade in trades:
             if trade.time_s > self.last_trade_s.get(trade.pair, 0):
                 self.last_trade_s[trade.pair] = trade.time_s
+        return trades
 
     def _on_subscribed(self, pair: Pair, link: Link) -> None:
         if pair not in link.requested:
@@ -295,94 +287,12 @@ class TradeStream:
         # a pair never seen on a first connection has no gap: candles cover its history.
         since = self.last_trade_s.get(pair, self._lost_s)
         if since is not None:
-            self._start_gap_fill(pair, since)
-
-    # --- gap fill ------------------------------------------------------------------------------------------
-
-    def _start_gap_fill(self, pair: Pair, since_s: float) -> None:
-        """One gap fill per pair: a new gap while one is still retrying is merged into it."""
-        running = self._gap_fills.get(pair)
-        if running is not None:
-            since_s = min(since_s, running.since_s)
-            running.task.cancel()
-        fill = GapFill(since_s, asyncio.create_task(self._gap_fill(pair, since_s, time.time())))
-        self._gap_fills[pair] = fill
-        fill.task.add_done_callback(lambda _task: self._gap_fill_done(pair, fill))
-
-    def _gap_fill_done(self, pair: Pair, fill: GapFill) -> None:
-        if self._gap_fills.get(pair) is fill:
-            del self._gap_fills[pair]
-        if not fill.task.cancelled() and fill.task.exception() is not None:
-            self.health.errors += 1
-            log.error("%s %s: gap fill failed", self.exchange.name, pair, exc_info=fill.task.exception())
-
-    async def _gap_fill(self, pair: Pair, since_s: float, until_s: float) -> None:
-        """Trades of [since_s, until_s] over REST, retried until they come or the exchange no longer has them."""
-        name, kind = self.exchange.name, f"gap-fill:{pair}"
-        backoff = Backoff(self.options.backoff_first_s, self.options.backoff_max_s)
-        while True:
-            reach_s = time.time() - self.exchange.trade_history_s
-            if since_s < reach_s:  # that part is gone from the exchange's REST history
-                reach_h = self.exchange.trade_history_s / 3600
-                reason = f"the exchange's REST history reaches back {reach_h:g} h"
-                self._unrecoverable(pair, since_s, min(until_s, reach_s), reason)
-                since_s = min(until_s, reach_s)
-                if since_s >= until_s:
-                    return
-            try:
-                page = await asyncio.to_thread(
-                    self.exchange.recent_trades, self.http, pair, time.time() - since_s
-                )
-                break
-            except Stopped:
-                return
-            except (HttpError, MessageError) as exc:
-                if isinstance(exc, HttpError) and not exc.retryable:
-                    self.health.error(log, kind, "%s %s: gap fill refused: %s", name, pair, exc)
-                    self._unrecoverable(pair, since_s, until_s, "the exchange refused the request")
-                    return
-                retry_after = exc.retry_after_s if isinstance(exc, HttpError) else None
-                wait = backoff.next() if retry_after is None else retry_after
-                self.health.error(
-                    log,
-                    kind,
-                    "%s %s: gap fill failed (%s); retrying while the exchange keeps them",
-                    name,
-                    pair,
-                    exc,
-                )
-                await asyncio.sleep(wait)
-        self.health.recovered(log, kind, "%s %s: gap fill works again", name, pair)
-        self.health.skipped_rows(log, f"{name} {pair} transactions", page.bad_rows)
-        missed = [
-            trade for trade in page.records if trade.time_s >= int(since_s) and trade.pair in self.pairs
-        ]
-        self._accept(missed)
-        self.health.gap_filled += len(missed)
-        log.info("%s %s: gap of %.0f s filled with %d trades", name, pair, until_s - since_s, len(missed))
-
-    def _unrecoverable(self, pair: Pair, from_s: float, to_s: float, reason: str) -> None:
-        """Given up on: counted in `unrecoverable_gap_s` and logged with its span, for a dashboard to show."""
-        span = max(0.0, to_s - from_s)
-        self.health.unrecoverable_gap_s += span
-        log.warning(
-            "%s %s: trades from %s to %s (%.0f s) cannot be recovered (%s); candles cover that span",
-            self.exchange.name,
-            pair,
-            _iso(from_s),
-            _iso(to_s),
-            span,
-            reason,
-        )
+            self._gap_filler.start(pair, since)
 
 
 def _cancel(tasks: list[asyncio.Task]) -> None:
     for task in tasks:
         task.cancel()
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _describe(exc: BaseException) -> str:
