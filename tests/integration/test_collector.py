@@ -196,16 +196,17 @@ def test_a_thousand_trades_in_one_microsecond_are_a_thousand_points(
     assert {int(row["_time"].timestamp()) for row in rows} == {moment_us // 1_000_000}
 
 
-def test_a_pair_added_during_a_reconnect_hand_over_is_subscribed_on_the_new_connection(
+def test_pairs_changed_during_a_reconnect_hand_over_end_up_exactly_on_the_new_connection(
     collector_settings, admin_client, replay, tmp_path
 ):
     path = tmp_path / "portfolio.yml"
     org = collector_settings.org
-    with streaming(tmp_path, replay, collector_settings) as runner:
+    with streaming(tmp_path, replay, collector_settings, pairs=("BTC-USD", "XRP-USD")) as runner:
+        replay.wait_subscribed("xrpusd")
         replay.hold_acks()  # the new connection stays in its subscribe phase until released
         replay.request_reconnect()
         wait_for(lambda: (2, "bts:subscribe", "live_trades_btcusd") in replay.subscribe_log, what="hand-over")
-        write_config(path, replay, pairs=("BTC-USD", "ETH-USD"))
+        write_config(path, replay, pairs=("BTC-USD", "ETH-USD"))  # ETH added, XRP removed
         stream = runner.collector.exchanges["bitstamp"].stream
         wait_for(lambda: Pair("ETH", "USD") in stream.pairs, what="the reload")
         replay.release_acks()
@@ -214,13 +215,20 @@ def test_a_pair_added_during_a_reconnect_hand_over_is_subscribed_on_the_new_conn
                 replay.subscribed_on(2) == {"live_trades_btcusd", "live_trades_ethusd"}
                 and len(replay.connections) == 1
             ),
-            what="both pairs on the new connection, the old one closed",
+            what="exactly the wanted pairs on the new connection, the old one closed",
         )
         eth = replay.publish("ethusd", "2345.67")
         btc = replay.publish("btcusd", "50000.00")
         wait_for(lambda: stored_trades(admin_client, org, "ETH-USD"), what="the new pair's trade")
         _wait_stored(admin_client, org, "BTC-USD", 1)
         assert stream.link.number == 2 and stream.link.subscribed == stream.pairs
-    assert [n for n, event, channel in replay.subscribe_log if channel == "live_trades_ethusd"] == [2]
+    # every change went to the connection that was kept, none to the one being closed
+    changes = [(n, event, channel) for n, event, channel in replay.subscribe_log if "btcusd" not in channel]
+    assert changes == [
+        (1, "bts:subscribe", "live_trades_xrpusd"),
+        (2, "bts:subscribe", "live_trades_xrpusd"),
+        (2, "bts:subscribe", "live_trades_ethusd"),
+        (2, "bts:unsubscribe", "live_trades_xrpusd"),
+    ]
     assert [row["trade_id"] for row in stored_trades(admin_client, org, "ETH-USD")] == [str(eth.id)]
     assert [row["trade_id"] for row in stored_trades(admin_client, org, "BTC-USD")] == [str(btc.id)]
