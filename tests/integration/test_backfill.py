@@ -112,6 +112,19 @@ def test_429_retry_after_is_honoured(replay):
     assert len(replay.http.requests) == 2
 
 
+def test_a_503_retry_after_is_honoured_too(replay):
+    from collector.config import ExchangeConfig
+    from collector.exchanges.bitstamp import Bitstamp
+
+    adapter = Bitstamp(ExchangeConfig("bitstamp", (BTC,), rest_url=replay.rest_url))
+    http = HttpClient("bitstamp", RateLimit(8000, 600), backoff=Backoff(0.01, 0.01))
+    replay.http.queued = [(503, {"Retry-After": "1"}, "maintenance")]
+    started = time.monotonic()
+    assert adapter.ticker(http, BTC).last == Decimal("77265")
+    assert time.monotonic() - started >= 1.0  # not the 0.01 s backoff
+    assert http.health.rate_limited == 0  # a 503 is not a rate limit
+
+
 def test_server_errors_are_retried_and_client_errors_are_not(replay):
     from collector.config import ExchangeConfig
     from collector.exchanges.bitstamp import Bitstamp
