@@ -141,8 +141,8 @@ def fast(options: RunOptions, **stream) -> RunOptions:
     return replace(options, stream=replace(options.stream, **stream))
 
 
-def collector_env(settings, tmp_path: Path) -> dict:
-    """The environment of a `collector` command run as its own process against this test's InfluxDB."""
+def collector_env(settings, tmp_path: Path, **extra: str) -> dict:
+    """The environment of a `collector` process writing to `settings`, spooling to tmp_path/spool."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "HODLBOARD_"))}
     env.update(
         INFLUXDB_V2_URL=settings.url,
@@ -151,4 +151,5 @@ def collector_env(settings, tmp_path: Path) -> dict:
         HODLBOARD_SPOOL_DIR=str(tmp_path / "spool"),
         PYTHONPATH=str(ROOT),
     )
+    env.update(extra)
     return env
