@@ -77,7 +77,6 @@ class HttpClient:
         self.max_wait_s = max_wait_s
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "hodlboard-collector"
-        self.stats = {"requests": 0, "http_errors": 0}
 
     def get_json(self, url: str, params: dict | None = None):
         """The JSON answer; HttpError (RateLimited for 429) when it fails for good, Stopped on a stop."""
@@ -85,7 +84,6 @@ class HttpClient:
         last_problem, status, retry_after = "", None, None
         for attempt in range(self.attempts):
             self.bucket.take()
-            self.stats["requests"] += 1
             try:  # on its own thread, so a stop never waits for a slow or hanging answer
                 response = self.stop.call(self.session.get, url, params=params, timeout=self.timeout_s)
             except requests.RequestException as exc:
@@ -97,7 +95,6 @@ class HttpClient:
                     try:
                         return load_json(response.content)
                     except MessageError as exc:
-                        self.stats["http_errors"] += 1
                         raise HttpError(f"{self.exchange} {url}: answer is not JSON") from exc
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 if status == 429:
@@ -106,7 +103,6 @@ class HttpClient:
                 elif status >= 500:
                     last_problem = f"HTTP {status}"
                 else:
-                    self.stats["http_errors"] += 1
                     snippet = " ".join(response.text.split())[:200]
                     raise HttpError(f"{self.exchange} {url}: HTTP {status} {snippet}", status)
                 wait = retry_after
@@ -114,7 +110,6 @@ class HttpClient:
                 wait = self.backoff.next() if wait is None else wait
                 log.debug("%s %s: %s, retrying in %.1f s", self.exchange, url, last_problem, wait)
                 self.stop.sleep(min(wait, self.max_wait_s))
-        self.stats["http_errors"] += 1
         failure = RateLimited if status == 429 else HttpError
         message = f"{self.exchange} {url}: {last_problem} after {self.attempts} attempts"
         raise failure(message.replace("rate limited (429)", "still rate limited"), status, retry_after)
