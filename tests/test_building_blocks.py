@@ -1,7 +1,11 @@
 """Small pieces with exact behaviour: point identity, rate limit, progress bar, retry headers."""
 
 import io
+import threading
+import time
 from decimal import Decimal
+
+import pytest
 
 from collector.backfill import Progress
 from collector.config import ExchangeConfig, Pair
@@ -10,6 +14,7 @@ from collector.exchanges.bitstamp import Bitstamp
 from collector.http import TokenBucket
 from collector.records import Trade
 from collector.retry import retry_after_seconds
+from collector.stop import Stopped, StopSignal
 from collector.storage.points import interval_name, to_line, trade_time_ns
 
 BTC = Pair("BTC", "USD")
@@ -125,3 +130,22 @@ def test_progress_bar_only_on_a_terminal():
     pipe = io.StringIO()
     Progress("x", pipe).update(50, 0, 100, 1)
     assert pipe.getvalue() == ""
+
+
+def test_a_stop_ends_a_blocking_call_and_a_sleep_at_once():
+    stop = StopSignal()
+    assert stop.call(lambda a, b: a + b, 2, b=3) == 5
+    with pytest.raises(ZeroDivisionError):
+        stop.call(lambda: 1 / 0)
+
+    release = threading.Event()  # a call that would hang until the test ends
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        stop.call(release.wait, 60)
+    assert time.monotonic() - started < 5
+    with pytest.raises(Stopped):
+        stop.sleep(60)  # already stopped: no wait at all
+    with pytest.raises(Stopped):
+        stop.call(lambda: "never runs")
+    release.set()
