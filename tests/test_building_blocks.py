@@ -3,7 +3,6 @@
 import io
 import threading
 import time
-from decimal import Decimal
 
 import pytest
 
@@ -12,16 +11,11 @@ from collector.config import ExchangeConfig, Pair
 from collector.exchanges.base import RateLimit, load_json
 from collector.exchanges.bitstamp import Bitstamp
 from collector.http import TokenBucket
-from collector.records import Trade
 from collector.retry import retry_after_seconds
 from collector.stop import Stopped, StopSignal
 from collector.storage.points import interval_name, to_line, trade_time_ns
 
 BTC = Pair("BTC", "USD")
-
-
-def trade(trade_id: str, time_s: int = 1_700_000_000, price: str = "1.5") -> Trade:
-    return Trade("bitstamp", Pair("BTC", "USD"), trade_id, Decimal(price), Decimal("2"), "buy", time_s)
 
 
 def test_trade_time_is_the_second_plus_an_id_offset():
