@@ -3,7 +3,7 @@
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from collector.config import Pair
@@ -21,6 +21,7 @@ class BackfillResult:
     status: str = "ok"  # ok | up to date | no data | rate limited | failed
     detail: str = ""
     last_open_s: int | None = None
+    bad_rows: list[str] = field(default_factory=list)  # skipped rows, what was wrong with each
 
 
 def day_start_s(day: date) -> int:
@@ -59,7 +60,11 @@ def backfill_pair(
     now_s: float | None = None,
     progress: Progress | None = None,
 ) -> BackfillResult:
-    """Fetch every closed candle after the last stored one (or since `since_s`) and submit it."""
+    """Fetch every closed candle after the last stored one (or since `since_s`) and submit it.
+
+    Pages follow each other up to now, past empty ones; a bad row is skipped (and reported in the result),
+    never its page. A stop (Stopped) ends it between or during requests, after the last submitted page.
+    """
     result = BackfillResult(pair, last_open_s=last_stored_s)
     now_s = int(now_s if now_s is not None else time.time())
     start = since_s if last_stored_s is None else max(since_s, last_stored_s + interval_s)
@@ -71,7 +76,7 @@ def backfill_pair(
         return result
     while start < end:
         try:
-            candles = exchange.candles(http, pair, interval_s, start, now_s)
+            page = exchange.candles(http, pair, interval_s, start, now_s)
         except RateLimited as exc:
             result.status, result.detail = "rate limited", str(exc)
             break
@@ -80,19 +85,22 @@ def backfill_pair(
             break
         finally:
             result.requests += 1
-        if not candles:
-            if result.candles == 0:
-                result.status = "no data"
-                result.detail = f"the exchange has no {pair} candles after {_iso(start)}"
-            break
-        submit(candles)
-        result.candles += len(candles)
-        result.last_open_s = candles[-1].open_time_s
-        start = candles[-1].open_time_s + interval_s
+        result.bad_rows += page.bad_rows
+        if page.records:
+            submit(page.records)
+            result.candles += len(page.records)
+            result.last_open_s = page.records[-1].open_time_s
+        start = max(page.next_start_s or 0, start + interval_s)
         if progress:
             progress.update(start, first, end, result.candles)
     if progress:
         progress.finish()
+    if result.status == "ok" and result.candles == 0:
+        result.status = "no data"
+        result.detail = f"the exchange has no {pair} candles after {_iso(first)}"
+    if result.bad_rows:
+        skipped = f"{len(result.bad_rows)} unusable rows skipped"
+        result.detail = f"{result.detail}; {skipped}" if result.detail else skipped
     return result
 
 

@@ -16,7 +16,7 @@ from collector import bootstrap as bootstrap_mod
 from collector.backfill import Progress, day_start_s
 from collector.config import Config, Pair, config_path, load_config
 from collector.errors import ConfigError, RuntimeFailure
-from collector.exchanges import EXCHANGES
+from collector.exchanges import load_checked_config
 from collector.influx_settings import InfluxSettings
 from collector.service import Collector, RunOptions
 from collector.storage.points import interval_name
@@ -134,7 +134,7 @@ def _date_argument(text: str) -> date:
 
 def _read_config(args) -> tuple[Path, Config]:
     path, _ = config_path(args.config)
-    return path, load_config(path, required=True, known_exchanges=set(EXCHANGES))
+    return path, load_checked_config(path)
 
 
 def _collector(args) -> tuple[Path, Collector]:

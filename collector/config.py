@@ -89,7 +89,12 @@ def config_path(cli_path: str | None, environ=os.environ) -> tuple[Path, bool]:
     return DEFAULT_CONFIG_PATH, False
 
 
-def load_config(path: Path, required: bool = True, known_exchanges: set[str] | None = None) -> Config:
+def load_config(
+    path: Path,
+    required: bool = True,
+    known_exchanges: set[str] | None = None,
+    candle_steps: dict[str, frozenset[int]] | None = None,
+) -> Config:
     if not path.exists():
         if required:
             raise ConfigError(f"{path}: configuration file not found (copy portfolio.example.yml)")
@@ -98,11 +103,17 @@ def load_config(path: Path, required: bool = True, known_exchanges: set[str] | N
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    return parse_config(text, str(path), known_exchanges)
+    return parse_config(text, str(path), known_exchanges, candle_steps)
 
 
-def parse_config(text: str, source: str, known_exchanges: set[str] | None = None) -> Config:
-    """Validate everything; `known_exchanges` (the adapter registry's keys) limits `exchanges:`."""
+def parse_config(
+    text: str,
+    source: str,
+    known_exchanges: set[str] | None = None,
+    candle_steps: dict[str, frozenset[int]] | None = None,
+) -> Config:
+    """Validate everything; `known_exchanges` (the adapter registry's keys) limits `exchanges:`, and
+    `candle_steps` (exchange -> the candle intervals it offers, in seconds) limits `backfill.interval`."""
     doc = _Document.parse(text, source)
     root = doc.mapping((), allowed={"base_currency", "exchanges", "backfill", "influxdb"})
     config = Config()
@@ -112,6 +123,7 @@ def parse_config(text: str, source: str, known_exchanges: set[str] | None = None
         config = replace(config, exchanges=_exchanges(doc, known_exchanges))
     if "backfill" in root:
         config = replace(config, backfill=_backfill(doc))
+    _check_interval(doc, config, candle_steps or {})
     influx = doc.mapping(("influxdb",), allowed={"buckets"}) if "influxdb" in root else {}
     if "buckets" in influx:
         names = doc.mapping(("influxdb", "buckets"), allowed={"live", "history", "meta"})
@@ -147,6 +159,30 @@ def _backfill(doc: "_Document") -> BackfillConfig:
     if "since" in entry:
         config = replace(config, since=doc.date(("backfill", "since")))
     return config
+
+
+def _check_interval(doc: "_Document", config: Config, candle_steps: dict[str, frozenset[int]]) -> None:
+    """Refused here, not at run time: a candle interval that a configured exchange does not offer."""
+    interval = config.backfill.interval_s
+    for name in config.exchanges:
+        offered = candle_steps.get(name)
+        if offered is not None and interval not in offered:
+            path = ("backfill", "interval")
+            if path not in doc.lines:  # the default interval: name the exchange instead
+                path = ("exchanges", name)
+            names = ", ".join(_duration_name(step) for step in sorted(offered))
+            line = doc.lines.get(path, 1)
+            raise ConfigError(
+                f"{doc.source}:{line}: {_key_name(path)}: expected a candle interval {name} offers "
+                f"({names}), got {_duration_name(interval)}"
+            )
+
+
+def _duration_name(seconds: int) -> str:
+    for unit in ("w", "d", "h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
 
 
 class _Document:

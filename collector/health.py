@@ -1,6 +1,11 @@
-"""Per-exchange counters, written as `collector` points; errors are counted always and logged once per kind."""
+"""Per-exchange counters and state, written as `collector` points.
+
+Errors are counted always; each kind is logged once while it lasts, and again after the next recovery, so a
+log shows every outage without one line per failed message.
+"""
 
 import logging
+import time
 from dataclasses import dataclass, field, fields
 
 
@@ -11,15 +16,45 @@ class ExchangeHealth:
     gap_filled: int = 0
     errors: int = 0
     reconnects: int = 0
+    rate_limited: int = 0  # HTTP 429 answers, retried or not
+    unrecoverable_gap_s: float = 0.0  # trade history given up on: older than the exchange's REST reach
+    connected: int = 0  # 1 while a websocket connection is open
     backfill_lag_s: float = 0.0
-    _logged: set[str] = field(default_factory=set, repr=False)
+    last_message_s: float | None = field(default=None, repr=False)  # wall clock of the last message
+    _failing: set[str] = field(default_factory=set, repr=False)
 
     def error(self, logger: logging.Logger, kind: str, message: str, *args) -> None:
         self.errors += 1
-        if kind not in self._logged:
-            self._logged.add(kind)
-            logger.warning(message + " (further ones are counted, not logged)", *args)
+        if kind not in self._failing:
+            self._failing.add(kind)
+            logger.warning(message + " (further ones are counted, not logged, until it works again)", *args)
 
-    def counters(self) -> dict[str, float]:
-        """Every public field, as written to the `collector` measurement."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+    def recovered(self, logger: logging.Logger, kind: str, message: str, *args) -> None:
+        """`kind` works again: say so if it was failing, and log its next failure again."""
+        if kind in self._failing:
+            self._failing.discard(kind)
+            logger.info(message, *args)
+
+    def skipped_rows(self, logger: logging.Logger, source: str, rows: list[str]) -> None:
+        """Rows of a REST answer that could not be used (the rest of it was): each one counted as an error."""
+        kind = f"bad-row:{source}"
+        for row in rows:
+            self.error(logger, kind, "%s: skipped an unusable row (%s)", source, row)
+        if not rows:
+            self.recovered(logger, kind, "%s: every row usable again", source)
+
+    def recovered_all(self, prefix: str) -> None:
+        """Forget every failing kind starting with `prefix` (e.g. a new connection for message errors)."""
+        self._failing = {kind for kind in self._failing if not kind.startswith(prefix)}
+
+    def counters(self, now_s: float | None = None) -> dict[str, float]:
+        """Every public field, as written to the `collector` measurement; an unknown age is left out."""
+        values = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not f.name.startswith("_") and f.name != "last_message_s"
+        }
+        if self.last_message_s is not None:
+            now_s = time.time() if now_s is None else now_s
+            values["last_message_age_s"] = max(0.0, now_s - self.last_message_s)
+        return values

@@ -7,21 +7,29 @@ import time
 import requests
 
 from collector.exchanges.base import MessageError, RateLimit, load_json
+from collector.health import ExchangeHealth
 from collector.retry import Backoff, retry_after_seconds
+from collector.stop import StopSignal
 
 log = logging.getLogger(__name__)
-
-
-class RateLimited(Exception):
-    """The exchange kept answering 429 after every retry: not the same thing as 'no data'."""
 
 
 class HttpError(Exception):
     """A request that failed for good (4xx, or 5xx/network after every retry)."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None):
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s  # what the exchange's last answer asked for, if anything
+
+    @property
+    def retryable(self) -> bool:
+        """Network errors, 429 and 5xx may pass; another 4xx will not."""
+        return self.status is None or self.status == 429 or self.status >= 500
+
+
+class RateLimited(HttpError):
+    """The exchange kept answering 429 after every retry: not the same thing as 'no data'."""
 
 
 class TokenBucket:
@@ -56,55 +64,55 @@ class HttpClient:
         attempts: int = 5,
         backoff: Backoff | None = None,
         max_wait_s: float = 120.0,
+        stop: StopSignal | None = None,
+        health: ExchangeHealth | None = None,
     ):
         self.exchange = exchange
-        self.bucket = TokenBucket(limit)
+        self.stop = stop or StopSignal()
+        self.health = health or ExchangeHealth()
+        self.bucket = TokenBucket(limit, sleep=self.stop.sleep)
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff = backoff or Backoff(1.0, 30.0)
         self.max_wait_s = max_wait_s
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "hodlboard-collector"
-        self.stats = {"requests": 0, "rate_limited": 0, "http_errors": 0}
 
     def get_json(self, url: str, params: dict | None = None):
+        """The JSON answer; HttpError (RateLimited for 429) when it fails for good, Stopped on a stop."""
         self.backoff.reset()
-        last_problem = ""
+        last_problem, status, retry_after = "", None, None
         for attempt in range(self.attempts):
             self.bucket.take()
-            self.stats["requests"] += 1
-            try:
-                response = self.session.get(url, params=params, timeout=self.timeout_s)
+            try:  # on its own thread, so a stop never waits for a slow or hanging answer
+                response = self.stop.call(self.session.get, url, params=params, timeout=self.timeout_s)
             except requests.RequestException as exc:
-                last_problem = f"network error: {exc.__class__.__name__}"
-                wait = self.backoff.next()
+                last_problem, status = f"network error: {exc.__class__.__name__}", None
+                wait = retry_after = None
             else:
-                if response.status_code == 200:
+                status = response.status_code
+                if status == 200:
                     try:
                         return load_json(response.content)
                     except MessageError as exc:
-                        self.stats["http_errors"] += 1
                         raise HttpError(f"{self.exchange} {url}: answer is not JSON") from exc
-                if response.status_code == 429:
-                    self.stats["rate_limited"] += 1
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                if status == 429:
+                    self.health.rate_limited += 1
                     last_problem = "rate limited (429)"
-                    wait = retry_after_seconds(response.headers.get("Retry-After")) or self.backoff.next()
-                elif response.status_code >= 500:
-                    last_problem = f"HTTP {response.status_code}"
-                    wait = self.backoff.next()
+                elif status >= 500:
+                    last_problem = f"HTTP {status}"
                 else:
-                    self.stats["http_errors"] += 1
                     snippet = " ".join(response.text.split())[:200]
-                    raise HttpError(
-                        f"{self.exchange} {url}: HTTP {response.status_code} {snippet}", response.status_code
-                    )
+                    raise HttpError(f"{self.exchange} {url}: HTTP {status} {snippet}", status)
+                wait = retry_after
             if attempt < self.attempts - 1:
+                wait = self.backoff.next() if wait is None else wait
                 log.debug("%s %s: %s, retrying in %.1f s", self.exchange, url, last_problem, wait)
-                time.sleep(min(wait, self.max_wait_s))
-        self.stats["http_errors"] += 1
-        if last_problem.startswith("rate limited"):
-            raise RateLimited(f"{self.exchange} {url}: still rate limited after {self.attempts} attempts")
-        raise HttpError(f"{self.exchange} {url}: {last_problem} after {self.attempts} attempts")
+                self.stop.sleep(min(wait, self.max_wait_s))
+        failure = RateLimited if status == 429 else HttpError
+        message = f"{self.exchange} {url}: {last_problem} after {self.attempts} attempts"
+        raise failure(message.replace("rate limited (429)", "still rate limited"), status, retry_after)
 
     def close(self) -> None:
         self.session.close()

@@ -8,17 +8,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from collector.backfill import BackfillResult, backfill_pair, day_start_s
-from collector.config import Config, ExchangeConfig, Pair, load_config
+from collector.config import Config, ExchangeConfig, Pair
 from collector.errors import ConfigError
-from collector.exchanges import EXCHANGES
+from collector.exchanges import EXCHANGES, load_checked_config
 from collector.exchanges.base import Exchange, MessageError
 from collector.health import ExchangeHealth
-from collector.http import HttpClient, HttpError, RateLimited
+from collector.http import HttpClient, HttpError
 from collector.influx_settings import InfluxSettings
+from collector.stop import Stopped, StopSignal
 from collector.storage.reader import Reader
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer, WriterOptions
-from collector.stream import REST_TRADE_HISTORY_S, StreamOptions, TradeStream
+from collector.stream import StreamOptions, TradeStream
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ class RunOptions:
     reload_s: float = 2.0  # how often portfolio.yml is checked for edits
     health_s: float = 10.0
     alive_file: Path | None = None  # touched with every health sample, for the container's healthcheck
-    shutdown_s: float = 8.0  # SIGTERM to exit stays under 10 s
+    shutdown_s: float = 8.0  # SIGTERM to exit stays under 10 s: producers stop, then the writer flushes
+    producers_stop_s: float = 1.5  # a stop ends every network wait at once; this bounds the rest
     writer: WriterOptions = WriterOptions()
     stream: StreamOptions = StreamOptions()
 
@@ -60,6 +62,7 @@ class Collector:
         self.writer = Writer(settings, config.buckets, Spool(spool_dir), options.writer)
         self.reader = Reader(settings, config.buckets)
         self.exchanges: dict[str, ExchangeRuntime] = {}
+        self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
         self._tasks: set[asyncio.Task] = set()
         self._config_stamp = _stamp(config_path)
 
@@ -67,9 +70,9 @@ class Collector:
 
     def runtime(self, exchange: ExchangeConfig) -> ExchangeRuntime:
         adapter = EXCHANGES[exchange.name](exchange)
-        return ExchangeRuntime(
-            exchange, adapter, HttpClient(exchange.name, adapter.rate_limit), ExchangeHealth()
-        )
+        health = ExchangeHealth()
+        http = HttpClient(exchange.name, adapter.rate_limit, stop=self.stop, health=health)
+        return ExchangeRuntime(exchange, adapter, http, health)
 
     def backfill(
         self, runtime: ExchangeRuntime, pairs, since_s: int | None = None, progress=None
@@ -77,14 +80,7 @@ class Collector:
         interval = self.config.backfill.interval_s
         since = since_s if since_s is not None else day_start_s(self.config.backfill.since)
         results = []
-        for pair in pairs:
-            if interval not in runtime.adapter.candle_steps:
-                results.append(
-                    BackfillResult(
-                        pair, status="failed", detail=f"{runtime.adapter.name} has no {interval} s candles"
-                    )
-                )
-                continue
+        for pair in pairs:  # the interval is one the exchange offers: load_checked_config saw to it
             stored = self._last_stored_candle(runtime, pair, interval, since)
             result = backfill_pair(
                 runtime.adapter,
@@ -96,6 +92,7 @@ class Collector:
                 stored,
                 progress=progress(runtime, pair) if progress else None,
             )
+            runtime.health.skipped_rows(log, f"{runtime.adapter.name} {pair} ohlc", result.bad_rows)
             if result.last_open_s is not None:
                 runtime.last_candle_s[pair] = result.last_open_s
                 runtime.health.backfill_lag_s = max(0.0, time.time() - (result.last_open_s + 2 * interval))
@@ -106,33 +103,43 @@ class Collector:
         self, runtime: ExchangeRuntime, pair: Pair, interval: int, since: int
     ) -> int | None:
         remembered = runtime.last_candle_s.get(pair)
-        try:
-            stored = self.reader.last_candle_open_s(runtime.adapter.name, pair, interval, since)
+        try:  # a stop does not wait for a slow database either
+            stored = self.stop.call(
+                self.reader.last_candle_open_s, runtime.adapter.name, pair, interval, since
+            )
+        except Stopped:
+            raise
         except Exception as exc:  # noqa: BLE001 - an unreadable database must not stop the backfill
             runtime.health.error(
                 log, "read-last-candle", "cannot read the last stored candle (%s); starting from memory", exc
             )
             stored = None
+        else:
+            runtime.health.recovered(log, "read-last-candle", "the last stored candle can be read again")
         known = [value for value in (remembered, stored) if value is not None]
         return max(known) if known else None
 
     def reference_data(self, runtime: ExchangeRuntime) -> tuple[int, int]:
         """Tickers of every pair and the exchange's coin metadata; returns (tickers, assets) written."""
         tickers = assets = 0
+        name, health = runtime.adapter.name, runtime.health
         for pair in runtime.config.pairs:
             try:
                 self.writer.submit([runtime.adapter.ticker(runtime.http, pair)])
                 tickers += 1
-            except (HttpError, RateLimited, MessageError) as exc:
-                runtime.health.error(
-                    log, f"ticker:{pair}", "%s %s: ticker failed: %s", runtime.adapter.name, pair, exc
-                )
+            except (HttpError, MessageError) as exc:
+                health.error(log, f"ticker:{pair}", "%s %s: ticker failed: %s", name, pair, exc)
+            else:
+                health.recovered(log, f"ticker:{pair}", "%s %s: ticker works again", name, pair)
         try:
-            found = runtime.adapter.assets(runtime.http)
-            self.writer.submit(found)
-            assets = len(found)
-        except (HttpError, RateLimited, MessageError) as exc:
-            runtime.health.error(log, "assets", "%s: coin metadata failed: %s", runtime.adapter.name, exc)
+            page = runtime.adapter.assets(runtime.http)
+        except (HttpError, MessageError) as exc:
+            health.error(log, "assets", "%s: coin metadata failed: %s", name, exc)
+        else:
+            health.recovered(log, "assets", "%s: coin metadata works again", name)
+            health.skipped_rows(log, f"{name} currencies", page.bad_rows)
+            self.writer.submit(page.records)
+            assets = len(page.records)
         return tickers, assets
 
     # --- the long-running service --------------------------------------------------------------------------
@@ -149,6 +156,20 @@ class Collector:
         finally:
             await self._stop_all()
 
+    async def _blocking(self, function, *args):
+        """function(*args) on a worker thread. A cancel still waits (briefly: the stop has ended its network
+        waits) for the thread to finish, so nothing it submits reaches the writer after the writer closed."""
+        work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work], timeout=self.options.producers_stop_s)
+            if work.done() and not work.cancelled():
+                work.exception()  # Stopped, most likely: expected, and nobody else will look at it
+            else:
+                log.error("%s still running after the stop; what it submits now is lost", function.__name__)
+            raise
+
     def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
@@ -162,7 +183,7 @@ class Collector:
 
     async def _start_exchange(self, exchange: ExchangeConfig) -> None:
         runtime = self.runtime(exchange)
-        since = int(time.time()) - 2 * REST_TRADE_HISTORY_S
+        since = int(time.time() - 2 * runtime.adapter.trade_history_s)
         try:
             last_trades = await asyncio.to_thread(self.reader.last_trade_s, exchange.name, since)
         except Exception as exc:  # noqa: BLE001 - without it there is just no gap fill after this restart
@@ -192,12 +213,16 @@ class Collector:
         runtime.http.close()
 
     async def _stop_all(self) -> None:
+        """Producers first (streams, gap fills, backfill, tickers), then the writer flushes what they gave it."""
+        started = time.monotonic()
+        self.stop.set()  # every wait on an exchange ends now
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for runtime in self.exchanges.values():
             runtime.http.close()
-        await asyncio.to_thread(self.writer.close, self.options.shutdown_s)
+        remaining = max(1.0, self.options.shutdown_s - (time.monotonic() - started))
+        await asyncio.to_thread(self.writer.close, remaining)
         self.reader.close()
 
     async def _schedule(self) -> None:
@@ -210,6 +235,8 @@ class Collector:
     async def _refresh(self, runtime: ExchangeRuntime, pairs) -> None:
         try:
             await self._refresh_now(runtime, pairs)
+        except Stopped:
+            pass  # the service is stopping
         except Exception:  # one failed round must not end the schedule
             runtime.health.errors += 1
             log.exception(
@@ -217,9 +244,9 @@ class Collector:
             )
 
     async def _refresh_now(self, runtime: ExchangeRuntime, pairs) -> None:
-        tickers, assets = await asyncio.to_thread(self.reference_data, runtime)
+        tickers, assets = await self._blocking(self.reference_data, runtime)
         log.info("%s: %d tickers and %d assets written", runtime.adapter.name, tickers, assets)
-        for result in await asyncio.to_thread(self.backfill, runtime, pairs):
+        for result in await self._blocking(self.backfill, runtime, pairs):
             log.info(
                 "%s %s backfill: %s, %d candles in %d requests%s",
                 runtime.adapter.name,
@@ -253,7 +280,7 @@ class Collector:
                 continue
             self._config_stamp = stamp
             try:
-                config = load_config(self.config_path, known_exchanges=set(EXCHANGES))
+                config = load_checked_config(self.config_path)
             except ConfigError as exc:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 continue

@@ -5,28 +5,32 @@
   means a dead connection, so a quiet but live pair never trips it.
 - When the exchange asks for a reconnect, a new connection is opened and subscribed before the old one is
   read to its end and closed (make before break).
-- After every subscription, the trades missed since the last one seen are fetched over REST. They become the
-  same points as live trades, so overlaps overwrite themselves.
+- Subscriptions belong to a connection (a Link): an acknowledgement counts only for the connection it came
+  on, and only the task that owns the current connection sends (un)subscribes, reconciling the wanted pairs
+  after its subscribe phase, so a hot reload at any moment (a hand-over included) ends subscribed to exactly
+  the wanted pairs.
+- After every subscription, the trades missed since the last one seen are fetched over REST (gap_fill.py).
+  Gap-filled trades become the same points as live ones, so overlaps overwrite themselves.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import websockets
 from websockets.asyncio.client import connect
 
 from collector.config import Pair
 from collector.exchanges.base import Exchange, MessageError, Parsed
+from collector.gap_fill import GapFiller
 from collector.health import ExchangeHealth
-from collector.http import HttpClient, HttpError, RateLimited
+from collector.http import HttpClient
 from collector.records import Trade
 from collector.retry import Backoff
 
 log = logging.getLogger(__name__)
-REST_TRADE_HISTORY_S = 86_400  # the oldest trades an exchange's "recent trades" call reaches
 
 
 class ConnectionLost(Exception):
@@ -37,9 +41,19 @@ class ConnectionLost(Exception):
 class StreamOptions:
     open_timeout_s: float = 10.0
     pong_timeout_s: float = 10.0
-    backoff_first_s: float = 1.0
+    backoff_first_s: float = 1.0  # reconnects and gap-fill retries
     backoff_max_s: float = 60.0
     drain_s: float = 1.0  # how long the old connection is still read after a hand-over
+
+
+@dataclass(eq=False)
+class Link:
+    """One websocket connection and the subscriptions on it."""
+
+    conn: object
+    number: int
+    requested: set[Pair] = field(default_factory=set)  # subscribe sent, not unsubscribed since
+    subscribed: set[Pair] = field(default_factory=set)  # acknowledged on this connection
 
 
 class TradeStream:
@@ -60,52 +74,49 @@ class TradeStream:
         self.health = health
         self.last_trade_s: dict[Pair, int] = dict(last_trade_s or {})
         self.options = options
-        self.subscribed: set[Pair] = set()
+        self.link: Link | None = None  # the connection being served
+        self._links_opened = 0
+        self._pairs_changed = asyncio.Event()
         self._alive_s: float | None = None  # when a connection last delivered a message
         self._lost_s: int | None = None  # _alive_s when the last connection was lost or handed over
-        self._conn = None
         self._backoff = Backoff(options.backoff_first_s, options.backoff_max_s)
-        self._tasks: set[asyncio.Task] = set()
+        self._gap_filler = GapFiller(
+            exchange, http, health, self._accept, options.backoff_first_s, options.backoff_max_s
+        )
 
     async def run(self) -> None:
         expected = (OSError, TimeoutError, ConnectionLost, websockets.exceptions.WebSocketException)
-        while True:
-            try:
-                await self._serve(await self._open())
-            except Exception as exc:  # cancellation (a BaseException) passes through
-                delay = self._backoff.next()
-                if isinstance(exc, expected):
-                    log.warning(
-                        "%s: connection lost (%s); reconnecting in %.1f s",
-                        self.exchange.name,
-                        _describe(exc),
-                        delay,
-                    )
-                else:  # a bug must not end the stream: say it loudly, then start over
-                    self.health.errors += 1
-                    log.exception("%s: unexpected error in the stream; reconnecting", self.exchange.name)
-                self.health.reconnects += 1
-                self._mark_lost()
-                await asyncio.sleep(delay)
+        try:
+            while True:
+                try:
+                    await self._serve(await self._open())
+                except Exception as exc:  # cancellation (a BaseException) passes through
+                    delay = self._backoff.next()
+                    if isinstance(exc, expected):
+                        log.warning(
+                            "%s: connection lost (%s); reconnecting in %.1f s",
+                            self.exchange.name,
+                            _describe(exc),
+                            delay,
+                        )
+                    else:  # a bug must not end the stream: say it loudly, then start over
+                        self.health.errors += 1
+                        log.exception("%s: unexpected error in the stream; reconnecting", self.exchange.name)
+                    self.health.reconnects += 1
+                    self._mark_lost()
+                    await asyncio.sleep(delay)
+        finally:  # a stopped stream produces nothing more: its gap fills end with it
+            await self._gap_filler.close()
 
     async def set_pairs(self, pairs) -> None:
-        """Hot reload: subscribe what was added and unsubscribe what was removed, on the live connection."""
-        pairs = set(pairs)
-        added, removed = sorted(pairs - self.pairs), sorted(self.pairs - pairs)
-        self.pairs = pairs
-        self.subscribed -= set(removed)
-        conn = self._conn
-        if conn is None:
-            return  # the next connection subscribes self.pairs
-        with contextlib.suppress(websockets.exceptions.ConnectionClosed):
-            for message in self.exchange.subscribe_messages(added) + self.exchange.unsubscribe_messages(
-                removed
-            ):
-                await conn.send(message)
+        """Hot reload: the task serving the connection (un)subscribes the difference, now or after its
+        subscribe phase; a connection being opened subscribes the new set."""
+        self.pairs = set(pairs)
+        self._pairs_changed.set()
 
     # --- connection life ---------------------------------------------------------------------------------
 
-    async def _open(self):
+    async def _open(self) -> Link:
         conn = await connect(
             self.exchange.ws_url,
             open_timeout=self.options.open_timeout_s,
@@ -113,30 +124,65 @@ class TradeStream:
             close_timeout=2,
             max_size=2**22,
         )
-        self.subscribed = set()
+        self._links_opened += 1
+        link = Link(conn, self._links_opened)
+        self.health.recovered_all("message:")  # each connection logs each kind of bad message again
         try:
-            for message in self.exchange.subscribe_messages(sorted(self.pairs)):
-                await conn.send(message)
+            await self._reconcile(link)
         except BaseException:
             await self._close(conn)
             raise
-        return conn
+        return link
 
-    async def _serve(self, conn) -> None:
-        self._conn = conn
-        heartbeat = asyncio.create_task(self._heartbeat(conn))
+    async def _reconcile(self, link: Link) -> None:
+        """Make the subscriptions on `link` the wanted pairs. Only the task owning the link calls this."""
+        wanted = set(self.pairs)
+        added, removed = sorted(wanted - link.requested), sorted(link.requested - wanted)
+        link.requested = wanted
+        link.subscribed -= set(removed)
+        for message in self.exchange.subscribe_messages(added) + self.exchange.unsubscribe_messages(removed):
+            await link.conn.send(message)
+
+    async def _keep_subscriptions(self, link: Link) -> None:
+        with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+            while True:
+                await self._pairs_changed.wait()
+                self._pairs_changed.clear()
+                await self._reconcile(link)
+
+    async def _serve(self, link: Link) -> None:
+        helpers = self._start_helpers(link)
         try:
             while True:
-                parsed = self._handle(await self._receive(conn))
+                parsed = self._handle(await self._receive(link.conn), link)
                 if parsed is not None and parsed.reconnect_requested:
-                    heartbeat.cancel()
-                    conn = await self._hand_over(conn)
-                    self._conn = conn
-                    heartbeat = asyncio.create_task(self._heartbeat(conn))
+                    _cancel(helpers)
+                    link = await self._hand_over(link)
+                    helpers = self._start_helpers(link)
         finally:  # whichever connection it holds by now, handed over or not, ends here
-            heartbeat.cancel()
-            self._conn = None
-            await self._close(conn)
+            _cancel(helpers)
+            self.link = None
+            self.health.connected = 0
+            await self._close(link.conn)
+
+    def _start_helpers(self, link: Link) -> list[asyncio.Task]:
+        """The link becomes the one served: its heartbeat, and its subscriptions kept to the wanted pairs
+        (reconciled at once, for a reload that came during its subscribe phase)."""
+        self.link = link
+        self.health.connected = 1
+        self._pairs_changed.set()
+        helpers = [
+            asyncio.create_task(self._heartbeat(link.conn)),
+            asyncio.create_task(self._keep_subscriptions(link)),
+        ]
+        for task in helpers:
+            task.add_done_callback(self._helper_done)
+        return helpers
+
+    def _helper_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.health.errors += 1
+            log.error("%s: connection helper failed", self.exchange.name, exc_info=task.exception())
 
     async def _receive(self, conn):
         while True:
@@ -159,7 +205,7 @@ class TradeStream:
                 await asyncio.sleep(self.exchange.heartbeat_s)
                 await conn.send(message)
 
-    async def _hand_over(self, old):
+    async def _hand_over(self, old: Link) -> Link:
         log.info(
             "%s asked for a reconnect: opening a new connection before closing the old one",
             self.exchange.name,
@@ -169,24 +215,25 @@ class TradeStream:
         try:
             new = await self._open()
             deadline = time.monotonic() + self.options.open_timeout_s
-            while self.subscribed != self.pairs and time.monotonic() < deadline:
+            while new.subscribed != new.requested and time.monotonic() < deadline:
                 timeout = max(0.01, deadline - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    self._handle(await asyncio.wait_for(new.recv(), timeout))
+                    self._handle(await asyncio.wait_for(new.conn.recv(), timeout), new)
             await asyncio.sleep(self.options.drain_s)  # let the old connection deliver what it still has
         except BaseException:
-            await self._close(new)
+            if new is not None:
+                await self._close(new.conn)
             raise
         finally:
             old_reader.cancel()
-            await self._close(old)
+            await self._close(old.conn)
         self.health.reconnects += 1
         return new
 
-    async def _read_to_end(self, conn) -> None:
+    async def _read_to_end(self, link: Link) -> None:
         with contextlib.suppress(websockets.exceptions.ConnectionClosed):
-            async for message in conn:
-                self._handle(message)
+            async for message in link.conn:
+                self._handle(message, link)
 
     def _mark_lost(self) -> None:
         if self._alive_s is not None:
@@ -200,9 +247,9 @@ class TradeStream:
 
     # --- messages ------------------------------------------------------------------------------------------
 
-    def _handle(self, message) -> Parsed | None:
+    def _handle(self, message, link: Link) -> Parsed | None:
         self.health.messages += 1
-        self._alive_s = time.time()
+        self._alive_s = self.health.last_message_s = time.time()
         try:
             parsed = self.exchange.parse(message)
         except MessageError as exc:
@@ -213,53 +260,39 @@ class TradeStream:
             )
             return None
         if parsed.trades:
-            self._accept([trade for trade in parsed.trades if trade.pair in self.pairs])
+            self._accept(parsed.trades)
         if parsed.subscribed is not None:
-            self._on_subscribed(parsed.subscribed)
+            self._on_subscribed(parsed.subscribed, link)
         if parsed.unsubscribed is not None:
-            self.subscribed.discard(parsed.unsubscribed)
+            link.subscribed.discard(parsed.unsubscribed)
         return parsed
 
-    def _accept(self, trades: list[Trade]) -> None:
-        if not trades:
-            return
-        self.sink(trades)
-        self.health.trades += len(trades)
+    def _accept(self, trades: list[Trade]) -> list[Trade]:
+        """Hand the trades of wanted pairs to the sink; returns them."""
+        trades = [trade for trade in trades if trade.pair in self.pairs]
+        if trades:
+            self.sink(trades)
+            self.health.trades += len(trades)
         for trade in trades:
             if trade.time_s > self.last_trade_s.get(trade.pair, 0):
                 self.last_trade_s[trade.pair] = trade.time_s
+        return trades
 
-    def _on_subscribed(self, pair: Pair) -> None:
-        if pair not in self.pairs:
-            return
-        self.subscribed.add(pair)
+    def _on_subscribed(self, pair: Pair, link: Link) -> None:
+        if pair not in link.requested:
+            return  # an acknowledgement for what this connection no longer wants
+        link.subscribed.add(pair)
         self._backoff.reset()
         # From the last trade seen, else (after a lost connection) from when the link was last alive;
         # a pair never seen on a first connection has no gap: candles cover its history.
         since = self.last_trade_s.get(pair, self._lost_s)
         if since is not None:
-            task = asyncio.create_task(self._gap_fill(pair, since))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._gap_filler.start(pair, since)
 
-    async def _gap_fill(self, pair: Pair, since_s: int) -> None:
-        gap_s = max(0.0, time.time() - since_s)
-        try:
-            trades = await asyncio.to_thread(self.exchange.recent_trades, self.http, pair, gap_s)
-        except (HttpError, RateLimited, MessageError) as exc:
-            self.health.error(log, "gap-fill", "%s %s: gap fill failed: %s", self.exchange.name, pair, exc)
-            return
-        missed = [trade for trade in trades if trade.time_s >= since_s and trade.pair in self.pairs]
-        self._accept(missed)
-        self.health.gap_filled += len(missed)
-        if gap_s > REST_TRADE_HISTORY_S:
-            log.warning(
-                "%s %s: %.1f h without trades; the REST API keeps one day, candles cover the rest",
-                self.exchange.name,
-                pair,
-                gap_s / 3600,
-            )
-        log.info("%s %s: gap of %.0f s filled with %d trades", self.exchange.name, pair, gap_s, len(missed))
+
+def _cancel(tasks: list[asyncio.Task]) -> None:
+    for task in tasks:
+        task.cancel()
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,19 +1,21 @@
 """Small pieces with exact behaviour: point identity, rate limit, progress bar, retry headers."""
 
 import io
-from decimal import Decimal
+import threading
+import time
+
+import pytest
 
 from collector.backfill import Progress
-from collector.config import Pair
-from collector.exchanges.base import RateLimit
+from collector.config import ExchangeConfig, Pair
+from collector.exchanges.base import RateLimit, load_json
+from collector.exchanges.bitstamp import Bitstamp
 from collector.http import TokenBucket
-from collector.records import Trade
 from collector.retry import retry_after_seconds
-from collector.storage.points import interval_name, trade_point, trade_time_ns
+from collector.stop import Stopped, StopSignal
+from collector.storage.points import interval_name, to_line, trade_time_ns
 
-
-def trade(trade_id: str, time_s: int = 1_700_000_000, price: str = "1.5") -> Trade:
-    return Trade("bitstamp", Pair("BTC", "USD"), trade_id, Decimal(price), Decimal("2"), "buy", time_s)
+BTC = Pair("BTC", "USD")
 
 
 def test_trade_time_is_the_second_plus_an_id_offset():
@@ -25,14 +27,47 @@ def test_trade_time_is_the_second_plus_an_id_offset():
     assert trade_time_ns(1, "abc-def") // 1_000_000_000 == 1
 
 
-def test_consecutive_trades_in_one_second_never_collide():
-    times = {trade_time_ns(1_700_000_000, str(300_000_000 + i)) for i in range(100_000)}
-    assert len(times) == 100_000
+class CannedHttp:
+    """An HTTP answer as the exchange sent it, through the same JSON loading as a real HttpClient."""
+
+    def __init__(self, body: str):
+        self.body = body
+
+    def get_json(self, url, params=None):
+        return load_json(self.body)
 
 
-def test_the_same_trade_is_the_same_point_wherever_it_came_from():
-    assert trade_point(trade("42")).to_line_protocol() == trade_point(trade("42")).to_line_protocol()
-    assert trade_point(trade("42")).to_line_protocol() != trade_point(trade("43")).to_line_protocol()
+# The same trades as the websocket and REST give them: equal values in different spellings (float and
+# string numbers, trailing zeros, scientific notation, a side as int or string, real microseconds).
+SAME_TRADES = [
+    (
+        '{"data":{"id":216000477,"timestamp":"1641343699","amount":0.0792,"amount_str":"0.07920000",'
+        '"price":3805.44,"price_str":"3805.44","type":0,"microtimestamp":"1641343699596000",'
+        '"buy_order_id":1443875737346049,"sell_order_id":1443875731320832},'
+        '"channel":"live_trades_btcusd","event":"trade"}',
+        {"date": "1641343699", "tid": "216000477", "price": "3805.44", "amount": "0.0792", "type": "0"},
+    ),
+    (
+        '{"data":{"id":101164279,"timestamp":"1574951140","amount":"1E-8","amount_str":"1E-8",'
+        '"price":"7463.00","price_str":"7463.00","type":1,"microtimestamp":"1574951140999999"},'
+        '"channel":"live_trades_btcusd","event":"trade"}',
+        {"date": 1574951140, "tid": 101164279, "price": "7463", "amount": "0.00000001", "type": 1},
+    ),
+]
+
+
+def test_the_same_trade_is_the_same_point_from_the_websocket_and_from_rest():
+    import json
+
+    adapter = Bitstamp(ExchangeConfig("bitstamp", (BTC,)))
+    adapter.subscribe_messages([BTC])
+    live = [to_line(trade) for ws, _ in SAME_TRADES for trade in adapter.parse(ws).trades]
+    rows = [row for _, row in reversed(SAME_TRADES)]  # REST answers newest first
+    page = adapter.recent_trades(CannedHttp(json.dumps(rows)), BTC, gap_s=3600)
+    assert page.bad_rows == []
+    recovered = [to_line(trade) for trade in reversed(page.records)]
+    assert len(live) == 2 and recovered == live
+    assert live[0] != live[1]
 
 
 def test_interval_names():
@@ -89,3 +124,22 @@ def test_progress_bar_only_on_a_terminal():
     pipe = io.StringIO()
     Progress("x", pipe).update(50, 0, 100, 1)
     assert pipe.getvalue() == ""
+
+
+def test_a_stop_ends_a_blocking_call_and_a_sleep_at_once():
+    stop = StopSignal()
+    assert stop.call(lambda a, b: a + b, 2, b=3) == 5
+    with pytest.raises(ZeroDivisionError):
+        stop.call(lambda: 1 / 0)
+
+    release = threading.Event()  # a call that would hang until the test ends
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        stop.call(release.wait, 60)
+    assert time.monotonic() - started < 5
+    with pytest.raises(Stopped):
+        stop.sleep(60)  # already stopped: no wait at all
+    with pytest.raises(Stopped):
+        stop.call(lambda: "never runs")
+    release.set()

@@ -147,3 +147,19 @@ def test_durations():
         86400,
         604800,
     ]
+
+
+def test_a_candle_interval_must_be_one_every_configured_exchange_offers():
+    steps = {"bitstamp": frozenset({300, 900, 3600})}
+    assert parse_config(FULL, "p.yml", {"bitstamp"}, steps).backfill.interval_s == 900
+    with pytest.raises(ConfigError) as err:
+        parse_config(FULL.replace("interval: 15m", "interval: 10m"), "p.yml", {"bitstamp"}, steps)
+    assert str(err.value) == (
+        "p.yml:8: backfill.interval: expected a candle interval bitstamp offers (5m, 15m, 1h), got 10m"
+    )
+    without_interval = FULL.replace("  interval: 15m\n", "")
+    with pytest.raises(ConfigError) as err:  # the default (1h) is checked too, at the exchange's line
+        parse_config(without_interval, "p.yml", {"bitstamp"}, {"bitstamp": frozenset({300})})
+    assert str(err.value).startswith(
+        "p.yml:3: exchanges.bitstamp: expected a candle interval bitstamp offers"
+    )

@@ -1,11 +1,12 @@
 """What every exchange adapter provides. An adapter is one small class per module, registered in EXCHANGES."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from collector.config import ExchangeConfig, Pair
-from collector.records import Asset, Candle, Ticker, Trade
+from collector.records import Ticker, Trade
 
 
 class MessageError(ValueError):
@@ -23,6 +24,32 @@ class Parsed:
     ignored: str | None = None  # known but uninteresting (heartbeat replies, acks we do not track)
 
 
+@dataclass
+class Page:
+    """What one REST answer held: the usable records, and what was wrong with each row that was skipped.
+
+    One bad row never costs the others. `next_start_s` (candles) is where the following page begins, so
+    paging goes on past a page whose rows were all bad or that was empty.
+    """
+
+    records: list = field(default_factory=list)
+    bad_rows: list[str] = field(default_factory=list)
+    next_start_s: int | None = None
+
+
+def parse_rows(rows, parse_row: Callable, what: str) -> Page:
+    """Each row through parse_row; a row that raises MessageError is skipped and described."""
+    if not isinstance(rows, list):
+        raise MessageError(f"{what}: expected a list, got {type(rows).__name__}")
+    page = Page()
+    for row in rows:
+        try:
+            page.records.append(parse_row(row))
+        except MessageError as exc:
+            page.bad_rows.append(f"{exc}: {json.dumps(row, default=str)[:200]}")
+    return page
+
+
 @dataclass(frozen=True)
 class RateLimit:
     requests: int
@@ -38,7 +65,10 @@ class Exchange:
     rate_limit: RateLimit
     heartbeat_s: float  # how often the client sends an application heartbeat
     silence_s: float  # no message at all for this long (heartbeat replies included) = dead connection
-    candle_steps: frozenset[int]
+    candle_steps: frozenset[
+        int
+    ]  # candle intervals (seconds) the exchange offers; config is checked against it
+    trade_history_s: float  # how far back its "recent trades" call reaches: older gaps cannot be filled
 
     def __init__(self, config: ExchangeConfig):
         self.ws_url = config.ws_url or self.ws_url
@@ -57,17 +87,20 @@ class Exchange:
     def parse(self, message: str | bytes) -> Parsed:
         raise NotImplementedError
 
-    # REST (each takes an HttpClient)
-    def recent_trades(self, http, pair: Pair, gap_s: float) -> list[Trade]:
+    # REST (each takes an HttpClient); pages of rows skip a bad row instead of failing
+    def recent_trades(self, http, pair: Pair, gap_s: float) -> Page:
+        """Page of Trade: at least the last `gap_s` seconds, as far as trade_history_s reaches."""
         raise NotImplementedError
 
-    def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> list[Candle]:
+    def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
+        """Page of closed Candle opening at or after start_s, ascending, with next_start_s set."""
         raise NotImplementedError
 
     def ticker(self, http, pair: Pair) -> Ticker:
         raise NotImplementedError
 
-    def assets(self, http) -> list[Asset]:
+    def assets(self, http) -> Page:
+        """Page of Asset."""
         raise NotImplementedError
 
 

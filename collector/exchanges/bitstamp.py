@@ -7,12 +7,14 @@ from collector.config import Pair
 from collector.exchanges.base import (
     Exchange,
     MessageError,
+    Page,
     Parsed,
     RateLimit,
     decimal_from,
     field_of,
     int_from,
     load_json,
+    parse_rows,
 )
 from collector.records import Asset, Candle, Ticker, Trade
 
@@ -29,6 +31,7 @@ class Bitstamp(Exchange):
     silence_s = 35  # three heartbeats without any reply
     candle_steps = frozenset({60, 180, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 259200})
     max_candles = 1000
+    trade_history_s = 86_400  # /transactions/?time=day
 
     def __init__(self, config):
         super().__init__(config)
@@ -114,26 +117,28 @@ class Bitstamp(Exchange):
 
     # --- HTTP ----------------------------------------------------------------------------------------
 
-    def recent_trades(self, http, pair: Pair, gap_s: float) -> list[Trade]:
+    def recent_trades(self, http, pair: Pair, gap_s: float) -> Page:
         """Trades of the last minute, hour or day (the smallest window that covers the gap)."""
         window = "minute" if gap_s < 50 else "hour" if gap_s < 3500 else "day"
         rows = http.get_json(f"{self.rest_url}/transactions/{self.symbol(pair)}/", {"time": window})
-        if not isinstance(rows, list):
-            raise MessageError(f"transactions: expected a list, got {type(rows).__name__}")
-        return [
-            self._trade(
-                pair,
-                trade_id=field_of(row, "tid", "transaction"),
-                price=field_of(row, "price", "transaction"),
-                amount=field_of(row, "amount", "transaction"),
-                side=field_of(row, "type", "transaction"),
-                time_s=int_from(field_of(row, "date", "transaction"), "transaction date"),
-            )
-            for row in rows
-        ]
+        return parse_rows(rows, lambda row: self._rest_trade(pair, row), "transactions")
 
-    def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> list[Candle]:
-        """Closed candles opening at or after start_s (at most max_candles), ascending."""
+    def _rest_trade(self, pair: Pair, row) -> Trade:
+        return self._trade(
+            pair,
+            trade_id=field_of(row, "tid", "transaction"),
+            price=field_of(row, "price", "transaction"),
+            amount=field_of(row, "amount", "transaction"),
+            side=field_of(row, "type", "transaction"),
+            time_s=int_from(field_of(row, "date", "transaction"), "transaction date"),
+        )
+
+    def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
+        """Closed candles opening at or after start_s (at most max_candles), ascending.
+
+        An empty answer is not the end of history (a pair listed after start_s answers empty pages first):
+        the next page then starts where this one's window ends.
+        """
         params = {
             "step": interval_s,
             "limit": self.max_candles,
@@ -142,81 +147,85 @@ class Bitstamp(Exchange):
         }
         doc = http.get_json(f"{self.rest_url}/ohlc/{self.symbol(pair)}/", params)
         rows = field_of(field_of(doc, "data", "ohlc response"), "ohlc", "ohlc response")
-        if not isinstance(rows, list):
-            raise MessageError("ohlc: 'ohlc' is not a list")
-        candles = []
-        for row in rows:
-            open_time = int_from(field_of(row, "timestamp", "candle"), "candle timestamp")
-            if open_time < start_s or open_time + interval_s > end_s:
-                continue  # outside what was asked, or still open
-            candles.append(
-                Candle(
-                    exchange=self.name,
-                    pair=pair,
-                    interval_s=interval_s,
-                    open_time_s=open_time,
-                    **{k: decimal_from(field_of(row, k, "candle"), f"candle {k}") for k in _OHLCV},
-                )
-            )
-        return sorted(candles, key=lambda candle: candle.open_time_s)
+        page = parse_rows(rows, lambda row: self._candle(pair, interval_s, row), "ohlc")
+        opens = [_row_open_s(row) for row in rows]
+        known = [open_s for open_s in opens if open_s is not None]
+        page.next_start_s = max(known) + interval_s if known else start_s + self.max_candles * interval_s
+        page.records = sorted(
+            (c for c in page.records if c.open_time_s >= start_s and c.open_time_s + interval_s <= end_s),
+            key=lambda candle: candle.open_time_s,
+        )  # outside what was asked, or still open: not a bad row, just not ours
+        return page
 
-    def ticker(self, http, pair: Pair) -> Ticker:
-        doc = http.get_json(f"{self.rest_url}/ticker/{self.symbol(pair)}/")
-        optional = {
-            key: decimal_from(doc[source], f"ticker {source}")
-            for key, source in _TICKER_FIELDS.items()
-            if isinstance(doc, dict) and doc.get(source) not in (None, "")
-        }
-        return Ticker(
+    def _candle(self, pair: Pair, interval_s: int, row) -> Candle:
+        return Candle(
             exchange=self.name,
             pair=pair,
-            time_ns=time.time_ns(),
-            last=decimal_from(field_of(doc, "last", "ticker"), "ticker last"),
-            **optional,
+            interval_s=interval_s,
+            open_time_s=int_from(field_of(row, "timestamp", "candle"), "candle timestamp"),
+            **{k: decimal_from(field_of(row, k, "candle"), f"candle {k}") for k in _OHLCV},
         )
 
-    def assets(self, http) -> list[Asset]:
+    def ticker(self, http, pair: Pair) -> Ticker:
+        """The last 24 h. Bitstamp's `open` is the UTC day's first price; `open_24`, the price 24 h ago, is
+        what `percent_change_24` is measured from, so it is the open stored, and the change is computed
+        exactly from it (the exchange's own figure is rounded to two decimals)."""
+        doc = http.get_json(f"{self.rest_url}/ticker/{self.symbol(pair)}/")
+        last = decimal_from(field_of(doc, "last", "ticker"), "ticker last")
+        values = {
+            key: decimal_from(doc[source], f"ticker {source}")
+            for key, source in _TICKER_FIELDS.items()
+            if doc.get(source) not in (None, "")
+        }
+        open_24 = values.get("open")
+        if open_24:
+            values["change_24h_pct"] = (last - open_24) / open_24 * 100
+        return Ticker(exchange=self.name, pair=pair, time_ns=time.time_ns(), last=last, **values)
+
+    def assets(self, http) -> Page:
         doc = http.get_json(f"{self.rest_url}/currencies/")
         rows = (
             doc.get("data") if isinstance(doc, dict) else doc
         )  # most clients see a list; one saw {"data": [...]}
-        if not isinstance(rows, list):
-            raise MessageError(f"currencies: expected a list, got {type(rows).__name__}")
         now = time.time_ns()
-        assets = []
-        for row in rows:
-            symbol = field_of(row, "currency", "currency")
-            if not isinstance(symbol, str) or not symbol.strip():
-                raise MessageError(f"currency: expected a code, got {symbol!r}")
-            supply = row.get("available_supply")
-            decimals = row.get("decimals")
-            assets.append(
-                Asset(
-                    symbol=symbol.strip().upper(),
-                    time_ns=now,
-                    name=_text(row.get("name")),
-                    type=_text(row.get("type")),
-                    logo_url=_text(row.get("logo")),
-                    decimals=int_from(decimals, "currency decimals") if decimals not in (None, "") else None,
-                    available_supply=decimal_from(supply, "available_supply")
-                    if supply not in (None, "")
-                    else None,
-                )
-            )
-        return assets
+        return parse_rows(rows, lambda row: self._asset(row, now), "currencies")
+
+    @staticmethod
+    def _asset(row, time_ns: int) -> Asset:
+        symbol = field_of(row, "currency", "currency")
+        if not isinstance(symbol, str) or not symbol.strip():
+            raise MessageError(f"currency: expected a code, got {symbol!r}")
+        supply = row.get("available_supply")
+        decimals = row.get("decimals")
+        return Asset(
+            symbol=symbol.strip().upper(),
+            time_ns=time_ns,
+            name=_text(row.get("name")),
+            type=_text(row.get("type")),
+            logo_url=_text(row.get("logo")),
+            decimals=int_from(decimals, "currency decimals") if decimals not in (None, "") else None,
+            available_supply=decimal_from(supply, "available_supply") if supply not in (None, "") else None,
+        )
 
 
 _OHLCV = ("open", "high", "low", "close", "volume")
 _TICKER_FIELDS = {
     "bid": "bid",
     "ask": "ask",
-    "open": "open",
+    "open": "open_24",  # not "open": see ticker()
     "high": "high",
     "low": "low",
     "volume": "volume",
     "vwap": "vwap",
-    "change_24h_pct": "percent_change_24",
+    "change_24h_pct": "percent_change_24",  # replaced by the exact figure when open_24 is known
 }
+
+
+def _row_open_s(row) -> int | None:
+    try:
+        return int_from(field_of(row, "timestamp", "candle"), "candle timestamp")
+    except MessageError:
+        return None
 
 
 def _text(value) -> str | None:

@@ -1,6 +1,7 @@
 """Running the real collector in a background thread against replay servers and the real influxd."""
 
 import asyncio
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from collector.service import Collector, RunOptions
 from collector.storage.reader import flux_query
 from collector.storage.writer import WriterOptions
 from collector.stream import StreamOptions
+from tests.influxd import ROOT
 
 FAST = RunOptions(
     reload_s=0.2,
@@ -27,7 +29,9 @@ FAST = RunOptions(
 )
 
 
-def write_config(path: Path, replay, pairs=("BTC-USD",), extra: str = "") -> Config:
+def write_config(
+    path: Path, replay, pairs=("BTC-USD",), extra: str = "", since: str = "2020-01-01", interval: str = "1h"
+) -> Config:
     text = (
         "exchanges:\n"
         "  bitstamp:\n"
@@ -35,9 +39,9 @@ def write_config(path: Path, replay, pairs=("BTC-USD",), extra: str = "") -> Con
         f"    ws_url: {replay.ws_url}\n"
         f"    rest_url: {replay.rest_url}\n"
         "backfill:\n"
-        "  interval: 1h\n"
+        f"  interval: {interval}\n"
         "  every: 12h\n"
-        "  since: 2020-01-01\n" + extra
+        f"  since: {since}\n" + extra
     )
     path.write_text(text)
     return parse_config(text, str(path))
@@ -135,3 +139,17 @@ def same_price(stored: float, exact: str) -> bool:
 
 def fast(options: RunOptions, **stream) -> RunOptions:
     return replace(options, stream=replace(options.stream, **stream))
+
+
+def collector_env(settings, tmp_path: Path, **extra: str) -> dict:
+    """The environment of a `collector` process writing to `settings`, spooling to tmp_path/spool."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "HODLBOARD_"))}
+    env.update(
+        INFLUXDB_V2_URL=settings.url,
+        INFLUXDB_V2_ORG=settings.org,
+        INFLUXDB_V2_TOKEN=settings.token,
+        HODLBOARD_SPOOL_DIR=str(tmp_path / "spool"),
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env

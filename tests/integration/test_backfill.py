@@ -1,5 +1,7 @@
 """Candle backfill, tickers and coin metadata against the replayed Bitstamp HTTP API and the real influxd."""
 
+import json
+import logging
 import time
 from decimal import Decimal
 
@@ -10,7 +12,7 @@ from collector.retry import Backoff
 from collector.service import Collector
 from collector.storage.reader import flux_query
 from tests.integration.harness import FAST, write_config
-from tests.replay.bitstamp import synthetic_candle
+from tests.replay.bitstamp import SAMPLE_CURRENCIES, synthetic_candle
 
 BTC = Pair("BTC", "USD")
 HOUR = 3600
@@ -48,7 +50,9 @@ def test_multi_page_backfill_writes_every_candle_once_then_only_new_ones(
     now_hour = int(time.time()) // HOUR * HOUR
     replay.candle_start_s = now_hour - 2500 * HOUR  # listed 2500 hours ago: three pages of at most 1000
 
-    (result,) = run_backfill(collector_for(tmp_path, replay, collector_settings))
+    (result,) = run_backfill(
+        collector_for(tmp_path, replay, collector_settings), since_s=replay.candle_start_s
+    )
 
     assert result.status == "ok", result.detail
     expected_opens = list(range(replay.candle_start_s, now_hour, HOUR))  # the current hour is still open
@@ -90,7 +94,7 @@ def test_no_data_and_rate_limited_are_told_apart(collector_settings, replay, tmp
         collector.writer.close()
         collector.reader.close()
     assert limited.status == "rate limited"
-    assert runtime.http.stats["rate_limited"] == 2
+    assert runtime.health.rate_limited == 2
 
 
 def test_429_retry_after_is_honoured(replay):
@@ -103,9 +107,22 @@ def test_429_retry_after_is_honoured(replay):
     started = time.monotonic()
     ticker = adapter.ticker(http, BTC)
     assert time.monotonic() - started >= 1.0
-    assert http.stats["rate_limited"] == 1
-    assert ticker.last == Decimal("37012.34")
+    assert http.health.rate_limited == 1
+    assert ticker.last == Decimal("77265")
     assert len(replay.http.requests) == 2
+
+
+def test_a_503_retry_after_is_honoured_too(replay):
+    from collector.config import ExchangeConfig
+    from collector.exchanges.bitstamp import Bitstamp
+
+    adapter = Bitstamp(ExchangeConfig("bitstamp", (BTC,), rest_url=replay.rest_url))
+    http = HttpClient("bitstamp", RateLimit(8000, 600), backoff=Backoff(0.01, 0.01))
+    replay.http.queued = [(503, {"Retry-After": "1"}, "maintenance")]
+    started = time.monotonic()
+    assert adapter.ticker(http, BTC).last == Decimal("77265")
+    assert time.monotonic() - started >= 1.0  # not the 0.01 s backoff
+    assert http.health.rate_limited == 0  # a 503 is not a rate limit
 
 
 def test_server_errors_are_retried_and_client_errors_are_not(replay):
@@ -116,7 +133,7 @@ def test_server_errors_are_retried_and_client_errors_are_not(replay):
     adapter = Bitstamp(ExchangeConfig("bitstamp", (BTC,), rest_url=replay.rest_url))
     http = HttpClient("bitstamp", RateLimit(8000, 600), backoff=Backoff(0.01, 0.01))
     replay.http.queued = [(500, {}, "oops"), (503, {}, "busy")]
-    assert adapter.ticker(http, BTC).last == Decimal("37012.34")
+    assert adapter.ticker(http, BTC).last == Decimal("77265")
     assert len(replay.http.requests) == 3
 
     replay.http.queued = [(400, {}, '{"reason":"bad pair"}'), (200, {}, "{}")]
@@ -149,13 +166,20 @@ from(bucket: {bucket}) |> range(start: -1h)
         r.values for t in admin_client.query_api().query(query, org=collector_settings.org) for r in t.records
     ]
     ticker = next(row for row in rows if row["_measurement"] == "ticker")
-    assert (ticker["exchange"], ticker["pair"], ticker["last"], ticker["change_24h_pct"]) == (
+    assert (ticker["exchange"], ticker["pair"], ticker["last"], ticker["bid"], ticker["vwap"]) == (
         "bitstamp",
         "BTC-USD",
-        37012.34,
-        1.13,
+        77265.0,
+        77239.0,
+        78381.0,
     )
-    assert ticker["bid"] == 37012.0 and ticker["vwap"] == 37001.1
+    # the 24 h open is the price 24 h ago (open_24), not the day's first price (open: 78237), and the
+    # change is measured from it: exactly, and as the exchange rounds it (percent_change_24: -0.56)
+    assert ticker["open"] == 77700.0
+    exact = (Decimal("77265") - Decimal("77700")) / Decimal("77700") * 100
+    assert ticker["change_24h_pct"] == float(exact)
+    assert round(ticker["change_24h_pct"], 2) == -0.56
+    assert abs((ticker["last"] - ticker["open"]) / ticker["open"] * 100 - ticker["change_24h_pct"]) < 1e-9
     btc = next(row for row in rows if row["_measurement"] == "asset" and row["symbol"] == "BTC")
     assert (btc["name"], btc["type"], btc["logo_url"], btc["decimals"], btc["available_supply"]) == (
         "Bitcoin",
@@ -166,3 +190,64 @@ from(bucket: {bucket}) |> range(start: -1h)
     )
     usd = next(row for row in rows if row["_measurement"] == "asset" and row["symbol"] == "USD")
     assert "available_supply" not in usd or usd["available_supply"] is None
+
+
+def test_empty_pages_before_a_listing_do_not_end_the_history(
+    collector_settings, admin_client, replay, tmp_path
+):
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 100 * HOUR  # listed 100 hours ago
+    since_s = replay.candle_start_s - 1500 * HOUR  # the first page of 1000 hours is empty
+
+    (result,) = run_backfill(collector_for(tmp_path, replay, collector_settings), since_s=since_s)
+
+    assert (result.status, result.requests) == ("ok", 2), result.detail
+    expected = list(range(replay.candle_start_s, int(time.time()) // HOUR * HOUR, HOUR))
+    assert sorted(stored_candles(admin_client, collector_settings.org)) == expected
+    assert result.candles == len(expected)
+
+
+def test_a_bad_row_costs_only_itself(collector_settings, admin_client, replay, tmp_path):
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 10 * HOUR
+    broken = replay.candle_start_s + 3 * HOUR
+    replay.candle_overrides[broken] = {**synthetic_candle("btcusd", broken), "close": "n/a"}
+    replay.currencies = [*SAMPLE_CURRENCIES, {"currency": "ETH", "name": "Ether", "decimals": "eight"}]
+    collector = collector_for(tmp_path, replay, collector_settings)
+    collector.writer.start()
+    try:
+        runtime = collector.runtime(collector.config.exchanges["bitstamp"])
+        (result,) = collector.backfill(runtime, [BTC], since_s=replay.candle_start_s)
+        assert collector.reference_data(runtime) == (1, 2)  # BTC and USD; the ETH row is unusable
+    finally:
+        collector.writer.close()
+        collector.reader.close()
+    assert result.status == "ok" and "1 unusable rows skipped" in result.detail
+    assert result.bad_rows == [
+        f"candle close: expected a number, got 'n/a': {json.dumps(replay.candle_overrides[broken])}"
+    ]
+    expected = [t for t in range(replay.candle_start_s, int(time.time()) // HOUR * HOUR, HOUR) if t != broken]
+    assert sorted(stored_candles(admin_client, collector_settings.org)) == expected
+    assert runtime.health.errors == 2  # one candle, one currency
+
+
+def test_an_error_is_logged_again_after_a_recovery(collector_settings, replay, tmp_path, caplog):
+    collector = collector_for(tmp_path, replay, collector_settings)
+    collector.writer.start()
+    runtime = collector.runtime(collector.config.exchanges["bitstamp"])
+    runtime.http.attempts = 1
+    unavailable = (503, {}, "busy")
+    try:
+        with caplog.at_level(logging.INFO, logger="collector.service"):
+            replay.http.script("/currencies/", unavailable)
+            collector.reference_data(runtime)  # fails: logged
+            collector.reference_data(runtime)  # works: the recovery is logged
+            replay.http.script("/currencies/", unavailable, unavailable)
+            collector.reference_data(runtime)  # fails again: logged again
+            collector.reference_data(runtime)  # still failing: counted only
+    finally:
+        collector.writer.close()
+        collector.reader.close()
+    failures = [r for r in caplog.records if "coin metadata failed" in r.getMessage()]
+    recoveries = [r for r in caplog.records if "coin metadata works again" in r.getMessage()]
+    assert (len(failures), len(recoveries), runtime.health.errors) == (2, 1, 3)

@@ -2,6 +2,7 @@
 
 import time
 
+from collector.config import Pair
 from tests.integration.harness import running, same_price, stored_trades, streaming, wait_for, write_config
 
 
@@ -24,7 +25,7 @@ def test_replayed_trades_become_exactly_these_points(collector_settings, admin_c
             replay.send_raw(trade.ws_event(), "btcusd")
         wait_for(lambda: runner.health().trades == 70, what="70 trade messages")
         _wait_stored(admin_client, collector_settings.org, "BTC-USD", 50)
-        time.sleep(0.3)  # a late duplicate, were there one, would be written by now
+    # stopped: everything accepted is written, so a duplicate, were there one, would be stored now
     rows = stored_trades(admin_client, collector_settings.org, "BTC-USD")
     assert len(rows) == 50
     by_id = {row["trade_id"]: row for row in rows}
@@ -120,6 +121,8 @@ def test_malformed_messages_are_counted_and_streaming_goes_on(
     _assert_exactly(admin_client, org, "BTC-USD", published)
     latest = _health_points(admin_client, org)[-1]
     assert latest["errors"] == 4 and latest["trades"] == 1 and latest["exchange"] == "bitstamp"
+    assert latest["connected"] == 1 and latest["rate_limited"] == 0 and latest["unrecoverable_gap_s"] == 0
+    assert 0 <= latest["last_message_age_s"] < 5
 
 
 def _health_points(client, org):
@@ -174,3 +177,58 @@ def test_an_unexpected_error_restarts_the_stream_instead_of_ending_it(
         _wait_stored(admin_client, org, "BTC-USD", 2)
     _assert_exactly(admin_client, org, "BTC-USD", published)
     assert "unexpected error in the stream" in caplog.text and "a bug in an adapter" in caplog.text
+
+
+def test_a_thousand_trades_in_one_microsecond_are_a_thousand_points(
+    collector_settings, admin_client, replay, tmp_path
+):
+    org = collector_settings.org
+    moment_us = (time.time_ns() // 1000) - 5_000_000
+    with streaming(tmp_path, replay, collector_settings):
+        # consecutive ids across a power of ten, all at one exchange microsecond
+        published = [
+            replay.publish("btcusd", "50000.00", microtimestamp=moment_us, trade_id=999_999_500 + i)
+            for i in range(1000)
+        ]
+        _wait_stored(admin_client, org, "BTC-USD", 1000)
+    rows = stored_trades(admin_client, org, "BTC-USD")
+    assert sorted(row["trade_id"] for row in rows) == sorted(str(t.id) for t in published)
+    assert {int(row["_time"].timestamp()) for row in rows} == {moment_us // 1_000_000}
+
+
+def test_pairs_changed_during_a_reconnect_hand_over_end_up_exactly_on_the_new_connection(
+    collector_settings, admin_client, replay, tmp_path
+):
+    path = tmp_path / "portfolio.yml"
+    org = collector_settings.org
+    with streaming(tmp_path, replay, collector_settings, pairs=("BTC-USD", "XRP-USD")) as runner:
+        replay.wait_subscribed("xrpusd")
+        replay.hold_acks()  # the new connection stays in its subscribe phase until released
+        replay.request_reconnect()
+        wait_for(lambda: (2, "bts:subscribe", "live_trades_btcusd") in replay.subscribe_log, what="hand-over")
+        write_config(path, replay, pairs=("BTC-USD", "ETH-USD"))  # ETH added, XRP removed
+        stream = runner.collector.exchanges["bitstamp"].stream
+        wait_for(lambda: Pair("ETH", "USD") in stream.pairs, what="the reload")
+        replay.release_acks()
+        wait_for(
+            lambda: (
+                replay.subscribed_on(2) == {"live_trades_btcusd", "live_trades_ethusd"}
+                and len(replay.connections) == 1
+            ),
+            what="exactly the wanted pairs on the new connection, the old one closed",
+        )
+        eth = replay.publish("ethusd", "2345.67")
+        btc = replay.publish("btcusd", "50000.00")
+        wait_for(lambda: stored_trades(admin_client, org, "ETH-USD"), what="the new pair's trade")
+        _wait_stored(admin_client, org, "BTC-USD", 1)
+        assert stream.link.number == 2 and stream.link.subscribed == stream.pairs
+    # every change went to the connection that was kept, none to the one being closed
+    changes = [(n, event, channel) for n, event, channel in replay.subscribe_log if "btcusd" not in channel]
+    assert changes == [
+        (1, "bts:subscribe", "live_trades_xrpusd"),
+        (2, "bts:subscribe", "live_trades_xrpusd"),
+        (2, "bts:subscribe", "live_trades_ethusd"),
+        (2, "bts:unsubscribe", "live_trades_xrpusd"),
+    ]
+    assert [row["trade_id"] for row in stored_trades(admin_client, org, "ETH-USD")] == [str(eth.id)]
+    assert [row["trade_id"] for row in stored_trades(admin_client, org, "BTC-USD")] == [str(btc.id)]

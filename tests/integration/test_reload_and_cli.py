@@ -2,12 +2,13 @@
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 
+from collector.config import Pair
 from tests.influxd import ROOT
+from tests.integration.harness import collector_env as _env
 from tests.integration.harness import running, stored_trades, wait_for, write_config
 
 
@@ -46,46 +47,6 @@ def test_hot_reload_adds_and_removes_pairs_and_refuses_a_bad_edit(
     assert sorted(r["trade_id"] for r in stored_trades(admin_client, org, "ETH-USD")) == sorted(
         [str(eth.id), str(eth2.id)]
     )
-
-
-def _env(settings, tmp_path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "HODLBOARD_"))}
-    env.update(
-        INFLUXDB_V2_URL=settings.url,
-        INFLUXDB_V2_ORG=settings.org,
-        INFLUXDB_V2_TOKEN=settings.token,
-        HODLBOARD_SPOOL_DIR=str(tmp_path / "spool"),
-        PYTHONPATH=str(ROOT),
-    )
-    return env
-
-
-def test_run_stops_cleanly_on_sigterm_within_ten_seconds(collector_settings, admin_client, replay, tmp_path):
-    write_config(tmp_path / "portfolio.yml", replay)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "collector", "run", "--config", str(tmp_path / "portfolio.yml")],
-        env=_env(collector_settings, tmp_path),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        replay.wait_subscribed("btcusd", timeout=30)
-        published = [replay.publish("btcusd", f"20000.{i:02d}") for i in range(10)]
-        time.sleep(0.2)  # received, maybe not yet written: SIGTERM must flush them
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=15)
-        elapsed = time.monotonic() - started
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, output
-    assert elapsed < 10
-    assert "Traceback" not in output
-    rows = stored_trades(admin_client, collector_settings.org, "BTC-USD")
-    assert sorted(r["trade_id"] for r in rows) == sorted(str(t.id) for t in published)
 
 
 def _cli(env, *args, cwd):
@@ -138,3 +99,28 @@ def test_cli_help_and_check_config(replay, tmp_path):
     )
     assert _cli(env, "run", cwd=tmp_path).returncode == 2
     assert _cli(env, "backfill", "--since", "yesterday", cwd=tmp_path).returncode == 2
+
+
+def test_a_candle_interval_the_exchange_does_not_offer_is_refused_by_check_config_and_reload(
+    collector_settings, replay, tmp_path, caplog
+):
+    path = tmp_path / "portfolio.yml"
+    write_config(path, replay, interval="10m")  # Bitstamp has 5m and 15m, not 10m
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")} | {"PYTHONPATH": str(ROOT)}
+    result = _cli(env, "check-config", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "collector check-config: portfolio.yml:7: backfill.interval: expected a candle interval bitstamp "
+        "offers (1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d, 3d), got 10m"
+    )
+
+    config = write_config(path, replay, interval="15m")
+    with running(path, config, collector_settings, tmp_path / "spool") as runner:
+        replay.wait_subscribed("btcusd")
+        with caplog.at_level(logging.ERROR, logger="collector.service"):
+            write_config(path, replay, pairs=("BTC-USD", "ETH-USD"), interval="10m")
+            wait_for(lambda: "keeping the previous one" in caplog.text, what="refusal")
+        assert "backfill.interval: expected a candle interval bitstamp offers" in caplog.text
+        assert runner.collector.config.backfill.interval_s == 900
+        assert runner.collector.config.exchanges["bitstamp"].pairs == (Pair("BTC", "USD"),)
+        assert replay.subscribed("ethusd") == 0

@@ -54,10 +54,41 @@ class PublishedTrade:
 
 @dataclass
 class HttpScript:
-    """Answers to inject before the normal ones: a list of (status, headers, body) consumed in order."""
+    """Answers to inject before the normal ones, and slow answers.
+
+    `queued`: (status, headers, body) for the next requests, whatever their path, consumed in order.
+    `scripted`: the same, per path fragment (e.g. "/transactions/"), consumed in order by matching requests.
+    `delays`: [fragment, seconds, quick] - a matching request is answered after `seconds`, once `quick`
+    matching ones were answered at once (a hanging endpoint: a delay longer than the test).
+    """
 
     queued: list[tuple[int, dict, str]] = field(default_factory=list)
+    scripted: dict[str, list[tuple[int, dict, str]]] = field(default_factory=dict)
+    delays: list[list] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+
+    def script(self, fragment: str, *answers: tuple[int, dict, str]) -> None:
+        self.scripted.setdefault(fragment, []).extend(answers)
+
+    def slow(self, fragment: str, seconds: float, quick: int = 0) -> None:
+        self.delays.append([fragment, seconds, quick])
+
+    def next_answer(self, path: str) -> tuple[int, dict, str] | None:
+        if self.queued:
+            return self.queued.pop(0)
+        for fragment, answers in self.scripted.items():
+            if fragment in path and answers:
+                return answers.pop(0)
+        return None
+
+    def delay_s(self, path: str) -> float:
+        for rule in self.delays:
+            if rule[0] in path:
+                if rule[2] > 0:
+                    rule[2] -= 1
+                    return 0.0
+                return rule[1]
+        return 0.0
 
 
 class BitstampReplay:
@@ -66,6 +97,12 @@ class BitstampReplay:
         self.connections: list = []
         self.subscriptions: dict[object, set[str]] = {}
         self.received: list[dict] = []
+        self.connection_numbers: dict[object, int] = {}  # 1 for the first connection ever, then 2, ...
+        self.subscribe_log: list[tuple[int, str, str]] = []  # (connection number, event, channel)
+        self.extra_transaction_rows: list[dict] = []  # served with every /transactions/ answer
+        self.candle_overrides: dict[
+            int, dict
+        ] = {}  # open time -> the row served instead of the synthetic one
         self.http = HttpScript()
         self.candle_start_s: int | None = None  # the pair's first candle (listing time)
         self.candle_end_s: int | None = None  # no candles after this (else: up to now)
@@ -78,6 +115,7 @@ class BitstampReplay:
         self._thread = threading.Thread(target=self._run_loop, daemon=True)
         self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._http_thread = threading.Thread(target=self._http_server.serve_forever, daemon=True)
+        self._closing = threading.Event()  # ends slow answers when the replay stops
 
     # --- life --------------------------------------------------------------------------------------------
 
@@ -88,6 +126,7 @@ class BitstampReplay:
         return self
 
     def __exit__(self, *exc):
+        self._closing.set()
         self._call(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
@@ -109,6 +148,8 @@ class BitstampReplay:
         self._loop.run_forever()
 
     async def _start(self) -> None:
+        self._acks_released = asyncio.Event()
+        self._acks_released.set()
         self._ws_server = await serve(self._serve_ws, "127.0.0.1", 0, ping_interval=None)
         self._ws_port = self._ws_server.sockets[0].getsockname()[1]
 
@@ -125,13 +166,17 @@ class BitstampReplay:
     async def _serve_ws(self, conn) -> None:
         self.connections.append(conn)
         self.subscriptions[conn] = set()
+        self.connection_numbers[conn] = len(self.connection_numbers) + 1
         try:
             async for message in conn:
                 request = json.loads(message)
                 self.received.append(request)
                 event = request.get("event")
                 channel = (request.get("data") or {}).get("channel", "")
+                if event in ("bts:subscribe", "bts:unsubscribe"):
+                    self.subscribe_log.append((self.connection_numbers[conn], event, channel))
                 if event == "bts:subscribe":
+                    await self._acks_released.wait()
                     self.subscriptions[conn].add(channel)
                     await conn.send(
                         json.dumps({"event": "bts:subscription_succeeded", "channel": channel, "data": {}})
@@ -203,6 +248,24 @@ class BitstampReplay:
 
         self._call(send())
 
+    def connection_number(self, index: int = -1) -> int:
+        """The number of an open connection (the newest by default)."""
+        return self.connection_numbers[self.connections[index]]
+
+    def subscribed_on(self, number: int) -> set[str]:
+        """The channels connection `number` is subscribed to now (empty once it is closed)."""
+        for conn, channels in list(self.subscriptions.items()):
+            if self.connection_numbers.get(conn) == number:
+                return set(channels)
+        return set()
+
+    def hold_acks(self) -> None:
+        """Subscribes are received and logged, but neither acknowledged nor active until release_acks()."""
+        self._loop.call_soon_threadsafe(self._acks_released.clear)
+
+    def release_acks(self) -> None:
+        self._loop.call_soon_threadsafe(self._acks_released.set)
+
     def request_reconnect(self) -> None:
         self.send_raw(json.dumps({"event": "bts:request_reconnect", "channel": "", "data": ""}))
 
@@ -233,10 +296,11 @@ class BitstampReplay:
 
             def do_GET(self):  # noqa: N802 - the stdlib's name
                 replay.http.requests.append(self.path)
-                if replay.http.queued:
-                    status, headers, body = replay.http.queued.pop(0)
-                else:
-                    status, headers, body = replay._answer(self.path)
+                delay = replay.http.delay_s(self.path)
+                if delay and replay._closing.wait(delay):
+                    return  # the replay stops: never answered, as a hanging server
+                scripted = replay.http.next_answer(self.path)
+                status, headers, body = scripted or replay._answer(self.path)
                 payload = body.encode()
                 self.send_response(status)
                 for key, value in {"Content-Type": "application/json", **headers}.items():
@@ -266,7 +330,7 @@ class BitstampReplay:
         since_us = (time.time() - span) * 1_000_000
         with self._lock:
             rows = [t.rest_row() for t in self.trades if t.symbol == symbol and t.microtimestamp >= since_us]
-        return list(reversed(rows))  # newest first, as Bitstamp answers
+        return list(reversed(rows)) + self.extra_transaction_rows  # newest first, as Bitstamp answers
 
     def _ohlc(self, symbol: str, query: dict) -> dict:
         step = int(query["step"])
@@ -278,29 +342,33 @@ class BitstampReplay:
         last_open = min(self.candle_end_s if self.candle_end_s is not None else now, now) // step * step
         if query.get("exclude_current_candle") == "true" and last_open + step > now:
             last_open -= step
-        start = max(int(query.get("start", first)), first)
+        # the window [start, start + limit * step): empty before the pair was listed, though later ones are not
+        start = int(query.get("start", last_open - (limit - 1) * step))
         start += -start % step
         rows = []
-        for open_time in range(start, last_open + 1, step):
-            if len(rows) == limit:
-                break
-            rows.append(synthetic_candle(symbol, open_time))
+        for open_time in range(
+            max(start, first + -first % step), min(last_open + 1, start + limit * step), step
+        ):
+            rows.append(self.candle_overrides.get(open_time) or synthetic_candle(symbol, open_time))
         return {"data": {"pair": symbol.upper(), "ohlc": rows}}
 
 
+# The figures of a real BTC/USD ticker (2026-09): `open` is the UTC day's first price, `open_24` the price
+# 24 h before, and percent_change_24 = (last - open_24) / open_24, rounded: -0.56, where `open` would say -1.24.
 SAMPLE_TICKER = {
-    "timestamp": "1700000000",
-    "open": "36500.00",
-    "high": "37999.99",
-    "low": "36000.01",
-    "last": "37012.34",
-    "volume": "1234.56789012",
-    "vwap": "37001.10",
-    "bid": "37012.00",
-    "ask": "37012.35",
-    "side": "0",
-    "open_24": "36600.00",
-    "percent_change_24": "1.13",
+    "timestamp": "1789455809",
+    "open": "78237",
+    "high": "79588",
+    "low": "77191",
+    "last": "77265",
+    "volume": "108.78361",
+    "vwap": "78381",
+    "bid": "77239",
+    "ask": "77240",
+    "side": "1",
+    "open_24": "77700",
+    "percent_change_24": "-0.56",
+    "market_type": "SPOT",
 }
 SAMPLE_CURRENCIES = [
     {
