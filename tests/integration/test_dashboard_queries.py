@@ -7,6 +7,7 @@ provisions, so what is tested is what Grafana loads. Reading uses the read-only 
 
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from influxdb_client import InfluxDBClient
@@ -114,6 +115,41 @@ def test_variables_have_options_for_every_range(stack, name):
     for range_name in RANGES_S:
         for variable in stack.variables(name, range_name).values():
             assert variable.options, variable.name
+
+
+def target_named(dashboard: str, title: str) -> Target:
+    return next(t for t in TARGETS if t.dashboard == dashboard and t.title == title)
+
+
+def test_long_ranges_read_the_hourly_history_and_short_ones_live_trades(stack):
+    """Trades are seeded for 3 days only: a year of prices can only come from the candles."""
+    target = target_named("prices", "Price by exchange")
+    (year,) = stack.run_all(target, "1y")
+    (hour,) = stack.run_all(target, "1h")
+    first_hour_point = min(hour.result.values("_time"))
+    assert first_hour_point >= rfc3339_s(stack.now_s - 3600), (
+        "a 1 h view reads live trades, not hourly candles"
+    )
+    first_year_point = min(year.result.values("_time"))
+    assert first_year_point < rfc3339_s(stack.now_s - 300 * 86400)
+
+
+def test_unknown_figures_stay_empty_in_the_positions_table(stack):
+    (outcome,) = stack.run_all(target_named("portfolio", "Positions"), "7d")
+    rows = dict(zip(outcome.result.values("asset"), outcome.result.tables[0]["rows"], strict=True))
+    columns = outcome.result.tables[0]["columns"]
+    sol = dict(zip(columns, rows["SOL"], strict=True))
+    btc = dict(zip(columns, rows["BTC"], strict=True))
+    assert sol["cost_basis"] == "" and sol["unrealized_pnl"] == "" and float(sol["value"]) > 0
+    assert (
+        float(btc["cost_basis"]) == 20000 and btc["name"] == "Bitcoin" and btc["logo_url"].endswith("btc.png")
+    )
+    total = sum(float(dict(zip(columns, row, strict=True))["allocation_pct"]) for row in rows.values())
+    assert total == pytest.approx(100)
+
+
+def rfc3339_s(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def alert_outcome(stack: Stack, rule: dict) -> Outcome:
