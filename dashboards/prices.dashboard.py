@@ -20,50 +20,40 @@ SELECTED = (matches("exchange", "exchange"), matches("pair", "pair"))
 LEGEND = "${__field.labels.pair} ${__field.labels.exchange}"
 
 
-def _ohlcv(stream: str, price_field: str | None, amount_field: str) -> str:
-    """Five window aggregates of a sorted stream, each renamed to its candle field."""
+CANDLE_PARTS = (("open", "first"), ("high", "max"), ("low", "min"), ("close", "last"), ("volume", "sum"))
+
+
+def _ohlcv(bucket: str, measurement: str, field_of: dict[str, str]) -> str:
+    """Candles of the selected pairs, one window aggregate per candle field, merged over exchanges.
+
+    Each field is windowed per stored series first (InfluxDB pushes that down to storage: a year of candles
+    in 0.5 s instead of 5.5 s when merged first), keyed by window start, then the series of a pair (exchanges,
+    trade sides) are merged with the same aggregate: first of firsts, highest high, sum of sums.
+    """
     parts = []
-    for name, fn, field in (
-        ("open", "first", price_field or "open"),
-        ("high", "max", price_field or "high"),
-        ("low", "min", price_field or "low"),
-        ("close", "last", price_field or "close"),
-        ("volume", "sum", amount_field),
-    ):
+    for name, fn in CANDLE_PARTS:
         parts.append(
-            f'{stream} |> filter(fn: (r) => r._field == "{field}")'
-            f" |> aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false)"
-            f' |> set(key: "_field", value: "{name}")'
+            f"from(bucket: {bucket})\n  |> {RANGE}\n  |> {where(measurement, field_of.get(name, name), *SELECTED)}\n"
+            f'  |> aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false, timeSrc: "_start")\n'
+            '  |> group(columns: ["pair"])\n  |> sort(columns: ["_time"])\n'
+            f"  |> aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false)\n"
+            f'  |> set(key: "_field", value: "{name}")'
         )
-    return "union(tables: [\n  " + ",\n  ".join(parts) + ",\n])"
+    return "union(tables: [\n" + ",\n".join(parts) + ",\n])"
 
 
 # Candles over the selected exchanges: built from trades on short ranges, from stored candles on long ones.
+TRADE_FIELDS = {"open": "price", "high": "price", "low": "price", "close": "price", "volume": "amount"}
 CANDLES = flux(
     """
     <<long>>
-    trades = from(bucket: <<live>>)
-      |> <<range>>
-      |> <<trade_filter>>
-      |> group(columns: ["pair", "_field"])
-      |> sort(columns: ["_time"])
-    stored = from(bucket: <<history>>)
-      |> <<range>>
-      |> <<candle_filter>>
-      |> group(columns: ["pair", "_field"])
-      |> sort(columns: ["_time"])
     <<choice>>
     candles
       |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
       |> keep(columns: ["_time", "pair", "open", "high", "low", "close", "volume"])
     """,
     long=LONG,
-    live=LIVE,
-    history=HISTORY,
-    range=RANGE,
-    trade_filter=where("trade", ["price", "amount"], *SELECTED),
-    candle_filter=where("candle", ["open", "high", "low", "close", "volume"], *SELECTED),
-    choice=by_range(_ohlcv("trades", "price", "amount"), _ohlcv("stored", None, "volume"), "candles"),
+    choice=by_range(_ohlcv(LIVE, "trade", TRADE_FIELDS), _ohlcv(HISTORY, "candle", {}), "candles"),
 )
 
 PRICES = price_points(*SELECTED) + flux(

@@ -148,6 +148,25 @@ def test_unknown_figures_stay_empty_in_the_positions_table(stack):
     assert total == pytest.approx(100)
 
 
+@pytest.mark.parametrize("range_name", list(RANGES_S))
+def test_candles_are_candles(stack, range_name):
+    """Merged over exchanges and trade sides, every candle still has low <= open, close <= high."""
+    for outcome in stack.run_all(target_named("prices", "Candles $pair"), range_name):
+        (table,) = outcome.result.tables
+        for row in table["rows"]:
+            candle = {
+                name: float(row[table["columns"].index(name)])
+                for name in ("open", "high", "low", "close", "volume")
+            }
+            assert (
+                candle["low"]
+                <= min(candle["open"], candle["close"])
+                <= max(candle["open"], candle["close"])
+                <= candle["high"]
+            )
+            assert candle["volume"] > 0
+
+
 def rfc3339_s(epoch_s: int) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
