@@ -61,14 +61,14 @@ VOLATILITY = WINDOWED + flux(
 # Each window's volume against the average of the traded windows up to it (1 = usual, 4 = four times usual).
 VOLUME_SPIKES = price_points(*SELECTED, fields=("amount", "volume")) + flux(
     """
+    import "join"
     volume = prices
       |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false)
       |> keep(columns: ["_time", "_value", "exchange", "pair"])
     average = volume |> movingAverage(n: <<n>>)
-    join(tables: {volume: volume, average: average}, on: ["_time", "exchange", "pair"])
-      |> filter(fn: (r) => r._value_average > 0.0)
-      |> map(fn: (r) => ({_time: r._time, exchange: r.exchange, pair: r.pair, _value: r._value_volume / r._value_average}))
-      |> group(columns: ["exchange", "pair"])
+    join.time(left: volume, right: average, as: (l, r) => ({l with average: r._value}))
+      |> filter(fn: (r) => r.average > 0.0)
+      |> map(fn: (r) => ({_time: r._time, exchange: r.exchange, pair: r.pair, _value: r._value / r.average}))
     """,
     n=str(AVERAGE_WINDOWS),
 )
