@@ -196,7 +196,12 @@ positions = p.table(
     "Positions",
     POSITIONS,
     [
-        {"name": "logo_url", "displayName": "", "custom.cellOptions": {"type": "image"}, "custom.width": 40},
+        {
+            "name": "logo_url",
+            "displayName": "Logo",
+            "custom.cellOptions": {"type": "image"},
+            "custom.width": 40,
+        },
         {"name": "asset", "displayName": "Asset", "custom.width": 80},
         {"name": "name", "displayName": "Name"},
         {"name": "quantity", "displayName": "Quantity", "decimals": 8},

@@ -16,6 +16,7 @@ SERIES_POINTS = 1000  # a one-year view then aggregates to 6 h windows, a 7-day 
 STAT_POINTS = 200
 
 GREEN, ORANGE, RED = "green", "orange", "red"
+BASE_STEP = [{"color": GREEN, "value": None}]  # Grafana wants a base threshold step on every panel
 
 
 @attr.s
@@ -64,6 +65,7 @@ def timeseries(title: str, queries, unit: str = "", description: str = "", **opt
         tooltipMode="multi",
         legendDisplayMode=options.pop("legendDisplayMode", "list"),
         legendCalcs=options.pop("legendCalcs", []),
+        thresholds=BASE_STEP,
         **options,
     )
     panel.extraJson = extra or None
@@ -109,7 +111,10 @@ def table(title: str, queries, columns: list[dict], description: str = "", **opt
         properties = {key: value for key, value in column.items() if key != "name"}
         if properties:
             overrides.append(override(column["name"], **properties))
-    extra = {"options": {"cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"]}}}
+    extra = {
+        "options": {"cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"]}},
+        "fieldConfig": {"defaults": {"thresholds": thresholds((GREEN, None))}},
+    }
     extra.update(options.pop("extra", {}))
     return core.Table(
         title=title,
@@ -139,6 +144,7 @@ def piechart(title: str, queries, unit: str = "", description: str = "", **optio
         legendValues=["value", "percent"],
         tooltipMode="single",
         maxDataPoints=STAT_POINTS,
+        thresholds=BASE_STEP,
         **options,
     )
 
@@ -198,6 +204,7 @@ class Candlestick(core.Panel):
                 "fieldConfig": {
                     "defaults": {
                         "unit": self.unit,
+                        "thresholds": thresholds((GREEN, None)),
                         "color": {"mode": "palette-classic"},
                         "custom": {
                             "lineWidth": 1,
