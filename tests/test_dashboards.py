@@ -88,7 +88,9 @@ def test_current_panel_types_and_the_provisioned_datasource(name):
         assert panel["type"] in CURRENT_TYPES and panel["type"] not in ANGULAR_TYPES, panel["type"]
         assert panel["datasource"] == {"type": "influxdb", "uid": DATASOURCE["uid"]}
         assert panel["targets"], panel["title"]
-        assert panel["fieldConfig"]["defaults"]["thresholds"]["steps"], f"{panel['title']}: no base threshold step"
+        assert panel["fieldConfig"]["defaults"]["thresholds"]["steps"], (
+            f"{panel['title']}: no base threshold step"
+        )
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == DATASOURCE["uid"]
             assert target["refId"] and target["query"].strip()
