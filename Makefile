@@ -6,7 +6,7 @@ VENV := .venv
 INFLUXD := .tools/bin/influxd
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help up down install influxd lint test bench lock
+.PHONY: help up down install influxd dashboards lint test bench lock
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,9 +30,12 @@ influxd: $(INFLUXD) ## build the real InfluxDB 2 server the tests use (.tools/bi
 $(INFLUXD): tools/influxd/go.mod tools/influxd/go.sum tools/influxd/build.sh
 	bash tools/influxd/build.sh
 
-lint: $(INSTALLED) ## ruff over the code and tests
-	$(VENV)/bin/ruff check collector tests bench
-	$(VENV)/bin/ruff format --check collector tests bench
+dashboards: $(INSTALLED) ## regenerate grafana/dashboards/*.json and the alert rules from dashboards/*.py
+	$(VENV)/bin/python -m dashboards.generate
+
+lint: $(INSTALLED) ## ruff over the code, tests and dashboards
+	$(VENV)/bin/ruff check collector tests bench dashboards
+	$(VENV)/bin/ruff format --check collector tests bench dashboards
 
 test: $(INSTALLED) $(INFLUXD) lint ## set everything up and run every test against a real influxd
 	$(VENV)/bin/pytest

@@ -104,11 +104,14 @@ def _optional_fields(point: Point, record, names: tuple[str, ...]) -> Point:
     return point
 
 
-def health_point(exchange: str, values: dict[str, int | float | Decimal]) -> Point:
+def health_point(
+    exchange: str, values: dict[str, int | float | Decimal], time_ns: int | None = None
+) -> Point:
+    """A `collector` sample, stamped now unless `time_ns` says when it was taken."""
     point = Point("collector").tag("exchange", exchange)
     for name, value in sorted(values.items()):
         point.field(name, float(value) if isinstance(value, Decimal) else value)
-    return point.time(time.time_ns(), WritePrecision.NS)
+    return point.time(time.time_ns() if time_ns is None else time_ns, WritePrecision.NS)
 
 
 def interval_name(seconds: int) -> str:

@@ -1,0 +1,196 @@
+"""Every query the generated dashboards and alert rules make Grafana send, and what each panel needs back."""
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tests.grafana_flux import (
+    Datasource,
+    FluxResult,
+    Variable,
+    backend_macros,
+    interpolate_query_expr,
+    interpolate_variables,
+    metric_find_values,
+    panel_interval_ms,
+    run_flux,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARDS = ROOT / "grafana" / "dashboards"
+PROVISIONING = ROOT / "grafana" / "provisioning"
+RANGES_S = {"1h": 3600, "7d": 7 * 86400, "1y": 365 * 86400}
+SCREEN_PX = 1920  # a panel without maxDataPoints gets its pixel width (24 grid columns span the screen)
+NUMERIC = ("double", "long", "unsignedLong")
+
+
+@dataclass(frozen=True)
+class Target:
+    dashboard: str
+    title: str
+    panel: dict
+    query: str
+    repeat: str | None = None  # the variable a repeated panel is cloned over
+
+    @property
+    def id(self) -> str:
+        return f"{self.dashboard}:{self.title}"
+
+
+@dataclass
+class Outcome:
+    flux: str
+    result: FluxResult
+    seconds: float
+    names: set[str] = field(default_factory=set)
+
+
+def load_dashboards() -> dict[str, dict]:
+    return {path.stem: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def load_datasource(org: str) -> Datasource:
+    """The provisioned data source, with $INFLUXDB_V2_ORG expanded as Grafana expands provisioning env vars."""
+    config = yaml.safe_load((PROVISIONING / "datasources" / "influxdb.yml").read_text())
+    source = config["datasources"][0]
+    organization = source["jsonData"]["organization"].replace("$INFLUXDB_V2_ORG", org)
+    return Datasource(
+        uid=source["uid"],
+        organization=organization,
+        default_bucket=source["jsonData"]["defaultBucket"],
+        time_interval=source["jsonData"].get("timeInterval"),
+    )
+
+
+def panel_targets(dashboards: dict[str, dict]) -> list[Target]:
+    targets = []
+    for name, board in dashboards.items():
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                if target.get("hide"):
+                    continue
+                title = panel["title"] + ("" if target["refId"] == "A" else f" [{target['refId']}]")
+                targets.append(Target(name, title, panel, target["query"], panel.get("repeat") or None))
+        for annotation in board["annotations"]["list"]:
+            if "target" in annotation:
+                panel = {"type": "annotation", "title": annotation["name"]}
+                targets.append(
+                    Target(name, "annotation " + annotation["name"], panel, annotation["target"]["query"])
+                )
+    return targets
+
+
+def needed_names(panel: dict) -> tuple[set[str], set[str]]:
+    """(names the panel reads, names that must be numeric): its type's needs and every field its overrides name."""
+    kind = panel["type"]
+    names: set[str] = set()
+    numeric: set[str] = set()
+    if kind in ("timeseries", "candlestick"):
+        names.add("_time")
+    if kind == "candlestick":
+        numeric |= {"open", "high", "low", "close", "volume"}
+    if kind == "annotation":
+        names |= {"_time", "text", "tags"}
+    for override in panel.get("fieldConfig", {}).get("overrides", []):
+        matcher = override["matcher"]
+        if matcher["id"] == "byName":
+            names.add(matcher["options"])
+    return names | numeric, numeric
+
+
+def frame_names(result: FluxResult) -> tuple[set[str], set[str]]:
+    """(every field name Grafana's frames will have, the numeric ones): columns, and _field values for _value."""
+    names, numeric = set(), set()
+    for table in result.tables:
+        if not table["rows"]:
+            continue
+        for column, kind in zip(table["columns"], table["types"], strict=True):
+            names.add(column)
+            if kind in NUMERIC:
+                numeric.add(column)
+                if column == "_value" and "_field" in table["columns"]:
+                    fields = {row[table["columns"].index("_field")] for row in table["rows"]}
+                    names |= fields
+                    numeric |= fields
+    return names, numeric
+
+
+def resolve_variables(board: dict, datasource: Datasource, url: str, token: str, from_ms: int, to_ms: int):
+    """Each variable's options from its own query (as Grafana runs it), current value as saved (All)."""
+    variables: dict[str, Variable] = {}
+    for spec in board["templating"]["list"]:
+        text = interpolate_variables(
+            spec["query"], variables, from_ms, to_ms, default_format=interpolate_query_expr
+        )
+        flux = backend_macros(text, datasource, from_ms, to_ms, interval_ms=1000)
+        result = run_flux(url, token, datasource.organization, flux)
+        assert result.error is None, f"variable {spec['name']}: {result.error}\n{flux}"
+        options = sorted(metric_find_values(result))
+        assert options, f"variable {spec['name']} has no options:\n{flux}"
+        current = spec["current"]["value"]
+        variables[spec["name"]] = Variable(
+            spec["name"],
+            options,
+            current,
+            multi=spec["multi"],
+            include_all=spec["includeAll"],
+            all_value=spec.get("allValue"),
+        )
+    return variables
+
+
+def run_target(
+    target: Target,
+    variables: dict[str, Variable],
+    datasource: Datasource,
+    url: str,
+    token: str,
+    from_ms: int,
+    to_ms: int,
+    local: dict[str, str] | None = None,
+) -> Outcome:
+    panel = target.panel
+    text = interpolate_variables(target.query, variables, from_ms, to_ms, local=local)
+    width = SCREEN_PX * panel.get("gridPos", {}).get("w", 24) // 24
+    interval = panel_interval_ms(panel, from_ms, to_ms, datasource.time_interval, width)
+    flux = backend_macros(text, datasource, from_ms, to_ms, interval)
+    started = time.monotonic()
+    result = run_flux(url, token, datasource.organization, flux)
+    return Outcome(flux, result, time.monotonic() - started)
+
+
+def check(outcome: Outcome, panel: dict, max_points: int | None = None) -> None:
+    """What Grafana would show: no error, rows, the fields the panel reads, and within its point limits."""
+    where = f"\n--- query sent ---\n{outcome.flux}"
+    assert outcome.result.error is None, f"query failed: {outcome.result.error}{where}"
+    assert outcome.result.rows > 0, f"no rows (Grafana shows No data){where}"
+    names, numeric = frame_names(outcome.result)
+    need, need_numeric = needed_names(panel)
+    assert need <= names, f"missing fields {sorted(need - names)}; got {sorted(names)}{where}"
+    assert need_numeric <= numeric, f"not numeric: {sorted(need_numeric - numeric)}{where}"
+    if panel["type"] != "annotation":
+        assert numeric - {"table"}, f"no numeric field to draw; got {sorted(names)}{where}"
+    if max_points:
+        # executor.go: a frame over maxDataPoints x 10 points is an error in Grafana
+        for table in outcome.result.tables:
+            assert len(table["rows"]) <= max_points * 10, f"{len(table['rows'])} points in one series{where}"
+
+
+def alert_queries() -> list[dict]:
+    rules = json.loads((PROVISIONING / "alerting" / "hodlboard-rules.json").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def variable_defaults(variables: dict[str, Variable]) -> dict[str, Variable]:
+    """The same variables with each one set to a single selected option (a one-element list when multi)."""
+    single = {}
+    for name, variable in variables.items():
+        first = variable.options[0]
+        current = [first] if variable.multi else first
+        single[name] = Variable(
+            name, variable.options, current, variable.multi, variable.include_all, variable.all_value
+        )
+    return single
