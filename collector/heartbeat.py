@@ -14,6 +14,11 @@ STALE_S = 30.0  # no beat for this long: the writer thread is dead or hung
 STUCK_S = 120.0  # points waiting, and nothing written or spooled for this long
 
 RUNNING, FAILED, DEAD, STOPPED = "running", "failed", "dead", "stopped"
+STATE_PROBLEMS = {
+    FAILED: "the writer failed and is starting over",
+    DEAD: "the writer failed for good",
+    STOPPED: "the writer has stopped",
+}
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class Beat:
     time: float  # wall clock of this beat
     progress: float  # when points were last written or spooled, or nothing was waiting
     waiting: int  # points accepted and not yet written or spooled
-    accepted: int  # points accepted since the process started
+    accepted: int  # points of records accepted since the process started (health points aside)
     written: int
     spooled: int  # points on disk now
     error: str = ""
@@ -48,8 +53,8 @@ def judge(beat: Beat | None, now: float | None = None) -> str | None:
     now = time.time() if now is None else now
     if beat is None:
         return "no heartbeat from the writer (not started, or the file is unreadable)"
-    if beat.state in (FAILED, DEAD, STOPPED):
-        return f"the writer is {beat.state}" + (f": {beat.error}" if beat.error else "")
+    if beat.state in STATE_PROBLEMS:
+        return STATE_PROBLEMS[beat.state] + (f" ({beat.error})" if beat.error else "")
     if now - beat.time > STALE_S:
         return f"the writer has not reported for {now - beat.time:.0f} s (dead or hung)"
     if beat.waiting and now - beat.progress > STUCK_S:

@@ -25,15 +25,16 @@ class Inbox:
         self._items: deque[Item] = deque()
         self._overflow: list[Item] = []
         self._ready = threading.Condition()
-        self.accepted = 0
+        self.accepted_records = 0  # points of records, counted apart from lines such as health points
 
     def __len__(self) -> int:
         return len(self._items) + len(self._overflow)
 
-    def put(self, items: list[Item]) -> None:
+    def put(self, items: list[Item], records: bool) -> None:
         spill = None
         with self._ready:
-            self.accepted += len(items)
+            if records:
+                self.accepted_records += len(items)
             room = max(0, self._limit - len(self._items))
             self._items.extend(items[:room])
             self._overflow.extend(items[room:])

@@ -150,17 +150,13 @@ class Writer:
         """Points held in memory: the inbox and the batch in hand."""
         return len(self._inbox) + sum(map(len, list(self._in_flight.values())))
 
-    @property
-    def accepted_points(self) -> int:
-        return self._inbox.accepted
-
     def submit(self, records) -> None:
         """Never blocks: records are queued and written by the writer thread."""
-        self._inbox.put([to_line(record) for record in records])
+        self._inbox.put([to_line(record) for record in records], records=True)
 
     def submit_line(self, kind: str, line: str) -> None:
         """A point already in line protocol, for bucket `kind` (live, history or meta)."""
-        self._inbox.put([(kind, line)])
+        self._inbox.put([(kind, line)], records=False)
 
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
@@ -222,6 +218,7 @@ class Writer:
             closing = self._closing.is_set()
             if not self._in_flight:
                 self._in_flight = self._collect(closing)
+                self._beat()  # before a write that may hang: the heartbeat shows what was just taken
             while self._in_flight:  # a batch stays here until written, dropped or spooled
                 kind = next(iter(self._in_flight))
                 self._deliver(kind, self._in_flight[kind], closing)
@@ -411,7 +408,7 @@ class Writer:
             time=time.time(),
             progress=self._progress,
             waiting=waiting,
-            accepted=self._inbox.accepted,
+            accepted=self._inbox.accepted_records,
             written=self.stats.written_points,
             spooled=self.spool.points,
             error=self._error,
