@@ -188,8 +188,10 @@ def cli(env: dict, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def start_run(env: dict, config_path: Path) -> subprocess.Popen:
-    return subprocess.Popen(
+@contextmanager
+def run_process(env: dict, config_path: Path):
+    """`collector run` in a process of its own; killed if a test leaves it running."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "collector", "run", "--config", str(config_path)],
         env=env,
         cwd=config_path.parent,
@@ -197,6 +199,19 @@ def start_run(env: dict, config_path: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def publish_accepted(replay, alive_file: Path, price: str, count: int = 10) -> list:
+    """Publish `count` BTC-USD trades and wait until the collector process has accepted them all."""
+    published = [replay.publish("btcusd", f"{price}.{i:02d}") for i in range(count)]
+    wait_for(lambda: accepted(alive_file) >= count, what="the trades accepted")
+    return published
 
 
 def sigterm(process: subprocess.Popen) -> tuple[float, str]:
@@ -230,3 +245,12 @@ def spooled_trade_ids(spool_dir: Path) -> list[str]:
         for path in sorted(spool_dir.rglob("*.lp"))
         for match in re.finditer(r'trade_id="(\d+)"', path.read_text())
     ]
+
+
+def count_points(client: InfluxDBClient, org: str, measurement: str, bucket: str = "crypto_meta") -> int:
+    query = flux_query(
+        "from(bucket: {bucket}) |> range(start: 0) |> filter(fn: (r) => r._measurement == {measurement})",
+        bucket=bucket,
+        measurement=measurement,
+    )
+    return sum(len(table.records) for table in client.query_api().query(query, org=org))

@@ -2,17 +2,15 @@
 
 import time
 
-import pytest
-
 from tests.integration.harness import (
-    accepted,
     cli,
     collector_env,
+    publish_accepted,
     quiet,
+    run_process,
     running,
     sigterm,
     spooled_trade_ids,
-    start_run,
     stored_rows,
     stored_trades,
     wait_for,
@@ -22,14 +20,6 @@ from tests.replay.bitstamp import synthetic_candle
 from tests.replay.hanging import HangingServer
 
 HOUR = 3600
-
-
-@pytest.fixture
-def outage(influx_server):
-    """Stops the session's influxd on demand and always brings it back (same data, same port)."""
-    yield influx_server
-    if influx_server.process is None:
-        influx_server.start()
 
 
 def replayed_on_next_start(tmp_path, replay, settings, admin_client, published) -> None:
@@ -52,19 +42,12 @@ def test_sigterm_while_influxdb_is_down_exits_in_time_and_spools_everything(
     quiet(replay)
     write_config(tmp_path / "portfolio.yml", replay)
     alive = tmp_path / "alive"
-    process = start_run(
-        collector_env(collector_settings, tmp_path, HODLBOARD_ALIVE_FILE=str(alive)),
-        tmp_path / "portfolio.yml",
-    )
-    try:
+    env = collector_env(collector_settings, tmp_path, HODLBOARD_ALIVE_FILE=str(alive))
+    with run_process(env, tmp_path / "portfolio.yml") as process:
         replay.wait_subscribed("btcusd", timeout=30)
         outage.stop()
-        published = [replay.publish("btcusd", f"21000.{i:02d}") for i in range(10)]
-        wait_for(lambda: accepted(alive) >= 10, what="the trades accepted")
+        published = publish_accepted(replay, alive, "21000")
         elapsed, output = sigterm(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0, output
     assert elapsed < 10, output
     assert sorted(spooled_trade_ids(tmp_path / "spool")) == sorted(str(t.id) for t in published)
@@ -83,16 +66,11 @@ def test_sigterm_while_influxdb_hangs_exits_in_time_and_spools_everything(
         env = collector_env(
             collector_settings, tmp_path, HODLBOARD_ALIVE_FILE=str(alive), INFLUXDB_V2_URL=hung.url
         )
-        process = start_run(env, tmp_path / "portfolio.yml")
-        try:
+        with run_process(env, tmp_path / "portfolio.yml") as process:
             replay.wait_subscribed("btcusd", timeout=30)
-            published = [replay.publish("btcusd", f"22000.{i:02d}") for i in range(10)]
-            wait_for(lambda: accepted(alive) >= 10, what="the trades accepted")
+            published = publish_accepted(replay, alive, "22000")
             wait_for(lambda: b"trade_id=" in hung.received(), what="a write hanging on the server")
             elapsed, output = sigterm(process)
-        finally:
-            if process.poll() is None:
-                process.kill()
     assert process.returncode == 0, output
     assert elapsed < 10, output
     assert sorted(spooled_trade_ids(tmp_path / "spool")) == sorted(str(t.id) for t in published)
@@ -114,8 +92,7 @@ def test_a_one_shot_command_beside_run_gets_its_own_spool_and_every_point_arrive
     org = collector_settings.org
 
     outage.stop()
-    process = start_run(env, run_dir / "portfolio.yml")
-    try:
+    with run_process(env, run_dir / "portfolio.yml") as process:
         replay.wait_subscribed("btcusd", timeout=30)
         published = [replay.publish("btcusd", f"23000.{i:02d}") for i in range(10)]
         wait_for(lambda: len(spooled_trade_ids(spool)) >= 10, what="run spooling its trades")
@@ -126,12 +103,10 @@ def test_a_one_shot_command_beside_run_gets_its_own_spool_and_every_point_arrive
             for command in ("backfill", "ticker")
         ]
         finished = time.time()
+        taken = f"spool {spool} is in use by another collector process (pid {process.pid}); this process spools to"
         for result in shots:
             assert result.returncode == 0, result.stderr
-            assert (
-                f"spool {spool} is in use by another collector process (pid {process.pid}); this process spools to {spool}/guests/"
-                in result.stderr
-            )
+            assert f"{taken} {spool}/guests/" in result.stderr
 
         # run keeps spooling next to what the one-shot commands left: no name may collide
         published += [replay.publish("btcusd", f"23001.{i:02d}") for i in range(10)]
@@ -140,9 +115,6 @@ def test_a_one_shot_command_beside_run_gets_its_own_spool_and_every_point_arrive
         outage.start()
         wait_for(lambda: not list(spool.rglob("*.lp")), timeout=60, what="every spool replayed")
         elapsed, output = sigterm(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0, output
 
     trades = stored_trades(admin_client, org, "BTC-USD")

@@ -7,8 +7,6 @@ import sys
 import threading
 from dataclasses import replace
 
-import pytest
-
 from collector import heartbeat
 from collector.bootstrap import Bootstrap
 from collector.config import Buckets
@@ -17,14 +15,14 @@ from collector.service import Collector
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer
 from tests.influxd import ROOT
-from tests.integration.harness import FAST, RunningCollector, stored_trades, wait_for, write_config
-
-
-def count_points(client, org, measurement, bucket="crypto_meta") -> int:
-    query = (
-        f'from(bucket: "{bucket}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "{measurement}")'
-    )
-    return sum(len(t.records) for t in client.query_api().query(query, org=org))
+from tests.integration.harness import (
+    FAST,
+    RunningCollector,
+    count_points,
+    stored_trades,
+    wait_for,
+    write_config,
+)
 
 
 def probe_lines(measurement: str, count: int, first_s: int = 1_700_000_000) -> list[str]:
@@ -148,13 +146,6 @@ def test_an_unreadable_spool_segment_is_set_aside_and_the_writer_carries_on(
         "0000000000000001.meta.lp"
     ]
     assert not writer.spool
-
-
-@pytest.fixture
-def outage(influx_server):
-    yield influx_server
-    if influx_server.process is None:
-        influx_server.start()
 
 
 def test_a_flood_beyond_the_queue_bound_goes_to_the_spool_not_to_memory(
