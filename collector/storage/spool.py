@@ -55,6 +55,7 @@ class Spool:
             leftover.unlink()  # an append that never finished renaming: never acknowledged (the lock is ours)
         found = sorted(path for path in self.directory.iterdir() if SEGMENT.match(path.name))
         self._segments = {path: _count_lines(path) for path in found}  # oldest first, with their points
+        self._points = sum(self._segments.values())
         self._next = int(found[-1].name.split(".")[0]) + 1 if found else 0
         self.adopt_guests()
 
@@ -64,7 +65,7 @@ class Spool:
 
     @property
     def points(self) -> int:
-        return sum(self._segments.values())
+        return self._points
 
     def __bool__(self) -> bool:
         return bool(self._segments)
@@ -79,7 +80,7 @@ class Spool:
                 os.fsync(handle.fileno())
             partial.rename(path)
             _fsync_dir(self.directory)
-            self._segments[path] = len(lines)
+            self._add(path, len(lines))
 
     def oldest(self) -> tuple[Path, str, list[str]] | None:
         """The oldest readable segment; one that cannot be read or parsed is set aside, loudly, and skipped."""
@@ -99,7 +100,7 @@ class Spool:
     def remove(self, path: Path) -> None:
         with self._lock:
             path.unlink(missing_ok=True)
-            del self._segments[path]
+            self._points -= self._segments.pop(path)
 
     def adopt_guests(self) -> int:
         """Move the segments of guests that have ended into this spool; returns how many were adopted."""
@@ -137,6 +138,10 @@ class Spool:
 
     # --- inside the lock --------------------------------------------------------------------------------------
 
+    def _add(self, path: Path, points: int) -> None:
+        self._segments[path] = points
+        self._points += points
+
     def _next_path(self, kind: str) -> Path:
         path = self.directory / f"{self._next:016d}.{kind}{SUFFIX}"
         self._next += 1
@@ -148,7 +153,7 @@ class Spool:
             for segment in segments:
                 target = self._next_path(SEGMENT.match(segment.name).group(2))
                 segment.rename(target)
-                self._segments[target] = _count_lines(target)
+                self._add(target, _count_lines(target))
             _fsync_dir(self.directory)
         for leftover in guest.glob("*.tmp"):
             leftover.unlink()
@@ -167,7 +172,7 @@ class Spool:
                 where = f"moved to {target}"
             except OSError as move_error:
                 where = f"left in place, cannot be moved: {move_error.strerror}"
-            del self._segments[path]
+            self._points -= self._segments.pop(path)
         log.error(
             "spool segment %s cannot be read (%s: %s); its points are not replayed (%s)",
             path,

@@ -1,15 +1,15 @@
 """Batches records into InfluxDB without ever blocking the reader, and loses nothing.
 
-Retries by error class, as telegraf's influxdb_v2 output does: network errors, 429 and 5xx are retried with
-backoff honouring Retry-After; other 4xx are dropped and counted; 401/403 (and a missing bucket, 404) are
-configuration problems, reported loudly while the data waits in the spool, and the token file is read again
-(a later `collector bootstrap` may have replaced the token). Whatever cannot be written now goes to the
-on-disk spool and is replayed, oldest first, when InfluxDB takes writes again; newer batches queue behind it.
+A failed write is retried, dropped or held by its error class (`failures.py`); on a 401/403 the token file is
+read again, since a later `collector bootstrap` may have replaced the token. Whatever cannot be written now
+goes to the on-disk spool and is replayed, oldest first, when InfluxDB takes writes again; newer batches
+queue behind it. At most `queue_limit` points wait in memory; more go straight to the spool.
 
 The writer thread is supervised: a failure it does not know is logged with its traceback and the thread
 starts over with the batch it held; after `restarts` failures in a row it gives up (`failed` is set) and the
-process is expected to exit, so the container restarts. Its heartbeat file shows all of this to the
-healthcheck. `close()` is bounded: writes still running when its time is up are cut short and spooled.
+process is expected to exit non-zero, so the container restarts. Its heartbeat file shows all of this to the
+healthcheck. `close()` keeps to its time: request timeouts shrink to the time left, and what is not
+written by then is spooled.
 """
 
 import logging
@@ -20,23 +20,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import urllib3
 from influxdb_client import WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.rest import ApiException
 
 from collector import heartbeat
 from collector.config import Buckets
 from collector.errors import ConfigError
-from collector.influx_settings import InfluxSettings, api_error_message
-from collector.retry import Backoff, retry_after_seconds
+from collector.influx_settings import InfluxSettings
+from collector.retry import Backoff
+from collector.storage.failures import DROP, HOLD, RETRY, Failure, OutOfTime, classify
 from collector.storage.inbox import Inbox, group_by_kind
 from collector.storage.points import health_point, to_line
 from collector.storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
-RETRY, DROP, HOLD = "retry", "drop", "hold"
 BEAT_S = 1.0  # heartbeat period
 ADOPT_S = 5.0  # how often ended guests' spools are looked for
 RELOG_HOLD_S = 60.0  # a configuration problem (401/403/404) is logged again this often while it lasts
@@ -75,37 +73,6 @@ class WriterStats:
         }
 
 
-@dataclass(frozen=True)
-class Failure:
-    outcome: str  # RETRY, DROP or HOLD
-    reason: str
-    retry_after_s: float | None = None
-
-
-class OutOfTime(Exception):
-    """close()'s time is up: what is left goes to the spool without another write."""
-
-
-def classify(exc: Exception) -> Failure:
-    if isinstance(exc, OutOfTime):
-        return Failure(RETRY, "shutting down: no time left to write")
-    if isinstance(exc, ApiException):
-        status = exc.status or 0
-        reason = f"HTTP {status} {api_error_message(exc)}"
-        if status == 429 or status >= 500:
-            return Failure(RETRY, reason, retry_after_seconds((exc.headers or {}).get("Retry-After")))
-        if status in (401, 403):
-            return Failure(
-                HOLD, f"{reason}: the collector token is not allowed to write (run bootstrap again)"
-            )
-        if status == 404:
-            return Failure(HOLD, f"{reason}: bucket missing (run bootstrap again)")
-        return Failure(DROP, reason)
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        return Failure(RETRY, f"InfluxDB unreachable: {exc.__class__.__name__}")
-    raise exc
-
-
 class Writer:
     def __init__(
         self,
@@ -138,6 +105,7 @@ class Writer:
         self._state, self._error = heartbeat.RUNNING, ""
         self._progress = time.time()
         self._beat_at = 0.0
+        self._heartbeat_error: OSError | None = None
 
     # --- called from any thread -----------------------------------------------------------------------
 
@@ -415,5 +383,8 @@ class Writer:
         )
         try:
             heartbeat.write_beat(self.heartbeat_file, beat)
+            self._heartbeat_error = None
         except OSError as exc:
-            log.warning("cannot write the heartbeat file %s: %s", self.heartbeat_file, exc.strerror)
+            if self._heartbeat_error is None:  # once until it works again: it is tried every second
+                log.error("cannot write the heartbeat file %s: %s", self.heartbeat_file, exc.strerror)
+            self._heartbeat_error = exc
