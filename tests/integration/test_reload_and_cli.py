@@ -124,7 +124,7 @@ from(bucket: "crypto_meta")
 
 def test_cli_help_and_check_config(replay, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")} | {"PYTHONPATH": str(ROOT)}
-    for command in ("run", "backfill", "ticker", "check-config", "bootstrap"):
+    for command in ("run", "backfill", "ticker", "check-config", "bootstrap", "healthcheck"):
         result = cli(env, command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "usage: collector " + command in result.stdout
     assert "--pair P" in cli(env, "backfill", "--help", cwd=tmp_path).stdout
@@ -132,10 +132,13 @@ def test_cli_help_and_check_config(replay, tmp_path):
     write_config(tmp_path / "portfolio.yml", replay, pairs=("BTC-USD", "XRP-USD"))
     result = cli(env, "check-config", cwd=tmp_path)
     assert result.returncode == 0
-    assert (
-        "bitstamp: BTC-USD, XRP-USD" in result.stdout
-        and "backfill: 1h candles since 2020-01-01" in result.stdout
-    )
+    assert result.stdout.splitlines() == [
+        "portfolio.yml: ok",
+        "  base currency: USD",
+        "  bitstamp: BTC-USD, XRP-USD",
+        "  backfill: 1h candles since 2020-01-01, every 12h",
+        "  buckets: live=crypto_live, history=crypto_history, meta=crypto_meta",
+    ]
 
     (tmp_path / "portfolio.yml").write_text("exchanges:\n  bitstamp:\n    pairs: BTC-USD\n")
     result = cli(env, "check-config", cwd=tmp_path)
