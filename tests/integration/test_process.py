@@ -111,6 +111,7 @@ def test_a_one_shot_command_beside_run_gets_its_own_spool_and_every_point_arrive
         # run keeps spooling next to what the one-shot commands left: no name may collide
         published += [replay.publish("btcusd", f"23001.{i:02d}") for i in range(10)]
         wait_for(lambda: len(spooled_trade_ids(spool)) >= 20, what="run spooling more trades")
+        assert sorted(spooled_trade_ids(spool)) == sorted(str(t.id) for t in published)  # each once on disk
 
         outage.start()
         wait_for(lambda: not list(spool.rglob("*.lp")), timeout=60, what="every spool replayed")
