@@ -128,7 +128,16 @@ class Spool:
         with self._lock:
             if self._lock_fd is None:
                 return
-            if self.is_guest and not self._segments:
+            if self._segments:
+                log.warning(
+                    "%d points wait in the spool %s; %s",
+                    self._points,
+                    self.directory,
+                    "the collector that owns the spool replays them"
+                    if self.is_guest
+                    else "replayed at the next start",
+                )
+            elif self.is_guest:
                 for leftover in self.directory.glob("*.tmp"):
                     leftover.unlink()
                 (self.directory / LOCK).unlink(missing_ok=True)
