@@ -12,6 +12,7 @@ from collector.bootstrap import Bootstrap
 from collector.config import Buckets
 from collector.influx_settings import InfluxSettings
 from collector.service import Collector
+from collector.storage.reader import Reader
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer
 from tests.influxd import ROOT
@@ -208,3 +209,8 @@ def test_a_token_replaced_by_bootstrap_is_picked_up_after_a_401(influx, admin_cl
     writer.close()
     assert count_points(admin_client, influx.org, "rotated") == 10
     assert not writer.spool and writer.stats.dropped_points == 0
+    reader = Reader(
+        settings, Buckets()
+    )  # still holds the revoked token, as a running collector's reader would
+    assert reader.last_trade_s("bitstamp", 0) == {}  # no 401: it read the token file again
+    reader.close()
