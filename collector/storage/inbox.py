@@ -70,11 +70,14 @@ class Inbox:
             items, self._overflow = self._overflow, []
             return items
 
-    def spill(self, items: list[Item]) -> None:
-        """Straight to the spool, in order; only a spool that cannot take them (a full disk) loses them, counted."""
+    def spill(self, items: list[Item]) -> int:
+        """Straight to the spool; only a spool that cannot take them (a full disk) loses them, counted.
+        Returns how many points were spooled."""
+        spooled = 0
         for kind, lines in group_by_kind(items).items():
             try:
                 self._spool.append(kind, lines)
+                spooled += len(lines)
             except OSError as exc:
                 log.error(
                     "%d points dropped: the in-memory queue is full and the spool cannot take them (%s)",
@@ -82,6 +85,7 @@ class Inbox:
                     exc.strerror or exc,
                 )
                 self._on_dropped(len(lines))
+        return spooled
 
 
 def group_by_kind(items: list[Item]) -> dict[str, list[str]]:

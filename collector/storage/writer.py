@@ -197,6 +197,7 @@ class Writer:
             if not closing:
                 self._replay_if_due()
             self._failures = 0
+            self.stats.spool_points = self.spool.points  # producers may have spilled into it too
             self._set_state(heartbeat.RUNNING)
             self._beat()
 
@@ -221,8 +222,9 @@ class Writer:
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
             self._report(failure)
-            if failure.outcome == DROP:
+            if failure.outcome == DROP:  # handled for good: progress, unlike points lost to a full disk
                 self._count_dropped(len(lines))
+                self._made_progress()
                 return
             if failure.outcome == HOLD:
                 if self._use_fresh_token():
@@ -317,14 +319,12 @@ class Writer:
         self._made_progress()
 
     def _spill(self, items) -> None:
-        if items:
-            self._inbox.spill(items)
+        if items and self._inbox.spill(items):
             self.stats.spool_points = self.spool.points
             self._made_progress()
 
     def _count_dropped(self, points: int) -> None:
         self.stats.dropped_points += points
-        self._made_progress()
 
     def _report(self, failure: Failure) -> None:
         """Count every failure; log each kind once until writes succeed again (a HOLD again every minute)."""
