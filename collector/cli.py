@@ -13,6 +13,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from collector import bootstrap as bootstrap_mod
+from collector import heartbeat
 from collector.backfill import Progress, day_start_s
 from collector.config import Config, Pair, config_path, load_config
 from collector.errors import ConfigError, RuntimeFailure
@@ -108,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--pair", metavar="P", type=_pair_argument, help="only this pair, e.g. BTC-USD")
     backfill.add_argument("--since", metavar="DATE", type=_date_argument, help="start date YYYY-MM-DD")
+    health = commands.add_parser(
+        "healthcheck",
+        help="exit 0 when the writer of `collector run` is healthy, 1 (saying why) when it is not",
+        description=(
+            "Judge the heartbeat that the writer of `collector run` keeps in $HODLBOARD_ALIVE_FILE: unhealthy "
+            f"when the writer failed or gave up, has not reported for {heartbeat.STALE_S:.0f} s, or has points "
+            f"waiting and wrote or spooled nothing for {heartbeat.STUCK_S:.0f} s. The container's healthcheck."
+        ),
+    )
+    health.set_defaults(handler=_healthcheck)
     _command(
         commands,
         "ticker",
@@ -137,12 +148,17 @@ def _read_config(args) -> tuple[Path, Config]:
     return path, load_checked_config(path)
 
 
-def _collector(args) -> tuple[Path, Collector]:
+def _alive_file() -> Path | None:
+    alive = os.environ.get("HODLBOARD_ALIVE_FILE")
+    return Path(alive) if alive else None
+
+
+def _collector(args, alive_file: Path | None = None) -> tuple[Path, Collector]:
+    """Only `collector run` keeps the heartbeat: a one-shot command beside it must not speak for it."""
     path, config = _read_config(args)
     settings = InfluxSettings.from_env()
     spool_dir = Path(os.environ.get("HODLBOARD_SPOOL_DIR") or "spool")
-    alive = os.environ.get("HODLBOARD_ALIVE_FILE")
-    options = RunOptions(alive_file=Path(alive) if alive else None)
+    options = RunOptions(alive_file=alive_file)
     try:
         return path, Collector(path, config, settings, spool_dir, options)
     except OSError as exc:
@@ -151,7 +167,7 @@ def _collector(args) -> tuple[Path, Collector]:
 
 def _run(args) -> None:
     _setup_logging()
-    _, collector = _collector(args)
+    _, collector = _collector(args, _alive_file())
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -174,6 +190,8 @@ def _one_shot(args):
     finally:
         collector.writer.close(timeout_s=60)
         collector.reader.close()
+    if collector.writer.failed.is_set():
+        raise RuntimeFailure("the InfluxDB writer failed (see the log); what it held is spooled")
 
 
 def _backfill(args) -> None:
@@ -210,6 +228,16 @@ def _setup_logging() -> None:
         level=os.environ.get("HODLBOARD_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def _healthcheck(args) -> None:
+    path = _alive_file()
+    if path is None:
+        raise ConfigError("HODLBOARD_ALIVE_FILE is not set: no heartbeat to judge")
+    problem = heartbeat.judge(heartbeat.read_beat(path))
+    if problem:
+        raise RuntimeFailure(f"unhealthy: {problem}")
+    print("healthy")
 
 
 def _bootstrap(args) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from collector.backfill import BackfillResult, backfill_pair, day_start_s
 from collector.config import Config, ExchangeConfig, Pair
-from collector.errors import ConfigError
+from collector.errors import ConfigError, RuntimeFailure
 from collector.exchanges import EXCHANGES, load_checked_config
 from collector.exchanges.base import Exchange, MessageError
 from collector.health import ExchangeHealth
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class RunOptions:
     reload_s: float = 2.0  # how often portfolio.yml is checked for edits
     health_s: float = 10.0
-    alive_file: Path | None = None  # touched with every health sample, for the container's healthcheck
+    alive_file: Path | None = None  # the writer's heartbeat, judged by `collector healthcheck`
     shutdown_s: float = 8.0  # SIGTERM to exit stays under 10 s: producers stop, then the writer flushes
     producers_stop_s: float = 1.5  # a stop ends every network wait at once; this bounds the rest
     writer: WriterOptions = WriterOptions()
@@ -59,7 +59,7 @@ class Collector:
         self.config = config
         self.settings = settings
         self.options = options
-        self.writer = Writer(settings, config.buckets, Spool(spool_dir), options.writer)
+        self.writer = Writer(settings, config.buckets, Spool(spool_dir), options.writer, options.alive_file)
         self.reader = Reader(settings, config.buckets)
         self.exchanges: dict[str, ExchangeRuntime] = {}
         self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
@@ -145,16 +145,20 @@ class Collector:
     # --- the long-running service --------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        self.writer.on_failed = lambda: loop.call_soon_threadsafe(stop.set)
         self.writer.start()
         try:
             for exchange in self.config.exchanges.values():
                 await self._start_exchange(exchange)
-            for loop in (self._schedule, self._health, self._watch_config):
-                self._spawn(loop())
+            for task in (self._schedule, self._health, self._watch_config):
+                self._spawn(task())
             await stop.wait()
             log.info("stopping: flushing what was accepted")
         finally:
             await self._stop_all()
+        if self.writer.failed.is_set():
+            raise RuntimeFailure("the InfluxDB writer failed for good (see the log); exiting so it restarts")
 
     async def _blocking(self, function, *args):
         """function(*args) on a worker thread. A cancel still waits (briefly: the stop has ended its network
@@ -260,15 +264,9 @@ class Collector:
     async def _health(self) -> None:
         while True:
             await asyncio.sleep(self.options.health_s)
-            stats = self.writer.stats
-            if self.options.alive_file:
-                self.options.alive_file.touch()
+            writer = self.writer.stats.health()
             for name, runtime in self.exchanges.items():
-                counters = runtime.health.counters()
-                counters.update(
-                    write_latency_ms=float(stats.write_latency_ms), spool_points=stats.spool_points
-                )
-                self.writer.submit_health(name, counters)
+                self.writer.submit_health(name, runtime.health.counters() | writer)
 
     # --- hot reload -------------------------------------------------------------------------------------------
 

@@ -53,6 +53,14 @@ def collector_settings(influx, tmp_path):
 
 
 @pytest.fixture
+def outage(influx_server):
+    """Stops the session's influxd on demand and always brings it back (same data, same port)."""
+    yield influx_server
+    if influx_server.process is None:
+        influx_server.start()
+
+
+@pytest.fixture
 def replay():
     from tests.replay.bitstamp import BitstampReplay
 

@@ -1,42 +1,56 @@
 """Batches records into InfluxDB without ever blocking the reader, and loses nothing.
 
-Retries by error class, as telegraf's influxdb_v2 output does: network errors, 429 and 5xx are retried with
-backoff honouring Retry-After; other 4xx are dropped and counted; 401/403 (and a missing bucket, 404) are
-configuration problems, reported loudly while the data waits in the spool. Whatever cannot be written now
+A failed write is retried, dropped or held by its error class (`failures.py`); on a 401/403 the token file is
+read again, since a later `collector bootstrap` may have replaced the token. Whatever cannot be written now
 goes to the on-disk spool and is replayed, oldest first, when InfluxDB takes writes again; newer batches
-queue behind it so order is kept.
+queue behind it. At most `queue_limit` points wait in memory; more go straight to the spool.
+
+The writer thread is supervised: a failure it does not know is logged with its traceback and the thread
+starts over with the batch it held; after `restarts` failures in a row it gives up (`failed` is set) and the
+process is expected to exit non-zero, so the container restarts. Its heartbeat file shows all of this to the
+healthcheck. `close()` keeps to its time: request timeouts shrink to the time left, and what is not
+written by then is spooled.
 """
 
 import logging
-import queue
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-import urllib3
 from influxdb_client import WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.rest import ApiException
 
+from collector import heartbeat
 from collector.config import Buckets
-from collector.influx_settings import InfluxSettings, api_error_message
-from collector.retry import Backoff, retry_after_seconds
+from collector.errors import ConfigError
+from collector.influx_settings import InfluxSettings
+from collector.retry import Backoff
+from collector.storage.failures import DROP, HOLD, RETRY, Failure, OutOfTime, classify
+from collector.storage.inbox import Inbox, group_by_kind
 from collector.storage.points import health_point, to_line
 from collector.storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
-RETRY, DROP, HOLD = "retry", "drop", "hold"
+BEAT_S = 1.0  # heartbeat period
+ADOPT_S = 5.0  # how often ended guests' spools are looked for
+RELOG_HOLD_S = 60.0  # a configuration problem (401/403/404) is logged again this often while it lasts
+CLOSE_RESERVE_S = 1.0  # of close()'s time, kept for spooling what could not be written
 
 
 @dataclass(frozen=True)
 class WriterOptions:
     batch_size: int = 5000
     flush_interval_s: float = 1.0
-    timeout_s: float = 4.0  # per HTTP request; bounds how long shutdown can wait on a hung server
+    timeout_s: float = 4.0  # per HTTP request
     retry_attempts: int = 3  # quick retries before a batch is spooled
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
+    queue_limit: int = 50_000  # points held in memory; beyond it, new points go straight to the spool
+    restarts: int = 5  # failures of the writer thread in a row before it gives up
 
 
 @dataclass
@@ -45,33 +59,18 @@ class WriterStats:
     dropped_points: int = 0
     write_errors: int = 0
     retries: int = 0
+    restarts: int = 0
     write_latency_ms: float = 0.0
     spool_points: int = 0
 
-
-@dataclass(frozen=True)
-class Failure:
-    outcome: str  # RETRY, DROP or HOLD
-    reason: str
-    retry_after_s: float | None = None
-
-
-def classify(exc: Exception) -> Failure:
-    if isinstance(exc, ApiException):
-        status = exc.status or 0
-        reason = f"HTTP {status} {api_error_message(exc)}"
-        if status == 429 or status >= 500:
-            return Failure(RETRY, reason, retry_after_seconds((exc.headers or {}).get("Retry-After")))
-        if status in (401, 403):
-            return Failure(
-                HOLD, f"{reason}: the collector token is not allowed to write (run bootstrap again)"
-            )
-        if status == 404:
-            return Failure(HOLD, f"{reason}: bucket missing (run bootstrap again)")
-        return Failure(DROP, reason)
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        return Failure(RETRY, f"InfluxDB unreachable: {exc.__class__.__name__}")
-    raise exc
+    def health(self) -> dict[str, int | float]:
+        """The writer's fields of the `collector` measurement."""
+        return {
+            "dropped_points": self.dropped_points,
+            "write_errors": self.write_errors,
+            "write_latency_ms": float(self.write_latency_ms),
+            "spool_points": self.spool_points,
+        }
 
 
 class Writer:
@@ -81,72 +80,132 @@ class Writer:
         buckets: Buckets,
         spool: Spool,
         options: WriterOptions = WriterOptions(),
+        heartbeat_file: Path | None = None,
     ):
         self.settings = settings
         self.buckets = buckets
         self.spool = spool
         self.options = options
+        self.heartbeat_file = heartbeat_file
         self.stats = WriterStats(spool_points=spool.points)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.failed = threading.Event()  # the writer gave up: the process should exit non-zero
+        self.on_failed: Callable[[], None] | None = None  # called from the writer thread when it gives up
+        self._inbox = Inbox(spool, options.queue_limit, options.batch_size, self._count_dropped)
+        self._in_flight: dict[str, list[str]] = {}  # taken from the inbox, not yet written or spooled
         self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+        self._deadline = float("inf")  # set by close()
+        self._thread = threading.Thread(target=self._supervise, name="influx-writer", daemon=True)
         self._client = settings.client(options.timeout_s)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._replay_at = 0.0
+        self._adopt_at = 0.0
         self._replay_backoff = Backoff(options.backoff_s, options.max_backoff_s)
-        self._reported: set[str] = set()
+        self._reported: dict[str, float] = {}  # failure kind -> when it was last logged
+        self._failures = 0  # in a row, reset by every complete round
+        self._state, self._error = heartbeat.RUNNING, ""
+        self._progress = time.time()
+        self._beat_at = 0.0
+        self._heartbeat_error: OSError | None = None
 
     # --- called from any thread -----------------------------------------------------------------------
 
     def start(self) -> None:
+        self._beat(force=True)
         self._thread.start()
+
+    @property
+    def queued_points(self) -> int:
+        """Points held in memory: the inbox and the batch in hand."""
+        return len(self._inbox) + sum(map(len, list(self._in_flight.values())))
 
     def submit(self, records) -> None:
         """Never blocks: records are queued and written by the writer thread."""
-        for record in records:
-            self._queue.put(to_line(record))
+        self._inbox.put([to_line(record) for record in records], records=True)
 
     def submit_line(self, kind: str, line: str) -> None:
         """A point already in line protocol, for bucket `kind` (live, history or meta)."""
-        self._queue.put((kind, line))
+        self._inbox.put([(kind, line)], records=False)
 
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
 
     def close(self, timeout_s: float = 8.0) -> None:
-        """Write (or spool) everything accepted, then stop."""
+        """Write or spool everything accepted, within `timeout_s`, then stop."""
+        self._deadline = time.monotonic() + timeout_s
         self._closing.set()
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
         if self._thread.is_alive():
-            log.error("writer did not finish within %.0f s; unsent points stay queued in memory", timeout_s)
+            log.error(
+                "writer did not finish within %.0f s; %d points in memory are lost",
+                timeout_s,
+                self.queued_points,
+            )
+        else:  # never started, ended normally (nothing left) or gave up: spool what it held
+            self._spill([(kind, line) for kind, lines in self._in_flight.items() for line in lines])
+            self._in_flight = {}
+            self._spill(self._inbox.take_all())
+            if self._state != heartbeat.DEAD:
+                self._set_state(heartbeat.STOPPED)
         self._client.close()
+        self.spool.close()
 
-    # --- writer thread ---------------------------------------------------------------------------------
+    # --- writer thread: supervision ----------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        backoff = Backoff(self.options.backoff_s, self.options.max_backoff_s)
+        while True:
+            try:
+                self._run()
+                return
+            except Exception as exc:  # noqa: BLE001 - the supervisor's job: log it, start over
+                self._failures += 1
+                self.stats.restarts += 1
+                self._set_state(heartbeat.FAILED, f"{exc.__class__.__name__}: {exc}")
+                if self._closing.is_set():
+                    log.exception("the writer failed while stopping; what it held is spooled")
+                    return
+                if self._failures >= self.options.restarts:
+                    log.critical(
+                        "the writer failed %d times in a row; giving up, the process exits so it restarts "
+                        "(what was accepted is spooled)",
+                        self._failures,
+                        exc_info=True,
+                    )
+                    self._set_state(heartbeat.DEAD, self._error)
+                    self.failed.set()
+                    if self.on_failed:
+                        self.on_failed()
+                    return
+                delay = backoff.next()
+                log.exception("the writer failed; it starts over in %.1f s with what it held", delay)
+                self._pause(delay)
 
     def _run(self) -> None:
         while True:
             closing = self._closing.is_set()
-            batches = self._collect(closing)
-            for kind, lines in batches.items():
-                self._deliver(kind, lines, closing)
-            if closing and self._queue.empty():
+            if not self._in_flight:
+                self._in_flight = self._collect(closing)
+                self._beat()  # before a write that may hang: the heartbeat shows what was just taken
+            while self._in_flight:  # a batch stays here until written, dropped or spooled
+                kind = next(iter(self._in_flight))
+                self._deliver(kind, self._in_flight[kind], closing)
+                del self._in_flight[kind]
+            self._spill(self._inbox.take_overflow())
+            if closing and not self._inbox:
                 return
-            if self.spool and time.monotonic() >= self._replay_at and not closing:
-                self._replay()
+            if not closing:
+                self._replay_if_due()
+            self._failures = 0
+            self.stats.spool_points = self.spool.points  # producers may have spilled into it too
+            self._set_state(heartbeat.RUNNING)
+            self._beat()
 
     def _collect(self, closing: bool) -> dict[str, list[str]]:
-        batches: dict[str, list[str]] = {}
-        count = 0
-        deadline = time.monotonic() + (0 if closing else self.options.flush_interval_s)
-        while count < self.options.batch_size:
-            try:
-                wait = max(0.0, deadline - time.monotonic())
-                kind, line = self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            batches.setdefault(kind, []).append(line)
-            count += 1
-        return batches
+        wait = 0.0 if closing else self.options.flush_interval_s
+        return group_by_kind(self._inbox.take(self.options.batch_size, wait))
+
+    # --- writer thread: delivery ---------------------------------------------------------------------------
 
     def _deliver(self, kind: str, lines: list[str], closing: bool) -> None:
         if self.spool:  # older data waits on disk: keep the order
@@ -154,39 +213,60 @@ class Writer:
             return
         attempts = 1 if closing else self.options.retry_attempts
         backoff = Backoff(self.options.backoff_s, self.options.max_backoff_s)
-        for attempt in range(attempts):
+        attempt = 0
+        while attempt < attempts:
+            attempt += 1
             try:
                 self._write(kind, lines)
                 return
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
             self._report(failure)
-            if failure.outcome == DROP:
-                self.stats.dropped_points += len(lines)
+            if failure.outcome == DROP:  # handled for good: progress, unlike points lost to a full disk
+                self._count_dropped(len(lines))
+                self._made_progress()
                 return
-            if failure.outcome == HOLD or attempt == attempts - 1:
+            if failure.outcome == HOLD:
+                if self._use_fresh_token():
+                    attempt -= 1  # a new token deserves a try of its own
+                    continue
+                break
+            if attempt == attempts:
                 break
             self.stats.retries += 1
             # a stop interrupts the wait: the batch then goes to the spool
-            if self._closing.wait(min(failure.retry_after_s or backoff.next(), self.options.max_backoff_s)):
+            if self._pause(min(failure.retry_after_s or backoff.next(), self.options.max_backoff_s)):
                 break
         self._to_spool(kind, lines)
 
+    def _replay_if_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._adopt_at:
+            self._adopt_at = now + ADOPT_S
+            if self.spool.adopt_guests():
+                self.stats.spool_points = self.spool.points
+        if self.spool and now >= self._replay_at:
+            self._replay()
+
     def _replay(self) -> None:
-        while (oldest := self.spool.oldest()) is not None and not self._closing.is_set():
+        while not self._closing.is_set() and (oldest := self.spool.oldest()) is not None:
             path, kind, lines = oldest
             try:
                 self._write(kind, lines)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
                 self._report(failure)
+                if failure.outcome == HOLD and self._use_fresh_token():
+                    continue
                 if failure.outcome != DROP:
                     wait = failure.retry_after_s or self._replay_backoff.next()
                     self._replay_at = time.monotonic() + min(wait, self.options.max_backoff_s)
-                    return
-                self.stats.dropped_points += len(lines)
-            self.spool.remove(path, len(lines))
+                    break
+                self._count_dropped(len(lines))
+            self.spool.remove(path)
             self.stats.spool_points = self.spool.points
+            self._beat()
+        self.stats.spool_points = self.spool.points
         if not self.spool:
             self._replay_backoff.reset()
             if self._reported:
@@ -194,35 +274,67 @@ class Writer:
                 self._reported.clear()
 
     def _write(self, kind: str, lines: list[str]) -> None:
+        timeout_s = min(self.options.timeout_s, self._deadline - CLOSE_RESERVE_S - time.monotonic())
+        if timeout_s < 0.1:
+            raise OutOfTime()
         started = time.monotonic()
-        self._write_api.write(
-            bucket=getattr(self.buckets, kind),
-            org=self.settings.org,
-            record=lines,
-            write_precision=WritePrecision.NS,
-        )
+        request = dict(bucket=getattr(self.buckets, kind), org=self.settings.org, record=lines)
+        if timeout_s < self.options.timeout_s:  # closing: this write may only use the time left
+            with self.settings.client(timeout_s) as client:
+                client.write_api(write_options=SYNCHRONOUS).write(
+                    **request, write_precision=WritePrecision.NS
+                )
+        else:
+            self._write_api.write(**request, write_precision=WritePrecision.NS)
         self.stats.write_latency_ms = (time.monotonic() - started) * 1000
         self.stats.written_points += len(lines)
+        self._made_progress()
+
+    def _use_fresh_token(self) -> bool:
+        """Read the token file again; True when it holds a new token, now in use."""
+        try:
+            fresh = self.settings.with_current_token()
+        except ConfigError as exc:
+            log.error("cannot read the token again: %s", exc)
+            return False
+        if fresh.token == self.settings.token:
+            return False
+        log.warning("the collector token in %s was replaced; writing with the new one", fresh.token_file)
+        self._client.close()
+        self.settings = fresh
+        self._client = fresh.client(self.options.timeout_s)
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        return True
 
     def _to_spool(self, kind: str, lines: list[str]) -> None:
         try:
             self.spool.append(kind, lines)
         except OSError as exc:
-            # e.g. a full disk: keep the points queued in memory and try again shortly
+            # e.g. a full disk: keep the points in memory (they were there already) and try again shortly
             self._report(Failure(HOLD, f"spool unusable: {exc.strerror or exc}"))
-            for line in lines:
-                self._queue.put((kind, line))
-            self._closing.wait(1.0)
+            self._inbox.put_back([(kind, line) for line in lines])
+            self._pause(1.0)
             return
         self.stats.spool_points = self.spool.points
+        self._made_progress()
+
+    def _spill(self, items) -> None:
+        if items and self._inbox.spill(items):
+            self.stats.spool_points = self.spool.points
+            self._made_progress()
+
+    def _count_dropped(self, points: int) -> None:
+        self.stats.dropped_points += points
 
     def _report(self, failure: Failure) -> None:
-        """Count every failure; log each kind once until writes succeed again."""
+        """Count every failure; log each kind once until writes succeed again (a HOLD again every minute)."""
         self.stats.write_errors += 1
         key = failure.reason.split(":")[0]
-        if key in self._reported:
+        now = time.monotonic()
+        last = self._reported.get(key)
+        if last is not None and (failure.outcome != HOLD or now - last < RELOG_HOLD_S):
             return
-        self._reported.add(key)
+        self._reported[key] = now
         level = logging.ERROR if failure.outcome == HOLD else logging.WARNING
         action = {
             RETRY: "keeping the points in the spool and retrying",
@@ -230,3 +342,49 @@ class Writer:
             HOLD: "keeping the points in the spool",
         }
         log.log(level, "write to InfluxDB failed (%s); %s", failure.reason, action[failure.outcome])
+
+    # --- heartbeat ---------------------------------------------------------------------------------------------
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait, still beating; True when a stop cut the wait short."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._closing.wait(min(left, BEAT_S)):
+                return True
+            self._beat()
+        return self._closing.is_set()
+
+    def _made_progress(self) -> None:
+        self._progress = time.time()
+
+    def _set_state(self, state: str, error: str = "") -> None:
+        if (state, error) != (self._state, self._error):
+            self._state, self._error = state, error
+            self._beat(force=True)
+
+    def _beat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.heartbeat_file is None or (not force and now < self._beat_at):
+            return
+        self._beat_at = now + BEAT_S
+        waiting = self.queued_points
+        if not waiting:
+            self._made_progress()
+        beat = heartbeat.Beat(
+            pid=os.getpid(),
+            state=self._state,
+            time=time.time(),
+            progress=self._progress,
+            waiting=waiting,
+            accepted=self._inbox.accepted_records,
+            written=self.stats.written_points,
+            spooled=self.spool.points,
+            error=self._error,
+        )
+        try:
+            heartbeat.write_beat(self.heartbeat_file, beat)
+            self._heartbeat_error = None
+        except OSError as exc:
+            if self._heartbeat_error is None:  # once until it works again: it is tried every second
+                log.error("cannot write the heartbeat file %s: %s", self.heartbeat_file, exc.strerror)
+            self._heartbeat_error = exc

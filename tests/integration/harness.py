@@ -2,6 +2,10 @@
 
 import asyncio
 import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -12,6 +16,7 @@ from pathlib import Path
 from influxdb_client import InfluxDBClient
 
 from collector.config import Config, parse_config
+from collector.heartbeat import read_beat
 from collector.service import Collector, RunOptions
 from collector.storage.reader import flux_query
 from collector.storage.writer import WriterOptions
@@ -141,6 +146,25 @@ def fast(options: RunOptions, **stream) -> RunOptions:
     return replace(options, stream=replace(options.stream, **stream))
 
 
+def stored_rows(client: InfluxDBClient, org: str, bucket: str, measurement: str, pair: str) -> list[dict]:
+    """Every point of `measurement` for `pair`, its fields pivoted into one row per time."""
+    query = flux_query(
+        """
+from(bucket: {bucket})
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == {measurement} and r.pair == {pair})
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+""",
+        bucket=bucket,
+        measurement=measurement,
+        pair=pair,
+    )
+    return [record.values for table in client.query_api().query(query, org=org) for record in table.records]
+
+
+# --- the collector as a separate process, as Docker runs it -----------------------------------------------
+
+
 def collector_env(settings, tmp_path: Path, **extra: str) -> dict:
     """The environment of a `collector` process writing to `settings`, spooling to tmp_path/spool."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "HODLBOARD_"))}
@@ -153,3 +177,82 @@ def collector_env(settings, tmp_path: Path, **extra: str) -> dict:
     )
     env.update(extra)
     return env
+
+
+def cli(env: dict, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@contextmanager
+def run_process(env: dict, config_path: Path):
+    """`collector run` in a process of its own; killed if a test leaves it running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collector", "run", "--config", str(config_path)],
+        env=env,
+        cwd=config_path.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def publish_accepted(replay, alive_file: Path, price: str, count: int = 10) -> list:
+    """Publish `count` BTC-USD trades and wait until the collector process has accepted them all."""
+    published = [replay.publish("btcusd", f"{price}.{i:02d}") for i in range(count)]
+    wait_for(lambda: accepted(alive_file) >= count, what="the trades accepted")
+    return published
+
+
+def sigterm(process: subprocess.Popen) -> tuple[float, str]:
+    """SIGTERM, then wait for the exit (killing it after 15 s, as Docker would); returns (seconds, output)."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return time.monotonic() - started, output
+
+
+def accepted(alive_file: Path) -> int:
+    """Points of records the running collector has accepted, from its writer's heartbeat."""
+    beat = read_beat(alive_file)
+    return beat.accepted if beat else 0
+
+
+def quiet(replay) -> None:
+    """No tickers, coin metadata or candles: the only records a collector accepts are the trades published."""
+    replay.tickers = {}
+    replay.currencies = []
+    replay.candle_start_s = int(time.time()) + 10 * 86400
+
+
+def spooled_trade_ids(spool_dir: Path) -> list[str]:
+    return [
+        match.group(1)
+        for path in sorted(spool_dir.rglob("*.lp"))
+        for match in re.finditer(r'trade_id="(\d+)"', path.read_text())
+    ]
+
+
+def count_points(client: InfluxDBClient, org: str, measurement: str, bucket: str = "crypto_meta") -> int:
+    query = flux_query(
+        "from(bucket: {bucket}) |> range(start: 0) |> filter(fn: (r) => r._measurement == {measurement})",
+        bucket=bucket,
+        measurement=measurement,
+    )
+    return sum(len(table.records) for table in client.query_api().query(query, org=org))

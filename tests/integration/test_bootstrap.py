@@ -272,12 +272,23 @@ def test_tokens_cannot_read_other_buckets(influx, admin_client, tokens, role):
 # --- the command line and its error paths ------------------------------------------------------------------
 
 
-def test_cli_bootstrap_reports_and_exits_zero(influx_env, tmp_path):
+def test_cli_bootstrap_reports_and_exits_zero(influx_env, influx, admin_client, tmp_path):
     result = cli(influx_env, "bootstrap", "--secrets-dir", str(tmp_path / "s"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "bucket crypto_live: created, retention 90 days" in result.stdout
+    assert result.stdout.splitlines()[:3] == [
+        "bucket crypto_live: created, retention 90 days",
+        "bucket crypto_history: created, retention 3650 days",
+        "bucket crypto_meta: created, retention forever",
+    ]
+    stored = buckets_by_name(admin_client, influx)
+    assert {name: retention(stored[name]) for name in ("crypto_live", "crypto_history", "crypto_meta")} == {
+        "crypto_live": 90 * 86400,
+        "crypto_history": 3650 * 86400,
+        "crypto_meta": 0,
+    }
     token = (tmp_path / "s" / "collector.token").read_text()
     assert token not in result.stdout + result.stderr
+    assert_can_write(influx, token, "crypto_live")  # the token the command wrote is one the server accepts
 
 
 def test_cli_reads_bucket_names_from_config(influx_env, influx, admin_client, tmp_path):

@@ -1,16 +1,6 @@
 """InfluxDB going away: nothing accepted is lost, during the outage or across a collector restart."""
 
-import pytest
-
 from tests.integration.harness import running, stored_trades, streaming, wait_for, write_config
-
-
-@pytest.fixture
-def outage(influx_server):
-    """Stops the session's influxd on demand and always brings it back (same data, same port)."""
-    yield influx_server
-    if influx_server.process is None:
-        influx_server.start()
 
 
 def test_trades_during_an_outage_arrive_after_it(collector_settings, admin_client, replay, tmp_path, outage):

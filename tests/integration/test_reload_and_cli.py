@@ -2,14 +2,26 @@
 
 import logging
 import os
-import subprocess
-import sys
 import time
 
 from collector.config import Pair
 from tests.influxd import ROOT
-from tests.integration.harness import collector_env as _env
-from tests.integration.harness import running, stored_trades, wait_for, write_config
+from tests.integration.harness import (
+    cli,
+    collector_env,
+    publish_accepted,
+    quiet,
+    run_process,
+    running,
+    sigterm,
+    stored_rows,
+    stored_trades,
+    wait_for,
+    write_config,
+)
+from tests.replay.bitstamp import SAMPLE_TICKER, synthetic_candle
+
+HOUR = 3600
 
 
 def test_hot_reload_adds_and_removes_pairs_and_refuses_a_bad_edit(
@@ -49,56 +61,95 @@ def test_hot_reload_adds_and_removes_pairs_and_refuses_a_bad_edit(
     )
 
 
-def _cli(env, *args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_run_stops_cleanly_on_sigterm_within_ten_seconds(collector_settings, admin_client, replay, tmp_path):
+    quiet(replay)
+    write_config(tmp_path / "portfolio.yml", replay)
+    alive = tmp_path / "alive"
+    env = collector_env(collector_settings, tmp_path, HODLBOARD_ALIVE_FILE=str(alive))
+    with run_process(env, tmp_path / "portfolio.yml") as process:
+        replay.wait_subscribed("btcusd", timeout=30)
+        published = publish_accepted(replay, alive, "20000")  # accepted, maybe not yet written
+        elapsed, output = sigterm(process)
+    assert process.returncode == 0, output
+    assert elapsed < 10
+    assert "Traceback" not in output
+    rows = stored_trades(admin_client, collector_settings.org, "BTC-USD")
+    assert sorted(r["trade_id"] for r in rows) == sorted(str(t.id) for t in published)
+    assert not list((tmp_path / "spool").rglob("*.lp"))  # written, not left for later
 
 
-def test_cli_backfill_and_ticker(collector_settings, replay, tmp_path):
+def test_cli_backfill_and_ticker(collector_settings, admin_client, replay, tmp_path):
     write_config(tmp_path / "portfolio.yml", replay, pairs=("BTC-USD", "ETH-USD"))
-    env = _env(collector_settings, tmp_path)
-    replay.candle_start_s = int(time.time()) // 3600 * 3600 - 48 * 3600
+    env = collector_env(collector_settings, tmp_path)
+    org = collector_settings.org
+    replay.candle_start_s = int(time.time()) // HOUR * HOUR - 48 * HOUR
 
-    result = _cli(env, "backfill", "--pair", "btc-usd", "--since", "2024-01-01", cwd=tmp_path)
+    started = time.time()
+    result = cli(env, "backfill", "--pair", "btc-usd", "--since", "2024-01-01", cwd=tmp_path)
+    finished = time.time()
     assert result.returncode == 0, result.stderr
-    assert "bitstamp BTC-USD: ok, 4" in result.stdout  # 47 or 48 closed candles in 1 request
-    assert "ETH-USD" not in result.stdout
+    candles = stored_rows(admin_client, org, "crypto_history", "candle", "BTC-USD")
+    opens = [int(row["_time"].timestamp()) for row in candles]
+    assert opens == list(range(replay.candle_start_s, opens[-1] + 1, HOUR))
+    assert opens[-1] in {started // HOUR * HOUR - HOUR, finished // HOUR * HOUR - HOUR}  # the last closed
+    for row, open_s in zip(candles, opens, strict=True):
+        expected = synthetic_candle("btcusd", open_s)
+        assert [row[name] for name in ("open", "high", "low", "close", "volume")] == [
+            float(expected[name]) for name in ("open", "high", "low", "close", "volume")
+        ]
+    assert stored_rows(admin_client, org, "crypto_history", "candle", "ETH-USD") == []
+    assert result.stdout == f"bitstamp BTC-USD: ok, {len(candles)} candles in 1 requests\n"
 
-    result = _cli(env, "ticker", cwd=tmp_path)
+    result = cli(env, "ticker", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "bitstamp: 2 tickers, 2 assets written" in result.stdout
+    assert result.stdout == "bitstamp: 2 tickers, 2 assets written\n"
+    for pair in ("BTC-USD", "ETH-USD"):
+        (ticker,) = stored_rows(admin_client, org, "crypto_meta", "ticker", pair)
+        assert [ticker[name] for name in ("last", "bid", "ask", "high", "low", "volume", "vwap")] == [
+            float(SAMPLE_TICKER[name]) for name in ("last", "bid", "ask", "high", "low", "volume", "vwap")
+        ]
+    assets = stored_assets(admin_client, org)
+    assert {row["symbol"]: row["name"] for row in assets} == {"BTC": "Bitcoin", "USD": "US dollar"}
+    assert not list((tmp_path / "spool").rglob("*.lp"))
+
+
+def stored_assets(client, org) -> list[dict]:
+    query = """
+from(bucket: "crypto_meta")
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "asset")
+  |> pivot(rowKey: ["_time", "symbol"], columnKey: ["_field"], valueColumn: "_value")
+"""
+    return [record.values for table in client.query_api().query(query, org=org) for record in table.records]
 
 
 def test_cli_help_and_check_config(replay, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")} | {"PYTHONPATH": str(ROOT)}
-    for command in ("run", "backfill", "ticker", "check-config", "bootstrap"):
-        result = _cli(env, command, "--help", cwd=tmp_path)
+    for command in ("run", "backfill", "ticker", "check-config", "bootstrap", "healthcheck"):
+        result = cli(env, command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "usage: collector " + command in result.stdout
-    assert "--pair P" in _cli(env, "backfill", "--help", cwd=tmp_path).stdout
+    assert "--pair P" in cli(env, "backfill", "--help", cwd=tmp_path).stdout
 
     write_config(tmp_path / "portfolio.yml", replay, pairs=("BTC-USD", "XRP-USD"))
-    result = _cli(env, "check-config", cwd=tmp_path)
+    result = cli(env, "check-config", cwd=tmp_path)
     assert result.returncode == 0
-    assert (
-        "bitstamp: BTC-USD, XRP-USD" in result.stdout
-        and "backfill: 1h candles since 2020-01-01" in result.stdout
-    )
+    assert result.stdout.splitlines() == [
+        "portfolio.yml: ok",
+        "  base currency: USD",
+        "  bitstamp: BTC-USD, XRP-USD",
+        "  backfill: 1h candles since 2020-01-01, every 12h",
+        "  buckets: live=crypto_live, history=crypto_history, meta=crypto_meta",
+    ]
 
     (tmp_path / "portfolio.yml").write_text("exchanges:\n  bitstamp:\n    pairs: BTC-USD\n")
-    result = _cli(env, "check-config", cwd=tmp_path)
+    result = cli(env, "check-config", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "collector check-config: portfolio.yml:3: exchanges.bitstamp.pairs: "
         "expected a non-empty list of pairs such as [BTC-USD, ETH-USD], got 'BTC-USD'"
     )
-    assert _cli(env, "run", cwd=tmp_path).returncode == 2
-    assert _cli(env, "backfill", "--since", "yesterday", cwd=tmp_path).returncode == 2
+    assert cli(env, "run", cwd=tmp_path).returncode == 2
+    assert cli(env, "backfill", "--since", "yesterday", cwd=tmp_path).returncode == 2
 
 
 def test_a_candle_interval_the_exchange_does_not_offer_is_refused_by_check_config_and_reload(
@@ -107,7 +158,7 @@ def test_a_candle_interval_the_exchange_does_not_offer_is_refused_by_check_confi
     path = tmp_path / "portfolio.yml"
     write_config(path, replay, interval="10m")  # Bitstamp has 5m and 15m, not 10m
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")} | {"PYTHONPATH": str(ROOT)}
-    result = _cli(env, "check-config", cwd=tmp_path)
+    result = cli(env, "check-config", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "collector check-config: portfolio.yml:7: backfill.interval: expected a candle interval bitstamp "

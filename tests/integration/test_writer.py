@@ -6,16 +6,11 @@ from dataclasses import replace
 from collector.config import Buckets
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer
-from tests.integration.harness import FAST, wait_for
+from tests.integration.harness import FAST, count_points, streaming, wait_for
 
 
 def writer_for(settings, tmp_path, **options) -> Writer:
     return Writer(settings, Buckets(), Spool(tmp_path / "spool"), replace(FAST.writer, **options))
-
-
-def count(client, org, measurement) -> int:
-    query = f'from(bucket: "crypto_meta") |> range(start: 0) |> filter(fn: (r) => r._measurement == "{measurement}")'
-    return sum(len(t.records) for t in client.query_api().query(query, org=org))
 
 
 def test_a_rejected_batch_is_dropped_counted_and_logged_once(
@@ -35,7 +30,7 @@ def test_a_rejected_batch_is_dropped_counted_and_logged_once(
     assert caplog.text.count("dropping the batch") == 1
     assert "HTTP 422" in caplog.text and "field type conflict" in caplog.text
     assert not writer.spool  # a batch InfluxDB refuses for good is not kept forever
-    assert count(admin_client, collector_settings.org, "probe") == 1
+    assert count_points(admin_client, collector_settings.org, "probe") == 1
 
 
 def test_a_rejected_token_keeps_the_points_and_says_so(collector_settings, admin_client, tmp_path, caplog):
@@ -55,4 +50,32 @@ def test_a_rejected_token_keeps_the_points_and_says_so(collector_settings, admin
     fixed.start()
     wait_for(lambda: fixed.stats.spool_points == 0, what="spool replayed")
     fixed.close()
-    assert count(admin_client, collector_settings.org, "held") == 5
+    assert count_points(admin_client, collector_settings.org, "held") == 5
+
+
+def test_health_points_carry_the_writers_figures(collector_settings, admin_client, replay, tmp_path):
+    org = collector_settings.org
+    with streaming(tmp_path, replay, collector_settings) as runner:
+        writer = runner.collector.writer
+        writer.submit_line("meta", "probe value=1.5 1700000000000000000")
+        wait_for(lambda: count_points(admin_client, org, "probe") == 1, what="the first probe")
+        writer.submit_line("meta", 'probe value="text" 1700000001000000000')  # refused for good: 422
+        wait_for(lambda: writer.stats.dropped_points == 1, what="the refused point counted")
+        wait_for(
+            lambda: any(row.get("dropped_points") == 1 for row in health_rows(admin_client, org)),
+            what="a health point showing the loss",
+        )
+    latest = [row for row in health_rows(admin_client, org) if row.get("dropped_points") == 1][-1]
+    assert latest["exchange"] == "bitstamp"
+    assert latest["write_errors"] == 1 and latest["spool_points"] == 0
+    assert latest["write_latency_ms"] > 0
+
+
+def health_rows(client, org) -> list[dict]:
+    query = """
+from(bucket: "crypto_live")
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "collector")
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+"""
+    return [record.values for table in client.query_api().query(query, org=org) for record in table.records]
