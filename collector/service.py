@@ -15,6 +15,8 @@ from collector.exchanges.base import Exchange, MessageError
 from collector.health import ExchangeHealth
 from collector.http import HttpClient, HttpError, RateLimited
 from collector.influx_settings import InfluxSettings
+from collector.portfolio.history import Interrupted
+from collector.portfolio.work import PortfolioWork
 from collector.storage.reader import Reader
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer, WriterOptions
@@ -29,6 +31,7 @@ class RunOptions:
     health_s: float = 10.0
     alive_file: Path | None = None  # touched with every health sample, for the container's healthcheck
     shutdown_s: float = 8.0  # SIGTERM to exit stays under 10 s
+    flush_before_recompute_s: float = 30.0  # candles just backfilled must be stored before history reads them
     writer: WriterOptions = WriterOptions()
     stream: StreamOptions = StreamOptions()
 
@@ -59,6 +62,8 @@ class Collector:
         self.options = options
         self.writer = Writer(settings, config.buckets, Spool(spool_dir), options.writer)
         self.reader = Reader(settings, config.buckets)
+        self.portfolio = PortfolioWork(settings, config, self.writer.submit)
+        self._history_lock = asyncio.Lock()
         self.exchanges: dict[str, ExchangeRuntime] = {}
         self._tasks: set[asyncio.Task] = set()
         self._config_stamp = _stamp(config_path)
@@ -142,7 +147,7 @@ class Collector:
         try:
             for exchange in self.config.exchanges.values():
                 await self._start_exchange(exchange)
-            for loop in (self._schedule, self._health, self._watch_config):
+            for loop in (self._schedule, self._health, self._watch_config, self._live_valuation):
                 self._spawn(loop())
             await stop.wait()
             log.info("stopping: flushing what was accepted")
@@ -192,6 +197,7 @@ class Collector:
         runtime.http.close()
 
     async def _stop_all(self) -> None:
+        self.portfolio.stop.set()  # a recompute thread ends at its next step
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -199,6 +205,7 @@ class Collector:
             runtime.http.close()
         await asyncio.to_thread(self.writer.close, self.options.shutdown_s)
         self.reader.close()
+        self.portfolio.close()
 
     async def _schedule(self) -> None:
         """Reference data and backfill on start, then every `backfill.every`."""
@@ -229,6 +236,32 @@ class Collector:
                 result.requests,
                 f" ({result.detail})" if result.detail else "",
             )
+        await self._recompute_history()
+
+    # --- portfolio valuation ------------------------------------------------------------------------------
+
+    async def _recompute_history(self) -> None:
+        """Hourly history and transaction points brought in line with the holdings and the stored candles."""
+        async with self._history_lock:  # one at a time; a later request runs after the current one
+            try:
+                if not await asyncio.to_thread(self.writer.flush, self.options.flush_before_recompute_s):
+                    log.warning("portfolio: recomputing before every backfilled candle is stored")
+                await asyncio.to_thread(self.portfolio.recompute)
+                self.portfolio.succeeded("history recompute")
+            except Interrupted:
+                log.info("portfolio history recompute stopped")
+            except Exception:  # noqa: BLE001 - counted and logged; the next backfill or edit tries again
+                self.portfolio.failed("history recompute")
+
+    async def _live_valuation(self) -> None:
+        """A `position`/`portfolio` sample in the live bucket every `valuation.live_every`."""
+        while True:
+            try:
+                await asyncio.to_thread(self.portfolio.sample)
+                self.portfolio.succeeded("live sample")
+            except Exception:  # noqa: BLE001 - counted and logged; the next sample tries again
+                self.portfolio.failed("live sample")
+            await asyncio.sleep(self.config.live_valuation_every_s)
 
     async def _health(self) -> None:
         while True:
@@ -242,6 +275,8 @@ class Collector:
                     write_latency_ms=float(stats.write_latency_ms), spool_points=stats.spool_points
                 )
                 self.writer.submit_health(name, counters)
+            if self.config.holdings.assets:
+                self.writer.submit_health("portfolio", {"errors": self.portfolio.errors})
 
     # --- hot reload -------------------------------------------------------------------------------------------
 
@@ -293,6 +328,8 @@ class Collector:
                 )
             if added:
                 self._spawn(self._refresh(runtime, added))
+        if self.portfolio.configure(self.config):
+            self._spawn(self._recompute_history())
         log.info("configuration reloaded from %s", self.config_path)
 
 

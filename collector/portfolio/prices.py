@@ -57,12 +57,13 @@ class Prices:
     def market_price(self, asset: str, at: datetime) -> Decimal | None:
         return self.price(asset, to_ns(at))
 
-    def missing(self, asset: str, at: datetime) -> str:
-        """Why `asset` has no price at `at`."""
+    def missing(self, asset: str, at: datetime | None = None) -> str:
+        """Why `asset` has no price at `at` (None: now)."""
         route = self.route(asset)
         if route is None:
             return self.routes.missing_message(asset)
-        return f"{asset}: no stored {route.describe()} price at or before {at:%Y-%m-%d %H:%M} UTC (run a backfill)"
+        when = f" at or before {at:%Y-%m-%d %H:%M} UTC" if at else ""
+        return f"{asset}: no stored {route.describe()} price{when} (run a backfill)"
 
 
 class ClosesAt:

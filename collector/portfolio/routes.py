@@ -89,3 +89,21 @@ class PriceRoutes:
         currencies = {c for pair in self._markets for c in (pair.base, pair.quote)} - {asset, self.base}
         preferred = [c for c in PREFERRED_BRIDGES if c in currencies]
         return preferred + sorted(currencies - set(preferred))
+
+
+def price_sources(config: Config) -> list[tuple[str, Route | None, str]]:
+    """For check-config: every held asset and every lot currency, with its route or what to add.
+
+    Each entry is (asset or currency, route or None, a line to print)."""
+    routes = PriceRoutes(config)
+    needed = dict.fromkeys(sorted(config.holdings.assets))
+    for holding in config.holdings.assets.values():
+        for line in holding.transactions:
+            if line.currency != config.base_currency:
+                needed.setdefault(line.currency)
+    entries = []
+    for name in needed:
+        route = routes.route(name)
+        text = f"{name}: priced from {route.describe()}" if route else routes.missing_message(name)
+        entries.append((name, route, text))
+    return entries

@@ -10,13 +10,12 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from decimal import Decimal
 
-from collector.holdings import Holding, Holdings
+from collector.holdings import Holding, Holdings, signed_quantity
 from collector.portfolio.ledger import PositionState, PriceUnavailable, timeline
 from collector.portfolio.prices import Prices, to_ns
 from collector.records import PortfolioValue, Position
 
 PERCENT_PLACES = Decimal("0.0001")
-_SIGN = {"buy": 1, "transfer_in": 1, "sell": -1, "transfer_out": -1}
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def build_timelines(holdings: Holdings, pricing: Prices) -> tuple[dict[str, Asse
 def _quantities_only(holding: Holding) -> list:
     entries, quantity = [], Decimal(0)
     for line in holding.transactions:
-        quantity += _SIGN[line.kind] * line.quantity
+        quantity += signed_quantity(line)
         entries.append((line.time, PositionState(quantity, None, None)))
     return entries
 

@@ -6,8 +6,12 @@ close of the latest candle that had closed by t: a candle still open at t is nev
 
 from decimal import Decimal
 
+import urllib3
+from influxdb_client.rest import ApiException
+
 from collector.config import Buckets, Pair
-from collector.influx_settings import InfluxSettings
+from collector.errors import RuntimeFailure
+from collector.influx_settings import InfluxSettings, api_error_message
 from collector.storage.points import interval_name
 from collector.storage.reader import flux_query, rfc3339_ns
 
@@ -58,6 +62,7 @@ class StoredPrices:
     """Candle closes and trade prices of one exchange's pairs, as stored (only `storage/` knows InfluxDB)."""
 
     def __init__(self, settings: InfluxSettings, buckets: Buckets, interval_s: int, timeout_s: float = 30):
+        self.url = settings.url
         self.buckets = buckets
         self.interval_s = interval_s
         self._client = settings.client(timeout_s)
@@ -110,7 +115,16 @@ class StoredPrices:
         )
 
     def _rows(self, query: str):
-        return [record for table in self._query.query(query) for record in table]
+        try:
+            return [record for table in self._query.query(query) for record in table]
+        except ApiException as exc:
+            raise RuntimeFailure(
+                f"cannot read prices from InfluxDB: HTTP {exc.status} {api_error_message(exc)}"
+            ) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RuntimeFailure(
+                f"cannot read prices from InfluxDB at {self.url}: {exc.__class__.__name__}"
+            ) from exc
 
     def close(self) -> None:
         self._client.close()

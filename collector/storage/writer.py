@@ -95,6 +95,11 @@ class Writer:
         self._replay_at = 0.0
         self._replay_backoff = Backoff(options.backoff_s, options.max_backoff_s)
         self._reported: set[str] = set()
+        self._accepted = (
+            0  # records submitted, and of those handled (written, dropped or spooled): for flush()
+        )
+        self._handled = 0
+        self._progress = threading.Condition()
 
     # --- called from any thread -----------------------------------------------------------------------
 
@@ -104,11 +109,20 @@ class Writer:
     def submit(self, records) -> None:
         """Never blocks: records are queued and written by the writer thread."""
         for record in records:
-            self._queue.put(to_line(record))
+            self.submit_line(*to_line(record))
 
     def submit_line(self, kind: str, line: str) -> None:
         """A point already in line protocol, for bucket `kind` (live, history or meta)."""
+        with self._progress:
+            self._accepted += 1
         self._queue.put((kind, line))
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything submitted before this call is written (or spooled or dropped), so a reader sees
+        it; False if that took longer than `timeout_s`."""
+        with self._progress:
+            target = self._accepted
+            return self._progress.wait_for(lambda: self._handled >= target, timeout_s)
 
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
@@ -129,6 +143,7 @@ class Writer:
             batches = self._collect(closing)
             for kind, lines in batches.items():
                 self._deliver(kind, lines, closing)
+                self._mark_handled(len(lines))
             if closing and self._queue.empty():
                 return
             if self.spool and time.monotonic() >= self._replay_at and not closing:
@@ -212,9 +227,15 @@ class Writer:
             self._report(Failure(HOLD, f"spool unusable: {exc.strerror or exc}"))
             for line in lines:
                 self._queue.put((kind, line))
+            self._mark_handled(-len(lines))  # back in the queue: handled when they leave it again
             self._closing.wait(1.0)
             return
         self.stats.spool_points = self.spool.points
+
+    def _mark_handled(self, count: int) -> None:
+        with self._progress:
+            self._handled += count
+            self._progress.notify_all()
 
     def _report(self, failure: Failure) -> None:
         """Count every failure; log each kind once until writes succeed again."""
