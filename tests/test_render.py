@@ -176,3 +176,14 @@ def test_colour_marks_gains_and_losses_only_when_on():
     assert " \x1b[31m-120.50\x1b[0m" in coloured  # LTC's realized loss, red
     assert "\x1b[32m66.61\x1b[0m" in coloured
     assert "30,005.00" in coloured and "\x1b[32m30,005.00" not in coloured  # a value is neither gain nor loss
+
+
+def test_a_portfolio_without_any_price_shows_no_value_rather_than_zero():
+    positions = [_position("XRP", "1500.5")]
+    total = PortfolioValue(NS, "live", None)
+    table = as_table("USD", AT, positions, total, colour=False)
+    assert table.splitlines()[-2:] == [
+        "XRP     1,500.5  no price      —           —               —             —      —",
+        "total                          —           —               —             —      —",
+    ]
+    assert json.loads(as_json("USD", AT, positions, total))["total"]["value"] is None
