@@ -233,6 +233,14 @@ def _check_config(args) -> None:
         f"every {interval_name(backfill.every_s)}"
     )
     print(f"  buckets: live={buckets.live}, history={buckets.history}, meta={buckets.meta}")
+    holdings = config.holdings
+    every = interval_name(int(config.live_valuation_every_s))
+    count = len(holdings.assets)
+    print(
+        f"  holdings: {count} asset{'s' * (count != 1)}, {holdings.cost_basis} cost basis, valued live every {every}"
+    )
+    for holding in holdings.assets.values():
+        print(f"    {holding.asset}: {holding.describe()}")
 
 
 def main(argv: list[str] | None = None) -> int:

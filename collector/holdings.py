@@ -49,6 +49,14 @@ class Holding:
             return self.quantity
         return sum((signed_quantity(line) for line in self.transactions), Decimal(0))
 
+    def describe(self) -> str:
+        """One line for check-config: what is held now and since when."""
+        if self.quantity is not None:
+            return f"{self.quantity} (a bare quantity: valued, no cost basis)"
+        count = len(self.transactions)
+        since = describe_time(self.transactions[0].time)
+        return f"{self.quantity_now()} held, {count} transaction{'s' * (count != 1)} since {since}"
+
 
 @dataclass(frozen=True)
 class Holdings:

@@ -5,7 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from collector.config import parse_config
+from collector.cli import main
+from collector.config import Pair, load_config, parse_config
 from collector.errors import ConfigError
 from collector.holdings import Holding, Holdings, TransactionLine
 
@@ -265,4 +266,41 @@ holdings:
         parse_config(text, "p.yml")
     assert str(err.value) == (
         "p.yml:9: holdings.BTC[1].quantity: transfer_out of 0.6 BTC on 2026-02-10 is more than the 0.5 held then"
+    )
+
+
+def test_example_file_holds_lots_a_euro_lot_and_a_bare_quantity():
+    from tests.influxd import ROOT
+
+    config = load_config(ROOT / "portfolio.example.yml")
+    assets = config.holdings.assets
+    assert [asset for asset, holding in assets.items() if holding.transactions] == ["BTC", "ETH", "LTC"]
+    assert assets["XRP"].quantity == Decimal("1500")
+    euro = [line for line in assets["BTC"].transactions if line.currency == "EUR"]
+    assert len(euro) == 1 and Pair("EUR", "USD") in config.exchanges["bitstamp"].pairs
+    # every asset held has a pair to USD
+    assert {pair.base for pair in config.exchanges["bitstamp"].pairs if pair.quote == "USD"} >= set(assets)
+
+
+def test_check_config_reports_the_holdings(tmp_path, capsys):
+    path = tmp_path / "portfolio.yml"
+    path.write_text(HOLDINGS)
+    assert main(["check-config", "--config", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-4:] == [
+        "  holdings: 3 assets, average cost basis, valued live every 5s",
+        # 1.0 - 0.8 + 0.1
+        "    BTC: 0.3 held, 3 transactions since 2026-01-10",
+        "    ETH: 10 (a bare quantity: valued, no cost basis)",
+        "    XRP: 1500.5 (a bare quantity: valued, no cost basis)",
+    ]
+
+
+def test_check_config_names_a_bad_holdings_line(tmp_path, capsys):
+    path = tmp_path / "portfolio.yml"
+    path.write_text(HOLDINGS.replace("kind: sell", "kind: sel"))
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"collector check-config: {path}:8: holdings.BTC[1].kind: expected one of buy, sell, transfer_in, "
+        "transfer_out, got 'sel'\n"
     )
