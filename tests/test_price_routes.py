@@ -65,16 +65,29 @@ def test_position_and_total_arithmetic():
     held = PositionState(Decimal("0.2"), Decimal("6002"), Decimal("15994"))
     # 0.2 × 45000 = 9000; unrealized 9000 − 6002 = 2998; 2998 / 6002 × 100 = 49.9500166… → 49.9500
     btc = position("BTC", held, Decimal("45000"), 0, "history")
-    assert (btc.value, btc.unrealized_pnl, btc.pnl_pct) == (Decimal("9000.0"), Decimal("2998.0"), Decimal("49.9500"))
+    assert (btc.value, btc.unrealized_pnl, btc.pnl_pct) == (
+        Decimal("9000.0"),
+        Decimal("2998.0"),
+        Decimal("49.9500"),
+    )
     # a bare quantity: value, no cost basis, so no P/L
     eth = position("ETH", PositionState(Decimal("10"), None, None), Decimal("2000"), 0, "history")
-    assert (eth.value, eth.cost_basis, eth.unrealized_pnl, eth.pnl_pct) == (Decimal("20000"), None, None, None)
+    assert (eth.value, eth.cost_basis, eth.unrealized_pnl, eth.pnl_pct) == (
+        Decimal("20000"),
+        None,
+        None,
+        None,
+    )
     # no price: value and P/L unknown (never 0), cost basis still known
     xrp = position("XRP", PositionState(Decimal("100"), Decimal("50"), Decimal("0")), None, 0, "history")
     assert (xrp.value, xrp.unrealized_pnl, xrp.cost_basis) == (None, None, Decimal("50"))
     # sold out: nothing held is worth 0, the realized P/L stays
     gone = position("SOL", PositionState(Decimal("0"), Decimal("0"), Decimal("-12.5")), None, 0, "history")
-    assert (gone.value, gone.unrealized_pnl, gone.realized_pnl) == (Decimal("0"), Decimal("0"), Decimal("-12.5"))
+    assert (gone.value, gone.unrealized_pnl, gone.realized_pnl) == (
+        Decimal("0"),
+        Decimal("0"),
+        Decimal("-12.5"),
+    )
 
     whole = total([btc, eth, xrp, gone], 0, "history")
     assert whole.value == Decimal("29000.0")  # 9000 + 20000 + 0 (XRP unknown, left out)

@@ -99,9 +99,8 @@ class HistoryRecompute:
             "meta", ("transaction",), transaction_records(self.config), 0, FOREVER_NS, self.submit
         )
         firsts = [line.first_ns for line in timelines.values() if line.first_ns is not None]
-        start = (
-            -(-min(firsts) // HOUR_NS) * HOUR_NS if firsts else None
-        )  # the first whole hour at or after it
+        # the first whole hour at or after the first transaction
+        start = -(-min(firsts) // HOUR_NS) * HOUR_NS if firsts else None
         stop = now_ns - now_ns % HOUR_NS + HOUR_NS  # up to the current whole hour, included
         # stored points before the (new) first hour are stale too: the span starts at the earliest of both
         known = [t for t in (start, self.sync.first_ns("history", VALUATIONS)) if t is not None]

@@ -48,6 +48,14 @@ class PointSync:
         self._query = self._client.query_api()
         self._delete = self._client.delete_api()
 
+    def first_ns(self, kind: str, measurements: tuple[str, ...]) -> int | None:
+        """The time of the oldest stored point of these measurements, if any."""
+        query = FIRST.format(
+            bucket=flux_string(getattr(self.buckets, kind)), measurements=_flux_set(measurements)
+        )
+        times = [record.values["_ns"] for table in self._query.query(query) for record in table]
+        return min(times) if times else None
+
     def stored(
         self, kind: str, measurements: tuple[str, ...], start_ns: int, stop_ns: int
     ) -> dict[tuple, tuple]:
