@@ -1,6 +1,5 @@
 """Hourly valuation history and transaction points in the real influxd: recompute is a diff (figures by hand)."""
 
-
 from collector.config import Buckets, parse_config
 from collector.portfolio.history import HistoryRecompute
 from collector.storage.prices import StoredPrices
