@@ -180,7 +180,11 @@ class _Document:
             raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
         lines: dict[tuple, int] = {}
         texts: dict[tuple, str] = {}
-        data = _to_python(node, (), lines, texts) if node is not None else {}
+        try:
+            data = _to_python(node, (), lines, texts) if node is not None else {}
+        except _DuplicateKey as dup:
+            where = f"{source}:{dup.line}: {_key_name(dup.path)}"
+            raise ConfigError(f"{where}: given twice (first on line {dup.first_line}); keep one") from None
         return cls(data, lines, texts, source)
 
     def get(self, path: tuple):
@@ -267,12 +271,19 @@ def _key_name(path: tuple) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, path: tuple, first_line: int, line: int):
+        self.path, self.first_line, self.line = path, first_line, line
+
+
 def _to_python(node, path: tuple, lines: dict[tuple, int], texts: dict[tuple, str]):
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node)
+            if key in result:  # YAML would keep the last silently: a second BTC block would hide the first
+                raise _DuplicateKey(path + (key,), lines[path + (key,)], key_node.start_mark.line + 1)
             result[key] = _to_python(value_node, path + (key,), lines, texts)
             lines[path + (key,)] = key_node.start_mark.line + 1  # the key's line, not its value's
         return result

@@ -224,6 +224,11 @@ holdings:
             ('ETH: "10"', "ETH: {quantity: 10}"),
             "p.yml:5: holdings.ETH: expected a quantity such as \"0.5\", or a list of transactions, got {'quantity': 10}",
         ),
+        (('ETH: "10"', 'BTC: "10"'), "p.yml:5: holdings.BTC: given twice (first on line 2); keep one"),
+        (
+            ('fee: "8"', 'fee: "8", fee: "9"'),
+            "p.yml:4: holdings.BTC[1].fee: given twice (first on line 4); keep one",
+        ),
         (
             ('ETH: "10"', "ETH: []"),
             "p.yml:5: holdings.ETH: expected a quantity or a non-empty list of transactions",

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from collector.config import parse_config
+from collector.config import load_config, parse_config
 from collector.holdings import Holding
 from collector.portfolio.ledger import (
     BEGINNING,
@@ -175,3 +175,28 @@ def test_same_moment_lines_apply_in_file_order():
     entries = timeline(_holding(lines), "fifo", TablePricing())
     # bought for 100, sold the same day for 1 * 120 - 1 = 119: realized 19, nothing left
     assert state_at(entries, datetime(2026, 1, 10, tzinfo=UTC)) == _state("0", "0", "19")
+
+
+def test_the_example_file_by_hand():
+    from tests.influxd import ROOT
+
+    holdings = load_config(ROOT / "portfolio.example.yml").holdings
+    assert holdings.cost_basis == "fifo"
+    pricing = TablePricing(
+        eur_usd={date(2022, 6, 18): "1.05"},
+        market={("ETH", datetime(2022, 9, 15, tzinfo=UTC)): "1470"},
+    )
+    final = {asset: timeline(holding, "fifo", pricing)[-1][1] for asset, holding in holdings.assets.items()}
+    # BTC: buy 0.5 at 38000 + fee 19 = 19019
+    #      sell 0.2 at 67000 - fee 13.40 = 13386.60; cost sold 19019 * 0.2 / 0.5 = 7607.6; realized 5779.00
+    #      buy 0.25 at 19500 EUR + fee 4.50 EUR = 4879.50 EUR * 1.05 = 5123.475 USD
+    #      transfer_out 0.05 of the first lot's 0.3 (11411.4): 1901.9 leaves; 11411.4 - 1901.9 + 5123.475 = 14632.975
+    assert final["BTC"] == _state("0.50", "14632.975", "5779.00")
+    # ETH: buy 4 at 3200 + 12.80 = 12812.80; transfer_in 1.5 at the market's 1470 = 2205
+    #      sell 2 at 4000 - 8 = 7992; cost sold 12812.80 * 2 / 4 = 6406.40; realized 1585.60
+    #      left 1.5 of the first lot (6406.40) + the transfer (2205) = 8611.40
+    assert final["ETH"] == _state("3.5", "8611.40", "1585.60")
+    # LTC: buy 20 at 85 + 1.70 = 1701.70; sell 8 at 380 - 3.04 = 3036.96; cost sold 1701.70 * 8 / 20 = 680.68
+    #      realized 3036.96 - 680.68 = 2356.28; left 1701.70 - 680.68 = 1021.02
+    assert final["LTC"] == _state("12", "1021.02", "2356.28")
+    assert final["XRP"] == PositionState(Decimal("1500"), None, None)
