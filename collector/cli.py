@@ -20,6 +20,7 @@ from collector.exchanges import EXCHANGES
 from collector.influx_settings import InfluxSettings
 from collector.portfolio.prices import from_ns
 from collector.portfolio.render import as_json, as_table
+from collector.portfolio.routes import price_sources
 from collector.portfolio.work import value_portfolio
 from collector.service import Collector, RunOptions
 from collector.storage.points import interval_name
@@ -279,6 +280,11 @@ def _check_config(args) -> None:
     )
     for holding in holdings.assets.values():
         print(f"    {holding.asset}: {holding.describe()}")
+    sources = price_sources(config)
+    if sources:
+        print("  prices (an asset without a source is reported and left unvalued, never valued at 0):")
+        for _, _, line in sources:
+            print(f"    {line}")
 
 
 def _portfolio(args) -> None:
@@ -295,7 +301,9 @@ def _portfolio(args) -> None:
             print(f"collector portfolio: {problem}", file=sys.stderr)
     else:
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        print(as_table(config.base_currency, at, valuation.positions, valuation.total, colour, problems))
+        print(
+            as_table(config.base_currency, at, valuation.positions, valuation.total, colour, problems), end=""
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

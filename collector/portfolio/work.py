@@ -8,7 +8,7 @@ from datetime import datetime
 from collector.config import Config
 from collector.influx_settings import InfluxSettings
 from collector.portfolio.history import HistoryRecompute, HistoryResult
-from collector.portfolio.prices import ClosesAt, LatestPrices, Prices, from_ns, to_ns
+from collector.portfolio.prices import ClosesAt, LatestPrices, Prices, to_ns
 from collector.portfolio.routes import PriceRoutes
 from collector.portfolio.valuation import AssetTimeline, Valuation, build_timelines, has_figures, value_at
 from collector.storage.prices import StoredPrices
@@ -40,7 +40,7 @@ def value_portfolio(
         valuation = value_at(timelines, prices, at_ns, "live")
     finally:
         store.close()
-    problems += [prices.missing(asset, from_ns(at_ns)) for asset in valuation.unpriced]
+    problems += [prices.missing(asset, at) for asset in valuation.unpriced]
     return valuation, problems
 
 
