@@ -1,10 +1,19 @@
 """The running collector values the holdings: hourly history after its backfill, live samples, recompute on an edit."""
 
+import logging
+import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
+from collector.config import Buckets, parse_config
+from collector.portfolio.history import HistoryRecompute, Interrupted
+from collector.storage.prices import StoredPrices
+from collector.storage.sync import PointSync
 from tests.integration.harness import running, wait_for, write_config
+from tests.integration.test_outage import outage  # noqa: F401 - the fixture that stops and restarts influxd
 from tests.integration.valuation_helpers import stored_points
 from tests.replay.bitstamp import synthetic_candle
 
@@ -77,3 +86,63 @@ def test_history_after_backfill_live_samples_and_recompute_on_an_edit(
         wait_for(lambda: history_values() == edited, what="history recomputed after the edit")
         assert runner.collector.portfolio.errors == 0
         assert runner.stop() < 10
+
+
+def test_valuation_errors_are_counted_and_the_service_keeps_going(
+    collector_settings,
+    admin_client,
+    replay,
+    tmp_path,
+    outage,  # noqa: F811 - the fixture imported above
+    caplog,
+):
+    caplog.set_level(logging.INFO, logger="collector.portfolio.work")
+    org = collector_settings.org
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 3 * HOUR
+    path = tmp_path / "portfolio.yml"
+    config = write_config(path, replay, extra=_holdings("2", now_hour - 2 * HOUR))
+    with running(path, config, collector_settings, tmp_path / "spool") as runner:
+        portfolio = runner.collector.portfolio
+        wait_for(
+            lambda: stored_points(admin_client, org, "position", bucket="crypto_live"), what="a live sample"
+        )
+        outage.stop()
+        wait_for(lambda: portfolio.errors >= 2, what="failed live samples counted")
+        assert caplog.text.count("portfolio live sample failed") == 1  # logged once, then counted
+        outage.start()
+        wait_for(lambda: "portfolio live sample works again" in caplog.text, timeout=30, what="recovery")
+        replay.publish("btcusd", "50000.25")
+        wait_for(
+            lambda: any(
+                fields.get("value") == 100000.5  # 2 × 50000.25, sampled after the outage
+                for fields in stored_points(admin_client, org, "position", bucket="crypto_live").values()
+            ),
+            what="a live sample after the outage",
+        )
+        assert runner.stop() < 10
+
+
+def test_a_stop_interrupts_a_recompute_between_windows(collector_settings, tmp_path):
+    config = parse_config(
+        "exchanges:\n  bitstamp:\n    pairs: [BTC-USD]\n"
+        "holdings:\n  BTC:\n    - {date: 2025-01-01, kind: buy, quantity: '1', price: '1000'}\n",
+        "p.yml",
+    )
+    stop = threading.Event()
+    submitted = []
+
+    def submit(records):
+        submitted.extend(records)
+        if any(record.__class__.__name__ == "Position" for record in records):
+            stop.set()  # the service's shutdown arrives while the first month is being written
+
+    store, sync = StoredPrices(collector_settings, Buckets(), 3600), PointSync(collector_settings, Buckets())
+    try:
+        with pytest.raises(Interrupted):
+            HistoryRecompute(config, store, sync, submit, stop).run(now_ns=time.time_ns())
+    finally:
+        store.close()
+        sync.close()
+    positions = [record for record in submitted if record.__class__.__name__ == "Position"]
+    assert len(positions) == 30 * 24  # one 30-day window of the ~2 years to value, then it stopped
