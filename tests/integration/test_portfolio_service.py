@@ -120,6 +120,14 @@ def test_valuation_errors_are_counted_and_the_service_keeps_going(
             ),
             what="a live sample after the outage",
         )
+        health = 'from(bucket: "crypto_live") |> range(start: 0) |> filter(fn: (r) => r._measurement == "collector"'
+        health += ' and r.exchange == "portfolio" and r._field == "errors")'
+
+        def errors_in_health_points():
+            tables = admin_client.query_api().query(health, org=org)
+            return max((record.get_value() for table in tables for record in table), default=0)
+
+        wait_for(lambda: errors_in_health_points() >= 2, what="the error count in the collector measurement")
         assert runner.stop() < 10
 
 
