@@ -292,7 +292,8 @@ def test_check_config_reports_the_holdings(tmp_path, capsys):
     path.write_text(HOLDINGS)
     assert main(["check-config", "--config", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-4:] == [
+    start = lines.index("  holdings: 3 assets, average cost basis, valued live every 5s")
+    assert lines[start : start + 4] == [
         "  holdings: 3 assets, average cost basis, valued live every 5s",
         # 1.0 - 0.8 + 0.1
         "    BTC: 0.3 held, 3 transactions since 2026-01-10",

@@ -53,7 +53,7 @@ class PortfolioWork:
         self.submit = submit
         self.stop = threading.Event()  # set on shutdown: a recompute in progress ends at its next step
         self.errors = 0
-        self._timelines: dict[str, AssetTimeline] | None = None
+        self._timelines: tuple[tuple, dict[str, AssetTimeline]] | None = None  # (valuation inputs, timelines)
         self._reported: set[str] = set()
         self._failing: set[str] = set()
         self._store: StoredPrices | None = None
@@ -62,15 +62,14 @@ class PortfolioWork:
         """Take a new configuration; True when the history must be recomputed."""
         changed = valuation_inputs(config) != valuation_inputs(self.config)
         self.config = config
-        if changed:
-            self._timelines = None
         return changed
 
     def recompute(self) -> HistoryResult:
-        store = StoredPrices(self.settings, self.config.buckets, self.config.backfill.interval_s)
-        sync = PointSync(self.settings, self.config.buckets)
+        config = self.config
+        store = StoredPrices(self.settings, config.buckets, config.backfill.interval_s)
+        sync = PointSync(self.settings, config.buckets)
         try:
-            result = HistoryRecompute(self.config, store, sync, self.submit, self.stop).run()
+            result = HistoryRecompute(config, store, sync, self.submit, self.stop).run()
         finally:
             store.close()
             sync.close()
@@ -79,17 +78,20 @@ class PortfolioWork:
 
     def sample(self) -> Valuation | None:
         """One live sample of every position and the total, from the latest stored prices."""
-        if not self.config.holdings.assets:
+        config = self.config  # one configuration for the whole sample, even if a reload lands meanwhile
+        if not config.holdings.assets:
             return None
         if self._store is None:
-            self._store = StoredPrices(self.settings, self.config.buckets, self.config.backfill.interval_s)
-        routes = PriceRoutes(self.config)
-        timelines = self._timelines
-        if timelines is None:
-            timelines, problems = build_timelines(self.config.holdings, Prices(routes, ClosesAt(self._store)))
+            self._store = StoredPrices(self.settings, config.buckets, config.backfill.interval_s)
+        routes = PriceRoutes(config)
+        inputs = valuation_inputs(config)
+        if self._timelines is not None and self._timelines[0] == inputs:
+            timelines = self._timelines[1]
+        else:
+            timelines, problems = build_timelines(config.holdings, Prices(routes, ClosesAt(self._store)))
             self._report(problems)
             if not problems:  # a rate that is missing now may be stored after the next backfill
-                self._timelines = timelines
+                self._timelines = (inputs, timelines)
         prices = Prices(routes, LatestPrices(self._store, routes.legs(timelines)))
         valuation = value_at(timelines, prices, time.time_ns(), "live")
         self._report([prices.missing(asset) for asset in valuation.unpriced])

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from collector.cli import main
 from collector.config import load_config
 from collector.service import Collector
 from tests.influxd import ROOT, free_port
@@ -139,3 +140,22 @@ def test_portfolio_help_and_exit_codes(replay, tmp_path):
     (tmp_path / "portfolio.yml").write_text("base_currency: USD\n")
     empty = _cli(unreachable, "portfolio", cwd=tmp_path)
     assert empty.returncode == 2 and "no holdings to value" in empty.stderr
+
+
+def test_check_config_names_each_price_source_and_what_to_add(tmp_path, capsys):
+    path = tmp_path / "portfolio.yml"
+    path.write_text(
+        "exchanges:\n  bitstamp:\n    pairs: [BTC-USD, ETH-USDT, USDT-USD]\n"
+        "holdings:\n  BTC: '1'\n  ETH: '2'\n  DOGE: '1000'\n"
+    )
+    assert main(["check-config", "--config", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(
+        "  prices (an asset without a source is reported and left unvalued, never valued at 0):"
+    )
+    assert lines[start + 1 :] == [
+        "    BTC: priced from BTC-USD on bitstamp",
+        "    DOGE: no price source: add a pair such as DOGE-USD (or DOGE-USDT with USDT-USD) under an exchange's "
+        "pairs in portfolio.yml",
+        "    ETH: priced from ETH-USDT × USDT-USD on bitstamp",
+    ]
