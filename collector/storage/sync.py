@@ -8,27 +8,34 @@ InfluxDB's delete API. Running it twice therefore writes nothing the second time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from influxdb_client import Dialect
+
 from collector.config import Buckets
 from collector.influx_settings import InfluxSettings
 from collector.storage.points import valuation_parts
 from collector.storage.reader import flux_string, rfc3339_ns
 
+# one row per point (pivot), read as plain CSV: the client's per-record objects cost more than the query
 STORED = """
 from(bucket: {bucket})
   |> range(start: time(v: {start}), stop: time(v: {stop}))
-  |> filter(fn: (r) => contains(value: r._measurement, set: {measurements}))
+  |> filter(fn: (r) => {measurements})
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
   |> map(fn: (r) => ({{r with _ns: int(v: r._time)}}))
+  |> drop(columns: ["_start", "_stop", "_time"])
 """
+CSV_DIALECT = Dialect(header=True, annotations=["datatype", "group"])
 
+# a plain equality filter and a bare first() are pushed down to the storage engine
 FIRST = """
 from(bucket: {bucket})
   |> range(start: 0)
-  |> filter(fn: (r) => contains(value: r._measurement, set: {measurements}))
+  |> filter(fn: (r) => {measurements})
   |> first()
   |> map(fn: (r) => ({{r with _ns: int(v: r._time)}}))
 """
 
-_NOT_TAGS = {"result", "table"}
+_NOT_COLUMNS = {"", "result", "table", "_measurement", "_ns"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ class PointSync:
     def first_ns(self, kind: str, measurements: tuple[str, ...]) -> int | None:
         """The time of the oldest stored point of these measurements, if any."""
         query = FIRST.format(
-            bucket=flux_string(getattr(self.buckets, kind)), measurements=_flux_set(measurements)
+            bucket=flux_string(getattr(self.buckets, kind)), measurements=_measurement_filter(measurements)
         )
         times = [record.values["_ns"] for table in self._query.query(query) for record in table]
         return min(times) if times else None
@@ -64,19 +71,12 @@ class PointSync:
             bucket=flux_string(getattr(self.buckets, kind)),
             start=flux_string(rfc3339_ns(start_ns)),
             stop=flux_string(rfc3339_ns(stop_ns)),
-            measurements=_flux_set(measurements),
+            measurements=_measurement_filter(measurements),
         )
-        points: dict[tuple, dict] = defaultdict(dict)
-        for table in self._query.query(query):
-            for record in table:
-                values = record.values
-                tags = tuple(
-                    sorted((k, v) for k, v in values.items() if not k.startswith("_") and k not in _NOT_TAGS)
-                )
-                points[(record.get_measurement(), tags, values["_ns"])][record.get_field()] = (
-                    record.get_value()
-                )
-        return {key: tuple(sorted(fields.items())) for key, fields in points.items()}
+        points = {}
+        for measurement, tags, time_ns, fields in _points(self._query.query_csv(query, dialect=CSV_DIALECT)):
+            points[(measurement, tags, time_ns)] = fields
+        return points
 
     def sync(
         self, kind: str, measurements: tuple[str, ...], records, start_ns: int, stop_ns: int, submit
@@ -132,5 +132,32 @@ class PointSync:
         self._client.close()
 
 
-def _flux_set(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(map(flux_string, values)) + "]"
+def _measurement_filter(measurements: tuple[str, ...]) -> str:
+    """A filter predicate for these measurements (equalities, which the storage engine can apply itself)."""
+    return " or ".join(f"r._measurement == {flux_string(name)}" for name in measurements)
+
+
+def _points(rows):
+    """(measurement, tags, time ns, fields sorted by name) from annotated CSV of pivoted tables: group-key
+    columns are the tags, the others the fields (an empty cell is a field the point does not have)."""
+    types = groups = header = None
+    for row in rows:
+        if not row or not any(row):
+            header = None  # a blank line ends a table; the next one brings its own annotations
+        elif row[0] == "#datatype":
+            types, header = row, None
+        elif row[0] == "#group":
+            groups = row
+        elif header is None:
+            header = row
+        else:
+            tags, fields = [], []
+            for name, cell, kind, grouped in zip(header, row, types, groups, strict=True):
+                if name in _NOT_COLUMNS:
+                    continue
+                if grouped == "true":
+                    tags.append((name, cell))
+                elif cell != "":
+                    fields.append((name, float(cell) if kind == "double" else cell))
+            measurement = row[header.index("_measurement")]
+            yield measurement, tuple(sorted(tags)), int(row[header.index("_ns")]), tuple(sorted(fields))
