@@ -128,3 +128,56 @@ def test_two_buys_on_one_date_are_two_transaction_points(collector_settings, adm
     tables = admin_client.query_api().query(query, org=collector_settings.org)
     assert sorted(record.get_value() for table in tables for record in table) == [1.0, 2.0]
     assert _recompute(collector_settings, tmp_path, holdings).transactions.written == 0
+
+
+def test_history_through_a_bridge_carries_prices_across_monthly_windows(
+    collector_settings, admin_client, tmp_path
+):
+    org = collector_settings.org
+    config = parse_config(
+        "exchanges:\n  bitstamp:\n    pairs: [ETH-USDT, USDT-USD]\n"
+        "holdings:\n  ETH:\n    - {date: 2026-01-01, kind: buy, quantity: '2', price: '2000'}\n",
+        "p.yml",
+    )
+    seed(
+        collector_settings,
+        tmp_path,
+        # one USDT-USD close, at 2026-01-01 01:00, in the first 30-day window; ETH-USDT only 35 days later
+        hourly_candles("USDT-USD", "2026-01-01T00:00:00Z", ["0.97"])
+        + hourly_candles("ETH-USDT", "2026-02-05T10:00:00Z", ["2500"]),
+    )
+    store, sync = StoredPrices(collector_settings, Buckets(), 3600), PointSync(collector_settings, Buckets())
+    try:
+        with writer(collector_settings, tmp_path) as instance:
+            now = int(at("2026-02-05T11:30:00Z").timestamp()) * 1_000_000_000
+            result = HistoryRecompute(config, store, sync, instance.submit).run(now_ns=now)
+    finally:
+        store.close()
+        sync.close()
+    hours = 35 * 24 + 11 + 1  # 2026-01-01 00:00 … 2026-02-05 11:00
+    positions = stored_points(admin_client, org, "position")
+    assert (
+        len(positions) == hours and result.hours.written == 2 * hours
+    )  # a position and a portfolio point each
+    portfolio = stored_points(admin_client, org, "portfolio")
+    assert portfolio[("", "2026-02-05T10:00:00Z")] == {
+        "cost_basis": 4000.0,
+        "realized_pnl": 0.0,
+    }  # no value yet
+    assert portfolio[("", "2026-02-05T11:00:00Z")]["value"] == 4850.0
+    # before ETH-USDT has a close the position is stored with its quantity and cost basis, and no value (never 0)
+    assert positions[("ETH", "2026-02-05T10:00:00Z")] == {
+        "quantity": 2.0,
+        "cost_basis": 4000.0,
+        "realized_pnl": 0.0,
+    }
+    # 11:00: 2500 USDT (closed at 11:00) × 0.97 USD (the close carried from the first window) = 2425 per ETH
+    assert positions[("ETH", "2026-02-05T11:00:00Z")] == {
+        "quantity": 2.0,
+        "price": 2425.0,
+        "value": 4850.0,  # 2 × 2425
+        "cost_basis": 4000.0,
+        "unrealized_pnl": 850.0,
+        "realized_pnl": 0.0,
+        "pnl_pct": 21.25,  # 850 / 4000 × 100
+    }
