@@ -16,6 +16,9 @@ from collector.storage.sync import PointSync
 
 log = logging.getLogger(__name__)
 
+# every query of the service is small (one market, or one month of points); a hung one must not hold up a stop long
+SERVICE_QUERY_TIMEOUT_S = 10
+
 
 def valuation_inputs(config: Config) -> tuple:
     """What a valuation depends on in the configuration: an edit of any of it recomputes the history."""
@@ -66,8 +69,10 @@ class PortfolioWork:
 
     def recompute(self) -> HistoryResult:
         config = self.config
-        store = StoredPrices(self.settings, config.buckets, config.backfill.interval_s)
-        sync = PointSync(self.settings, config.buckets)
+        store = StoredPrices(
+            self.settings, config.buckets, config.backfill.interval_s, SERVICE_QUERY_TIMEOUT_S
+        )
+        sync = PointSync(self.settings, config.buckets, SERVICE_QUERY_TIMEOUT_S)
         try:
             result = HistoryRecompute(config, store, sync, self.submit, self.stop).run()
         finally:
@@ -82,7 +87,9 @@ class PortfolioWork:
         if not config.holdings.assets:
             return None
         if self._store is None:
-            self._store = StoredPrices(self.settings, config.buckets, config.backfill.interval_s)
+            self._store = StoredPrices(
+                self.settings, config.buckets, config.backfill.interval_s, SERVICE_QUERY_TIMEOUT_S
+            )
         routes = PriceRoutes(config)
         inputs = valuation_inputs(config)
         if self._timelines is not None and self._timelines[0] == inputs:
