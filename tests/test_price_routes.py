@@ -5,7 +5,7 @@ from decimal import Decimal
 from collector.config import Pair, parse_config
 from collector.portfolio.ledger import PositionState
 from collector.portfolio.routes import Leg, PriceRoutes, price_sources
-from collector.portfolio.valuation import position, total
+from collector.portfolio.valuation import money_unit, position, total
 
 
 def _routes(exchanges: str, base: str = "USD") -> PriceRoutes:
@@ -95,3 +95,31 @@ def test_position_and_total_arithmetic():
     assert whole.unrealized_pnl == Decimal("2998.0")  # 2998 + 0
     assert whole.realized_pnl == Decimal("15981.5")  # 15994 + 0 − 12.5
     assert whole.pnl_pct == Decimal("49.9500")  # 2998 / (6002 + 0) × 100: XRP has no unrealized P/L
+
+
+def test_money_is_rounded_to_the_cent_so_totals_are_exact_sums():
+    # an average-cost basis carries 28 digits: 16534.875 × 0.05 / 0.55 = 1503.170454545…
+    average = PositionState(
+        Decimal("0.5"), Decimal("16534.875") * Decimal("0.05") / Decimal("0.55"), Decimal("0")
+    )
+    a = position("BTC", average, Decimal("3000.01"), 0, "live")
+    assert a.cost_basis == Decimal("1503.17")
+    assert a.value == Decimal("1500.01")  # 0.5 × 3000.01 = 1500.005, half up
+    assert a.unrealized_pnl == Decimal("-3.16")  # 1500.01 − 1503.17
+    b = position(
+        "ETH", PositionState(Decimal("3"), Decimal("0.335"), Decimal("0")), Decimal("0.333"), 0, "live"
+    )
+    assert (b.value, b.cost_basis) == (Decimal("1.00"), Decimal("0.34"))  # 0.999 and 0.335, half up
+    whole = total([a, b], 0, "live")
+    assert whole.value == Decimal("1501.01") and whole.cost_basis == Decimal("1503.51")
+    assert whole.unrealized_pnl == Decimal("-2.50")  # −3.16 + 0.66
+    # a coin as the base currency keeps satoshis
+    sats = position(
+        "ETH",
+        PositionState(Decimal("1.5"), None, None),
+        Decimal("0.0512345678"),
+        0,
+        "live",
+        money_unit("BTC"),
+    )
+    assert sats.value == Decimal("0.07685185")  # 1.5 × 0.0512345678 = 0.0768518517

@@ -11,7 +11,7 @@ Only configured pairs are routes: their candles and trades are what the collecto
 """
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from collector.config import Config, Pair
 
@@ -45,8 +45,15 @@ class Route:
         for leg, leg_price in zip(self.legs, leg_prices, strict=True):
             if leg_price is None or leg_price <= 0:
                 return None
-            price = price / leg_price if leg.inverted else price * leg_price
+            price = price * (_rate(1 / leg_price) if leg.inverted else leg_price)
         return price
+
+
+def _rate(value: Decimal) -> Decimal:
+    """An inverted rate to 18 significant digits, plenty for any price, instead of the context's 28."""
+    with localcontext() as context:
+        context.prec = 18
+        return +value
 
 
 class PriceRoutes:

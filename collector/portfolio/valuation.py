@@ -1,6 +1,8 @@
 """Positions and totals at one moment, in `Decimal`, from the holdings held then and the prices stored then.
 
 value = quantity × price; unrealized P/L = value − remaining cost basis; P/L % = unrealized P/L / cost basis × 100.
+Money figures are rounded half up to the cent of the base currency (to 8 decimals when the base is a coin such as
+BTC), each on its own, so a total is the exact sum of the rows shown; P/L % has 4 decimals.
 A figure that cannot be known (no price, a bare quantity without cost basis) stays None: never 0. The total of each
 column is the sum of the positions where that column is known, so totals always equal the sum of their rows; the
 total P/L % relates the unrealized P/L to the cost basis of the positions that have one.
@@ -8,7 +10,7 @@ total P/L % relates the unrealized P/L to the cost basis of the positions that h
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from collector.holdings import Holding, Holdings, signed_quantity
 from collector.portfolio.ledger import PositionState, PriceUnavailable, timeline
@@ -16,6 +18,11 @@ from collector.portfolio.prices import Prices, to_ns
 from collector.records import PortfolioValue, Position
 
 PERCENT_PLACES = Decimal("0.0001")
+CENT = Decimal("0.01")
+COIN_BASES = {
+    "BTC": Decimal("0.00000001"),
+    "ETH": Decimal("0.00000001"),
+}  # bases whose unit needs more digits
 
 
 @dataclass(frozen=True)
@@ -74,15 +81,27 @@ def value_at(timelines: dict[str, AssetTimeline], prices: Prices, at_ns: int, bu
         price = prices.price(asset, at_ns)
         if price is None and state.quantity != 0:
             unpriced.append(asset)
-        positions.append(position(asset, state, price, at_ns, bucket))
+        positions.append(position(asset, state, price, at_ns, bucket, money_unit(prices.routes.base)))
     return Valuation(at_ns, positions, total(positions, at_ns, bucket), unpriced)
 
 
-def position(asset: str, state: PositionState, price: Decimal | None, time_ns: int, bucket: str) -> Position:
-    value = state.quantity * price if price is not None else None
+def money_unit(base_currency: str) -> Decimal:
+    return COIN_BASES.get(base_currency, CENT)
+
+
+def position(
+    asset: str,
+    state: PositionState,
+    price: Decimal | None,
+    time_ns: int,
+    bucket: str,
+    unit: Decimal = CENT,
+) -> Position:
+    value = _round(state.quantity * price if price is not None else None, unit)
     if state.quantity == 0:
         value = Decimal(0)  # nothing held is worth nothing, whatever the price
-    unrealized = value - state.cost_basis if value is not None and state.cost_basis is not None else None
+    cost_basis, realized = _round(state.cost_basis, unit), _round(state.realized_pnl, unit)
+    unrealized = value - cost_basis if value is not None and cost_basis is not None else None
     return Position(
         asset=asset,
         time_ns=time_ns,
@@ -90,10 +109,10 @@ def position(asset: str, state: PositionState, price: Decimal | None, time_ns: i
         quantity=state.quantity,
         price=price,
         value=value,
-        cost_basis=state.cost_basis,
+        cost_basis=cost_basis,
         unrealized_pnl=unrealized,
-        realized_pnl=state.realized_pnl,
-        pnl_pct=percent(unrealized, state.cost_basis),
+        realized_pnl=realized,
+        pnl_pct=percent(unrealized, cost_basis),
     )
 
 
@@ -127,6 +146,10 @@ def percent(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
     if part is None or not whole:
         return None
     return (part / whole * 100).quantize(PERCENT_PLACES)
+
+
+def _round(amount: Decimal | None, unit: Decimal) -> Decimal | None:
+    return None if amount is None else amount.quantize(unit, ROUND_HALF_UP)
 
 
 def _sum(values) -> Decimal | None:

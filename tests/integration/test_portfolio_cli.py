@@ -4,7 +4,7 @@ import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from collector.cli import main
 from collector.config import load_config
@@ -109,7 +109,8 @@ def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, t
         close = Decimal(synthetic_candle(position["asset"].lower() + "usd", opened)["close"])
         assert Decimal(position["quantity"]) == Decimal(held[position["asset"]])
         assert Decimal(position["price"]) == close
-        assert Decimal(position["value"]) == Decimal(held[position["asset"]]) * close
+        value = Decimal(held[position["asset"]]) * close
+        assert Decimal(position["value"]) == value.quantize(Decimal("0.01"), ROUND_HALF_UP)  # to the cent
 
 
 def test_portfolio_help_and_exit_codes(replay, tmp_path):

@@ -92,10 +92,10 @@ def test_a_lot_in_eur_is_converted_at_the_eur_usd_close_of_its_time(collector_se
     valuation, problems = value_portfolio(collector_settings, config, at("2026-04-01T01:00:00Z"))
     btc = _by_asset(valuation)["BTC"]
     assert problems == []
-    assert btc.cost_basis == D("2934.925")  # (0.1 × 27000 + 5) EUR × 1.0850 = 2705 × 1.0850
+    assert btc.cost_basis == D("2934.93")  # (0.1 × 27000 + 5) EUR × 1.0850 = 2934.925, to the cent (half up)
     assert btc.value == D("3000")  # 0.1 × 30000 USD
-    assert btc.unrealized_pnl == D("65.075")  # 3000 − 2934.925
-    assert btc.pnl_pct == D("2.2173")  # 65.075 / 2934.925 × 100 = 2.217263…
+    assert btc.unrealized_pnl == D("65.07")  # 3000 − 2934.93
+    assert btc.pnl_pct == D("2.2171")  # 65.07 / 2934.93 × 100 = 2.217088…
 
 
 def test_a_de_pegged_usdt_changes_the_value_through_the_bridge(collector_settings, tmp_path):
