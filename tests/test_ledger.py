@@ -10,10 +10,8 @@ from collector.config import load_config, parse_config
 from collector.holdings import Holding
 from collector.portfolio.ledger import (
     BEGINNING,
-    NOTHING_HELD,
     PositionState,
     PriceUnavailable,
-    state_at,
     timeline,
 )
 
@@ -147,24 +145,20 @@ def test_a_missing_rate_is_reported_not_guessed():
         _states(EURO_LOT, "fifo", TablePricing())
 
 
-def test_state_at_any_moment():
+def test_one_entry_per_transaction_at_its_time():
     entries = timeline(_holding(ISSUE_EXAMPLE), "fifo", TablePricing())
-    sold_at = datetime(2026, 3, 10, 14, tzinfo=UTC)
-    assert [when for when, _ in entries] == [datetime(2026, 1, 10, tzinfo=UTC), sold_at]
-    assert (
-        state_at(entries, datetime(2026, 1, 9, 23, 59, tzinfo=UTC)) == NOTHING_HELD == _state("0", "0", "0")
-    )
-    assert state_at(entries, datetime(2026, 1, 10, tzinfo=UTC)) == _state("1.0", "30010", "0")
-    assert state_at(entries, sold_at.replace(hour=13)) == _state("1.0", "30010", "0")
-    assert state_at(entries, sold_at) == _state("0.2", "6002", "15984")
-    assert state_at(entries, datetime(2030, 1, 1, tzinfo=UTC)) == _state("0.2", "6002", "15984")
+    assert [when for when, _ in entries] == [
+        datetime(2026, 1, 10, tzinfo=UTC),
+        datetime(2026, 3, 10, 14, tzinfo=UTC),
+    ]
 
 
 def test_a_bare_quantity_has_no_cost_basis():
     holding = parse_config('holdings:\n  ETH: "10"\n', "p.yml").holdings.assets["ETH"]
-    entries = timeline(holding, "fifo", TablePricing())
-    assert entries == [(BEGINNING, PositionState(Decimal("10"), None, None))]
-    assert state_at(entries, datetime(2001, 1, 1, tzinfo=UTC)) == PositionState(Decimal("10"), None, None)
+    # held since the beginning of time: valued at any moment, never a history start
+    assert timeline(holding, "fifo", TablePricing()) == [
+        (BEGINNING, PositionState(Decimal("10"), None, None))
+    ]
 
 
 def test_same_moment_lines_apply_in_file_order():
@@ -172,9 +166,8 @@ def test_same_moment_lines_apply_in_file_order():
     - {date: 2026-01-10, kind: buy, quantity: "1", price: "100"}
     - {date: 2026-01-10, kind: sell, quantity: "1", price: "120", fee: "1"}
 """
-    entries = timeline(_holding(lines), "fifo", TablePricing())
-    # bought for 100, sold the same day for 1 * 120 - 1 = 119: realized 19, nothing left
-    assert state_at(entries, datetime(2026, 1, 10, tzinfo=UTC)) == _state("0", "0", "19")
+    # bought for 100, then sold at the same moment for 1 * 120 - 1 = 119: realized 19, nothing left
+    assert _states(lines, "fifo") == [_state("1", "100", "0"), _state("0", "0", "19")]
 
 
 def test_the_example_file_by_hand():

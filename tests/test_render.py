@@ -187,3 +187,19 @@ def test_a_portfolio_without_any_price_shows_no_value_rather_than_zero():
         "total                          —           —               —             —      —",
     ]
     assert json.loads(as_json("USD", AT, positions, total))["total"]["value"] is None
+
+
+def test_long_decimals_next_to_large_figures_are_shown_whole():
+    # an average cost such as 16534.875 * 0.5 / 0.55 carries 28 significant digits; padding the 5,187,000.56 beside it
+    # to as many decimals would need 31 digits, beyond Decimal's default precision: the table pads text instead
+    long = "7515.852272727272727272727273"
+    positions = [
+        _position("BTC", "0.5", "50000", "25000", long, "17484.147727272727272727272727", "0"),
+        _position("ETH", "1000", "5187.00056", "5187000.56", "5187000.56", "0", "0"),
+    ]
+    total = PortfolioValue(NS, "live", Decimal("5212000.56"))
+    table = as_table("USD", AT, positions, total, colour=False)
+    assert "7,515.852272727272727272727273" in table
+    assert "5,187,000.560000000000000000000000" in table  # zeros added as text: the same number
+    assert " 5,212,000.56 " in table and " 25,000.00 " in table  # the value column has two decimals at most
+    assert " 0.000000000000000000000000 " in table  # ETH's unrealized P/L, in line with BTC's

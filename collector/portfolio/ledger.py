@@ -6,7 +6,6 @@ Amounts in another currency are converted into the base currency at the transact
 """
 
 import logging
-from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,9 +31,6 @@ class PositionState:
     realized_pnl: Decimal | None  # cumulative, base currency; None for a bare quantity
 
 
-NOTHING_HELD = PositionState(ZERO, ZERO, ZERO)
-
-
 class Pricing(Protocol):
     def to_base(self, amount: Decimal, currency: str, at: datetime) -> Decimal:
         """`amount` of `currency` in the base currency at `at` (identity for the base currency); raises
@@ -46,7 +42,7 @@ class Pricing(Protocol):
 
 def timeline(holding: Holding, method: str, pricing: Pricing) -> list[tuple[datetime, PositionState]]:
     """The state after each transaction, in time order; the state at any moment t is the last entry with time <= t
-    (before the first: quantity 0, see `state_at`). A bare quantity gives [(BEGINNING, PositionState(q, None, None))].
+    (before the first: nothing held). A bare quantity gives [(BEGINNING, PositionState(q, None, None))].
 
     Expects holdings as `collector.holdings` parses them: no sell or transfer_out exceeds what is held.
     """
@@ -65,12 +61,6 @@ def timeline(holding: Holding, method: str, pricing: Pricing) -> list[tuple[date
                 realized += proceeds - removed_cost
         entries.append((line.time, PositionState(book.quantity(), book.cost(), realized)))
     return entries
-
-
-def state_at(entries: list[tuple[datetime, PositionState]], at: datetime) -> PositionState:
-    """The state held at `at`: after every transaction at or before it; nothing before the first."""
-    index = bisect_right(entries, at, key=lambda entry: entry[0])
-    return entries[index - 1][1] if index else NOTHING_HELD
 
 
 def _cost(line: TransactionLine, pricing: Pricing) -> Decimal:

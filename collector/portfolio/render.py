@@ -101,29 +101,23 @@ def _exact(value: Decimal | None) -> str | None:
 def _cells(values: list[Decimal | str | None], least_decimals: int | None) -> list[str]:
     """Numbers with thousands separators and their decimal points in line: money padded with zeros to the
     column's most decimals (at least `least_decimals`), amounts with spaces; an unknown figure as "—"; words as
-    they are. Padding never changes a number: it only ever adds zeros or spaces after its last digit."""
+    they are. Padding is text added after the last digit: it never changes a number."""
     numbers = [value for value in values if isinstance(value, Decimal)]
     decimals = max([least_decimals or 0] + [_decimals(value) for value in numbers])
+    filler = " " if least_decimals is None else "0"
     cells = []
     for value in values:
         if not isinstance(value, Decimal):
             cells.append(UNKNOWN if value is None else value)
-        elif least_decimals is not None:
-            cells.append(format(_padded(value, decimals), ",f"))
-        else:
-            missing = decimals - _decimals(value)
-            cells.append(format(_no_negative_zero(value), ",f") + " " * (missing + (missing == decimals > 0)))
+            continue
+        missing = decimals - _decimals(value)
+        point = ("." if filler == "0" else " ") if missing and missing == decimals else ""
+        cells.append(format(_no_negative_zero(value), ",f") + point + filler * missing)
     return cells
 
 
 def _decimals(value: Decimal) -> int:
     return max(0, -int(value.as_tuple().exponent))
-
-
-def _padded(value: Decimal, decimals: int) -> Decimal:
-    """The same number written with `decimals` decimals (only zeros are added: it never has more)."""
-    value = _no_negative_zero(value)
-    return value if _decimals(value) >= decimals else value.quantize(Decimal(1).scaleb(-decimals))
 
 
 def _no_negative_zero(value: Decimal) -> Decimal:
