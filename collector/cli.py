@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream live trades and keep candles, tickers and coin metadata up to date (the container's command)",
         description=(
             "Stream live trades of every configured pair, fill gaps after disconnects and restarts, backfill "
-            "candles and record tickers and coin metadata on start and every backfill.every, and write health "
-            "points. Edits to portfolio.yml take effect without a restart; a bad edit is refused and the "
+            "candles and record tickers and coin metadata on start and every backfill.every, value the holdings "
+            "(hourly history recomputed after each backfill and each edit, live samples every valuation.live_every), "
+            "and write health points. Edits to portfolio.yml take effect without a restart; a bad edit is refused and the "
             "previous configuration kept. SIGTERM flushes the writer and exits within 10 s. While InfluxDB is "
             "unreachable, points wait in the spool directory ($HODLBOARD_SPOOL_DIR, default ./spool)."
         ),
