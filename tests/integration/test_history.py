@@ -1,7 +1,10 @@
 """Hourly valuation history and transaction points in the real influxd: recompute is a diff (figures by hand)."""
 
+from datetime import UTC, datetime
+
 from collector.config import Buckets, parse_config
 from collector.portfolio.history import HistoryRecompute
+from collector.records import Transaction
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
 from tests.integration.valuation_helpers import at, hourly_candles, seed, stored_points, writer
@@ -14,17 +17,33 @@ BTC_SECOND = '    - {date: 2026-01-10T02:00:00Z, kind: buy, quantity: "0.5", pri
 ETH_BUY = '  ETH:\n    - {date: 2026-01-10T01:00:00Z, kind: buy, quantity: "2", price: "%s", note: first}\n'
 
 
-def _recompute(settings, tmp_path, holdings: str):
+def _recompute(settings, tmp_path, holdings: str, written: list | None = None):
+    """One recompute at NOW; what it submits is appended to `written`; flushed before the next run reads."""
     config = parse_config(PAIRS + "holdings:\n" + holdings, "p.yml")
     store, sync = StoredPrices(settings, Buckets(), 3600), PointSync(settings, Buckets())
     try:
-        with writer(
-            settings, tmp_path
-        ) as instance:  # flushed on exit, so the next run reads what this one wrote
-            return HistoryRecompute(config, store, sync, instance.submit).run(now_ns=NOW_NS)
+        with writer(settings, tmp_path) as instance:
+
+            def submit(records):
+                (written if written is not None else []).extend(records)
+                instance.submit(records)
+
+            return HistoryRecompute(config, store, sync, submit).run(now_ns=NOW_NS)
     finally:
         store.close()
         sync.close()
+
+
+def _hours_of(records) -> set:
+    return {
+        (
+            type(r).__name__,
+            getattr(r, "asset", ""),
+            datetime.fromtimestamp(r.time_ns // 10**9, UTC).strftime("%H:%M"),
+        )
+        for r in records
+        if not isinstance(r, Transaction)
+    }
 
 
 def _values(client, org, measurement, field="value"):
@@ -80,8 +99,14 @@ def test_hourly_history_then_edits_rewrite_only_what_they_change(collector_setti
 
     # the ETH lot's price changes: its cost basis changes from 01:00 on, so ETH and portfolio at 01…04
     edited = "  BTC:\n" + BTC_FIRST + BTC_SECOND + ETH_BUY % "2100"
-    third = _recompute(collector_settings, tmp_path, edited)
+    rewritten = []
+    third = _recompute(collector_settings, tmp_path, edited, rewritten)
     assert (third.hours.written, third.hours.deleted) == (8, 0)
+    assert _hours_of(rewritten) == {
+        (kind, asset, hour)
+        for kind, asset in (("Position", "ETH"), ("PortfolioValue", ""))
+        for hour in ("01:00", "02:00", "03:00", "04:00")
+    }
     assert (third.transactions.written, third.transactions.deleted) == (1, 0)
     eth_cost = _values(admin_client, org, "position", "cost_basis")
     assert eth_cost[("ETH", "2026-01-10T01:00:00Z")] == 4200.0  # 2 × 2100
