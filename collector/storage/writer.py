@@ -118,11 +118,11 @@ class Writer:
         self._queue.put((kind, line))
 
     def flush(self, timeout_s: float) -> bool:
-        """Wait until everything submitted before this call is written (or spooled or dropped), so a reader sees
-        it; False if that took longer than `timeout_s`."""
+        """Wait until everything submitted before this call is in InfluxDB (or dropped), so a reader sees it: out of
+        the queue and out of the spool. False if that took longer than `timeout_s`."""
         with self._progress:
             target = self._accepted
-            return self._progress.wait_for(lambda: self._handled >= target, timeout_s)
+            return self._progress.wait_for(lambda: self._handled >= target and not self.spool, timeout_s)
 
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
@@ -202,6 +202,7 @@ class Writer:
                 self.stats.dropped_points += len(lines)
             self.spool.remove(path, len(lines))
             self.stats.spool_points = self.spool.points
+            self._mark_handled(0)  # wakes flush(), which waits for an empty spool
         if not self.spool:
             self._replay_backoff.reset()
             if self._reported:
