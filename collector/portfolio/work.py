@@ -79,6 +79,7 @@ class PortfolioWork:
             store.close()
             sync.close()
         self._report(result.problems)
+        self._timelines = None  # rebuilt by the next sample: a rate missing before may be stored now
         return result
 
     def sample(self) -> Valuation | None:
@@ -97,8 +98,7 @@ class PortfolioWork:
         else:
             timelines, problems = build_timelines(config.holdings, Prices(routes, ClosesAt(self._store)))
             self._report(problems)
-            if not problems:  # a rate that is missing now may be stored after the next backfill
-                self._timelines = (inputs, timelines)
+            self._timelines = (inputs, timelines)
         prices = Prices(routes, LatestPrices(self._store, routes.legs(timelines)))
         valuation = value_at(timelines, prices, time.time_ns(), "live")
         self._report([prices.missing(asset) for asset in valuation.unpriced])
