@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -19,6 +19,10 @@ from collector.config import Config, Pair, config_path, load_config
 from collector.errors import ConfigError, RuntimeFailure
 from collector.exchanges import load_checked_config
 from collector.influx_settings import InfluxSettings
+from collector.portfolio.prices import from_ns
+from collector.portfolio.render import as_json, as_table
+from collector.portfolio.routes import price_sources
+from collector.portfolio.work import value_portfolio
 from collector.service import Collector, RunOptions
 from collector.storage.points import interval_name
 
@@ -93,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream live trades and keep candles, tickers and coin metadata up to date (the container's command)",
         description=(
             "Stream live trades of every configured pair, fill gaps after disconnects and restarts, backfill "
-            "candles and record tickers and coin metadata on start and every backfill.every, and write health "
-            "points. Edits to portfolio.yml take effect without a restart; a bad edit is refused and the "
+            "candles and record tickers and coin metadata on start and every backfill.every, value the holdings "
+            "(hourly history recomputed after each backfill and each edit, live samples every valuation.live_every), "
+            "and write health points. Edits to portfolio.yml take effect without a restart; a bad edit is refused and the "
             "previous configuration kept. SIGTERM flushes the writer and exits within 10 s. While InfluxDB is "
             "unreachable, points wait in the spool directory ($HODLBOARD_SPOOL_DIR, default ./spool)."
         ),
@@ -126,7 +131,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="record tickers and coin metadata now",
         description="Fetch the ticker of every configured pair and the exchanges' coin metadata, and write them.",
     )
+    portfolio = _command(
+        commands,
+        "portfolio",
+        _portfolio,
+        help="value the holdings from the prices stored in InfluxDB: positions, totals, profit and loss",
+        description=(
+            "Value every holding of portfolio.yml in the base currency: quantity, price, value, remaining cost "
+            "basis, unrealized and realized profit/loss and P/L %, per asset and in total. Prices are read from "
+            "InfluxDB (never from an exchange): now, the latest stored trade or candle close; with --at, the "
+            "latest candle closed at or before that time, with the holdings held then. Assets without a price "
+            "are listed and the reason is printed on stderr."
+        ),
+    )
+    portfolio.add_argument(
+        "--at",
+        metavar="TIME",
+        type=_time_argument,
+        help="a past time: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (UTC)",
+    )
+    portfolio.add_argument(
+        "--json", action="store_true", help="print JSON (numbers as exact decimal strings)"
+    )
     return parser
+
+
+def _time_argument(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a time YYYY-MM-DD[THH:MM[:SS]] (UTC), got {text!r}"
+        ) from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment > datetime.now(UTC):
+        raise argparse.ArgumentTypeError(f"{text} is in the future")
+    return moment
 
 
 def _pair_argument(text: str) -> Pair:
@@ -261,6 +301,44 @@ def _check_config(args) -> None:
         f"every {interval_name(backfill.every_s)}"
     )
     print(f"  buckets: live={buckets.live}, history={buckets.history}, meta={buckets.meta}")
+    holdings = config.holdings
+    every = interval_name(int(config.live_valuation_every_s))
+    count = len(holdings.assets)
+    if count:
+        print(
+            f"  holdings: {count} asset{'s' * (count != 1)}, {holdings.cost_basis} cost basis, "
+            f"valued live every {every}"
+        )
+    else:
+        print(
+            "  holdings: none (list them under 'holdings:' to value your portfolio; see portfolio.example.yml)"
+        )
+    for holding in holdings.assets.values():
+        print(f"    {holding.asset}: {holding.describe()}")
+    sources = price_sources(config)
+    if sources:
+        print("  prices (an asset without a source is reported and left unvalued, never valued at 0):")
+        for _, _, line in sources:
+            print(f"    {line}")
+
+
+def _portfolio(args) -> None:
+    path, config = _read_config(args)
+    if not config.holdings.assets:
+        raise ConfigError(
+            f"{path}: no holdings to value: add them under 'holdings:' (see portfolio.example.yml)"
+        )
+    valuation, problems = value_portfolio(InfluxSettings.from_env(), config, args.at)
+    at = args.at or from_ns(valuation.at_ns)
+    if args.json:
+        print(as_json(config.base_currency, at, valuation.positions, valuation.total))
+        for problem in problems:  # stdout stays one JSON document
+            print(f"collector portfolio: {problem}", file=sys.stderr)
+    else:
+        colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        print(
+            as_table(config.base_currency, at, valuation.positions, valuation.total, colour, problems), end=""
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,13 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlparse
 
 import yaml
 
 from collector.errors import ConfigError
+from collector.holdings import Holdings, parse_holdings
 
 CONFIG_ENV_VAR = "HODLBOARD_CONFIG"
 DEFAULT_CONFIG_PATH = Path("portfolio.yml")
@@ -65,15 +67,17 @@ class Config:
     exchanges: dict[str, ExchangeConfig] = field(default_factory=dict)
     backfill: BackfillConfig = field(default_factory=BackfillConfig)
     buckets: Buckets = field(default_factory=Buckets)
+    holdings: Holdings = field(default_factory=Holdings)
+    live_valuation_every_s: float = 10
 
 
 _PAIR = re.compile(r"(?P<base>[A-Z0-9]{2,12})-(?P<quote>[A-Z0-9]{2,12})")
-_DURATION = re.compile(r"(?P<count>[1-9][0-9]*)(?P<unit>[mhdw])")
-_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(?P<count>[1-9][0-9]*)(?P<unit>[smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(text: str) -> int:
-    """`30m`, `1h`, `12h`, `1d` -> seconds."""
+    """`10s`, `30m`, `1h`, `12h`, `1d` -> seconds."""
     match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
     if not match:
         raise ValueError(text)
@@ -115,7 +119,10 @@ def parse_config(
     """Validate everything; `known_exchanges` (the adapter registry's keys) limits `exchanges:`, and
     `candle_steps` (exchange -> the candle intervals it offers, in seconds) limits `backfill.interval`."""
     doc = _Document.parse(text, source)
-    root = doc.mapping((), allowed={"base_currency", "exchanges", "backfill", "influxdb"})
+    root = doc.mapping(
+        (),
+        allowed={"base_currency", "exchanges", "backfill", "influxdb", "cost_basis", "holdings", "valuation"},
+    )
     config = Config()
     if "base_currency" in root:
         config = replace(config, base_currency=doc.currency(("base_currency",)))
@@ -124,6 +131,10 @@ def parse_config(
     if "backfill" in root:
         config = replace(config, backfill=_backfill(doc))
     _check_interval(doc, config, candle_steps or {})
+    if "cost_basis" in root or "holdings" in root:
+        config = replace(config, holdings=parse_holdings(doc, config.base_currency))
+    if "valuation" in root and "live_every" in doc.mapping(("valuation",), allowed={"live_every"}):
+        config = replace(config, live_valuation_every_s=doc.duration(("valuation", "live_every")))
     influx = doc.mapping(("influxdb",), allowed={"buckets"}) if "influxdb" in root else {}
     if "buckets" in influx:
         names = doc.mapping(("influxdb", "buckets"), allowed={"live", "history", "meta"})
@@ -188,9 +199,10 @@ def _duration_name(seconds: int) -> str:
 class _Document:
     """A parsed YAML document that remembers the line of every key, for error messages."""
 
-    def __init__(self, data, lines: dict[tuple, int], source: str):
+    def __init__(self, data, lines: dict[tuple, int], texts: dict[tuple, str], source: str):
         self.data = data
         self.lines = lines
+        self.texts = texts  # each scalar as written, so a bare 0.1 can be read as an exact decimal
         self.source = source
 
     @classmethod
@@ -203,8 +215,13 @@ class _Document:
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
         lines: dict[tuple, int] = {}
-        data = _to_python(node, (), lines) if node is not None else {}
-        return cls(data, lines, source)
+        texts: dict[tuple, str] = {}
+        try:
+            data = _to_python(node, (), lines, texts) if node is not None else {}
+        except _DuplicateKey as dup:
+            where = f"{source}:{dup.line}: {_key_name(dup.path)}"
+            raise ConfigError(f"{where}: given twice (first on line {dup.first_line}); keep one") from None
+        return cls(data, lines, texts, source)
 
     def get(self, path: tuple):
         value = self.data
@@ -212,10 +229,14 @@ class _Document:
             value = value[key]
         return value
 
-    def fail(self, path: tuple, expected: str):
-        line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), 1)
-        key = _key_name(path) or "(top level)"
-        raise ConfigError(f"{self.source}:{line}: {key}: expected {expected}, got {self.get(path)!r}")
+    def line(self, path: tuple) -> int:
+        return next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), 1)
+
+    def error(self, path: tuple, message: str) -> NoReturn:
+        raise ConfigError(f"{self.source}:{self.line(path)}: {_key_name(path) or '(top level)'}: {message}")
+
+    def fail(self, path: tuple, expected: str) -> NoReturn:
+        self.error(path, f"expected {expected}, got {self.get(path)!r}")
 
     def mapping(self, path: tuple, allowed: set[str] | None) -> dict:
         value = self.get(path)
@@ -286,19 +307,30 @@ def _key_name(path: tuple) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
 
 
-def _to_python(node, path: tuple, lines: dict[tuple, int]):
+class _DuplicateKey(Exception):
+    def __init__(self, path: tuple, first_line: int, line: int):
+        self.path, self.first_line, self.line = path, first_line, line
+
+
+def _to_python(node, path: tuple, lines: dict[tuple, int], texts: dict[tuple, str]):
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node)
-            result[key] = _to_python(value_node, path + (key,), lines)
+            if key in result:  # YAML would keep the last silently: a second BTC block would hide the first
+                raise _DuplicateKey(path + (key,), lines[path + (key,)], key_node.start_mark.line + 1)
+            result[key] = _to_python(value_node, path + (key,), lines, texts)
             lines[path + (key,)] = key_node.start_mark.line + 1  # the key's line, not its value's
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, path + (index,), lines) for index, item in enumerate(node.value)]
+        return [_to_python(item, path + (index,), lines, texts) for index, item in enumerate(node.value)]
+    texts[path] = node.value
     return _scalar(node)
 
 
 def _scalar(node):
-    return yaml.SafeLoader("").construct_object(node, deep=True)
+    try:
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+    except ValueError:  # shaped like a date but none (2026-02-30): the text, which the key's check then names
+        return node.value

@@ -101,7 +101,7 @@ class PortfolioValue:
 
     time_ns: int
     bucket: str
-    value: Decimal
+    value: Decimal | None  # None when no position has a price
     cost_basis: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     realized_pnl: Decimal | None = None

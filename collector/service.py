@@ -15,6 +15,8 @@ from collector.exchanges.base import Exchange, MessageError
 from collector.health import ExchangeHealth
 from collector.http import HttpClient, HttpError
 from collector.influx_settings import InfluxSettings
+from collector.portfolio.history import Interrupted
+from collector.portfolio.work import PortfolioWork
 from collector.stop import Stopped, StopSignal
 from collector.storage.reader import Reader
 from collector.storage.spool import Spool
@@ -31,6 +33,7 @@ class RunOptions:
     alive_file: Path | None = None  # the writer's heartbeat, judged by `collector healthcheck`
     shutdown_s: float = 8.0  # SIGTERM to exit stays under 10 s: producers stop, then the writer flushes
     producers_stop_s: float = 1.5  # a stop ends every network wait at once; this bounds the rest
+    flush_before_recompute_s: float = 30.0  # candles just backfilled must be stored before history reads them
     writer: WriterOptions = WriterOptions()
     stream: StreamOptions = StreamOptions()
 
@@ -61,6 +64,8 @@ class Collector:
         self.options = options
         self.writer = Writer(settings, config.buckets, Spool(spool_dir), options.writer, options.alive_file)
         self.reader = Reader(settings, config.buckets)
+        self.portfolio = PortfolioWork(settings, config, self.writer.submit)
+        self._history_lock = asyncio.Lock()
         self.exchanges: dict[str, ExchangeRuntime] = {}
         self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
         self._tasks: set[asyncio.Task] = set()
@@ -151,7 +156,7 @@ class Collector:
         try:
             for exchange in self.config.exchanges.values():
                 await self._start_exchange(exchange)
-            for task in (self._schedule, self._health, self._watch_config):
+            for task in (self._schedule, self._health, self._watch_config, self._live_valuation):
                 self._spawn(task())
             await stop.wait()
             log.info("stopping: flushing what was accepted")
@@ -220,6 +225,7 @@ class Collector:
         """Producers first (streams, gap fills, backfill, tickers), then the writer flushes what they gave it."""
         started = time.monotonic()
         self.stop.set()  # every wait on an exchange ends now
+        self.portfolio.stop.set()  # a recompute thread ends at its next step
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -228,6 +234,7 @@ class Collector:
         remaining = max(1.0, self.options.shutdown_s - (time.monotonic() - started))
         await asyncio.to_thread(self.writer.close, remaining)
         self.reader.close()
+        self.portfolio.close()
 
     async def _schedule(self) -> None:
         """Reference data and backfill on start, then every `backfill.every`."""
@@ -260,6 +267,32 @@ class Collector:
                 result.requests,
                 f" ({result.detail})" if result.detail else "",
             )
+        await self._recompute_history()
+
+    # --- portfolio valuation ------------------------------------------------------------------------------
+
+    async def _recompute_history(self) -> None:
+        """Hourly history and transaction points brought in line with the holdings and the stored candles."""
+        async with self._history_lock:  # one at a time; a later request runs after the current one
+            try:
+                if not await asyncio.to_thread(self.writer.flush, self.options.flush_before_recompute_s):
+                    log.warning("portfolio: recomputing before every backfilled candle is stored")
+                await asyncio.to_thread(self.portfolio.recompute)
+                self.portfolio.succeeded("history recompute")
+            except Interrupted:
+                log.info("portfolio history recompute stopped")
+            except Exception:  # noqa: BLE001 - counted and logged; the next backfill or edit tries again
+                self.portfolio.failed("history recompute")
+
+    async def _live_valuation(self) -> None:
+        """A `position`/`portfolio` sample in the live bucket every `valuation.live_every`."""
+        while True:
+            try:
+                await asyncio.to_thread(self.portfolio.sample)
+                self.portfolio.succeeded("live sample")
+            except Exception:  # noqa: BLE001 - counted and logged; the next sample tries again
+                self.portfolio.failed("live sample")
+            await asyncio.sleep(self.config.live_valuation_every_s)
 
     async def _health(self) -> None:
         while True:
@@ -267,6 +300,8 @@ class Collector:
             writer = self.writer.stats.health()
             for name, runtime in self.exchanges.items():
                 self.writer.submit_health(name, runtime.health.counters() | writer)
+            if self.config.holdings.assets:
+                self.writer.submit_health("portfolio", {"errors": self.portfolio.errors})
 
     # --- hot reload -------------------------------------------------------------------------------------------
 
@@ -318,6 +353,8 @@ class Collector:
                 )
             if added:
                 self._spawn(self._refresh(runtime, added))
+        if self.portfolio.configure(self.config):
+            self._spawn(self._recompute_history())
         log.info("configuration reloaded from %s", self.config_path)
 
 

@@ -173,7 +173,10 @@ def seed(settings: InfluxSettings, buckets: Buckets, spool_dir: Path, now: int |
         writer.submit(records(now))
     for line in health_lines(now):
         writer.submit_line("live", line)
-    writer.close(timeout_s=300)
+    assert writer.flush(300), (
+        "the seed was not stored within 5 minutes"
+    )  # beyond the queue bound it goes via the spool
+    writer.close(timeout_s=30)
     stats = writer.stats
     assert stats.write_errors == 0 and stats.dropped_points == 0 and stats.spool_points == 0, stats
     return now

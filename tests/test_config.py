@@ -29,7 +29,8 @@ def test_example_file_is_valid():
     [
         (
             "influx:\n  x: 1\n",
-            "p.yml:1: influx: unknown key; expected one of backfill, base_currency, exchanges, influxdb",
+            "p.yml:1: influx: unknown key; expected one of backfill, base_currency, cost_basis, exchanges, holdings, "
+            "influxdb, valuation",
         ),
         (
             "# comment\ninfluxdb:\n  buckets:\n    lve: x\n",
@@ -124,6 +125,10 @@ def test_full_configuration():
             ("since: 2021-03-04", "since: 04.03.2021"),
             "p.yml:10: backfill.since: expected a date written YYYY-MM-DD",
         ),
+        (
+            ("since: 2021-03-04", "since: 2021-02-30"),
+            "p.yml:10: backfill.since: expected a date written YYYY-MM-DD, got '2021-02-30'",
+        ),
         (("base_currency: EUR", "base_currency: eur"), "p.yml:1: base_currency: expected a currency code"),
         (
             ("  every: 6h", "  evry: 6h"),
@@ -139,7 +144,8 @@ def test_bad_lines_are_named(change, message):
 
 
 def test_durations():
-    assert [parse_duration(text) for text in ("1m", "30m", "1h", "12h", "1d", "1w")] == [
+    assert [parse_duration(text) for text in ("10s", "1m", "30m", "1h", "12h", "1d", "1w")] == [
+        10,
         60,
         1800,
         3600,

@@ -2,6 +2,7 @@
 
 import hashlib
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 
 from influxdb_client import Point, WritePrecision
@@ -70,29 +71,48 @@ def asset_point(asset: Asset) -> Point:
     return point.time(asset.time_ns, WritePrecision.NS)
 
 
-def transaction_point(transaction: Transaction) -> Point:
-    point = Point("transaction").tag("asset", transaction.asset).tag("kind", transaction.kind)
-    point.field("quantity", float(transaction.quantity))
-    _optional_fields(point, transaction, ("price", "fee"))
-    for name in ("currency", "note"):
-        value = getattr(transaction, name)
-        if value is not None:
-            point.field(name, value)
-    return point.time(transaction.time_ns, WritePrecision.NS)
+@dataclass(frozen=True)
+class PointParts:
+    """A valuation point before it becomes line protocol: what recompute compares with what is stored."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[str, float | str], ...]  # sorted by name; unknown figures are absent
+    time_ns: int
+
+    @property
+    def key(self) -> tuple:
+        return self.measurement, self.tags, self.time_ns
 
 
 POSITION_FIELDS = ("quantity", "price", "value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct")
 PORTFOLIO_FIELDS = ("value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct")
 
 
-def position_point(position: Position) -> Point:
-    point = Point("position").tag("asset", position.asset)
-    return _optional_fields(point, position, POSITION_FIELDS).time(position.time_ns, WritePrecision.NS)
+def valuation_parts(record: Transaction | Position | PortfolioValue) -> PointParts:
+    if isinstance(record, Transaction):
+        measurement, tags = "transaction", (("asset", record.asset), ("kind", record.kind))
+        names = ("quantity", "price", "fee", "currency", "note")
+    elif isinstance(record, Position):
+        measurement, tags, names = "position", (("asset", record.asset),), POSITION_FIELDS
+    else:
+        measurement, tags, names = "portfolio", (), PORTFOLIO_FIELDS
+    fields = []
+    for name in sorted(names):
+        value = getattr(record, name)
+        if value is not None:  # an unknown figure is left out, never written as 0
+            fields.append((name, float(value) if isinstance(value, Decimal) else value))
+    return PointParts(measurement, tags, tuple(fields), record.time_ns)
 
 
-def portfolio_point(portfolio: PortfolioValue) -> Point:
-    point = _optional_fields(Point("portfolio"), portfolio, PORTFOLIO_FIELDS)
-    return point.time(portfolio.time_ns, WritePrecision.NS)
+def valuation_point(record: Transaction | Position | PortfolioValue) -> Point:
+    parts = valuation_parts(record)
+    point = Point(parts.measurement)
+    for name, value in parts.tags:
+        point.tag(name, value)
+    for name, value in parts.fields:
+        point.field(name, value)
+    return point.time(parts.time_ns, WritePrecision.NS)
 
 
 def _optional_fields(point: Point, record, names: tuple[str, ...]) -> Point:
@@ -128,9 +148,9 @@ POINT_OF = {
     Candle: candle_point,
     Ticker: ticker_point,
     Asset: asset_point,
-    Transaction: transaction_point,
-    Position: position_point,
-    PortfolioValue: portfolio_point,
+    Transaction: valuation_point,
+    Position: valuation_point,
+    PortfolioValue: valuation_point,
 }
 
 

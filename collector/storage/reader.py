@@ -32,6 +32,12 @@ def flux_string(value: str) -> str:
     return f'"{escaped}"'
 
 
+def rfc3339_ns(ns: int) -> str:
+    """An RFC 3339 time with nanoseconds, as Flux's time() and the delete API read it."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
+
+
 def flux_query(template: str, **values: str) -> str:
     return template.format(**{key: flux_string(value) for key, value in values.items()})
 

@@ -106,6 +106,9 @@ class Writer:
         self._progress = time.time()
         self._beat_at = 0.0
         self._heartbeat_error: OSError | None = None
+        self._rounds = 0  # rounds of the writer loop completed, and whether the last ended idle: for flush()
+        self._idle = False
+        self._round_done = threading.Condition()
 
     # --- called from any thread -----------------------------------------------------------------------
 
@@ -126,6 +129,18 @@ class Writer:
         """A point already in line protocol, for bucket `kind` (live, history or meta)."""
         self._inbox.put([(kind, line)], records=False)
 
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything submitted before this call is in InfluxDB (or dropped), so a reader sees it: out of
+        the queue and out of the spool. False if that took longer than `timeout_s` or the writer is closing."""
+        with self._round_done:
+            start = self._rounds
+            # the round in progress now may have begun before the call; a round begun after it that ends with
+            # nothing in memory and nothing in the spool has delivered everything submitted before the call
+            done = self._round_done.wait_for(
+                lambda: self._closing.is_set() or (self._rounds >= start + 2 and self._idle), timeout_s
+            )
+            return done and not self._closing.is_set()
+
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
 
@@ -133,6 +148,8 @@ class Writer:
         """Write or spool everything accepted, within `timeout_s`, then stop."""
         self._deadline = time.monotonic() + timeout_s
         self._closing.set()
+        with self._round_done:
+            self._round_done.notify_all()  # a flush() waiting now returns: nothing more will be replayed
         if self._thread.ident is not None:
             self._thread.join(timeout_s)
         if self._thread.is_alive():
@@ -200,6 +217,13 @@ class Writer:
             self.stats.spool_points = self.spool.points  # producers may have spilled into it too
             self._set_state(heartbeat.RUNNING)
             self._beat()
+            self._end_round()
+
+    def _end_round(self) -> None:
+        with self._round_done:
+            self._rounds += 1
+            self._idle = not self._inbox and not self._in_flight and not self.spool
+            self._round_done.notify_all()
 
     def _collect(self, closing: bool) -> dict[str, list[str]]:
         wait = 0.0 if closing else self.options.flush_interval_s

@@ -16,7 +16,7 @@ from tests.integration.harness import (
     wait_for,
     write_config,
 )
-from tests.replay.bitstamp import synthetic_candle
+from tests.replay.bitstamp import SAMPLE_TICKER, synthetic_candle
 from tests.replay.hanging import HangingServer
 
 HOUR = 3600
@@ -128,5 +128,5 @@ def test_a_one_shot_command_beside_run_gets_its_own_spool_and_every_point_arrive
     for row, open_s in zip(candles, opens, strict=True):
         assert row["close"] == float(synthetic_candle("ethusd", open_s)["close"])
     tickers = stored_rows(admin_client, org, "crypto_meta", "ticker", "ETH-USD")
-    assert [row["last"] for row in tickers] == [37012.34]
+    assert [row["last"] for row in tickers] == [float(SAMPLE_TICKER["last"])]
     assert not list((spool / "guests").iterdir())

@@ -1,0 +1,135 @@
+"""Hourly valuation history and transaction points, recomputed as a diff against what is stored.
+
+Every whole hour T from the first transaction to now gets a `position` point per asset held at T and a `portfolio`
+point, valued with the holdings held at T and the price at T (the close of the latest candle closed by T). The span
+is processed a month at a time (one price query per market and month, one read of the stored points), so memory
+stays flat however long the history is. Only points that differ are written; stored points that are no longer
+computed (a removed lot or asset, an earlier start) are deleted. A second run writes and deletes nothing.
+"""
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from collector.config import Config
+from collector.portfolio.prices import NS, ClosesAt, CloseSeries, Prices, to_ns
+from collector.portfolio.routes import PriceRoutes
+from collector.portfolio.valuation import build_timelines, has_figures, value_at
+from collector.records import Transaction
+from collector.storage.prices import StoredPrices
+from collector.storage.sync import PointSync, SyncResult
+
+log = logging.getLogger(__name__)
+
+HOUR_NS = 3600 * NS
+WINDOW_NS = 30 * 24 * HOUR_NS
+FOREVER_NS = 7_000_000_000 * NS  # year 2191: past any transaction date
+VALUATIONS = ("position", "portfolio")
+
+
+class Interrupted(Exception):
+    """A stop arrived between two steps of a recompute."""
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    hours: SyncResult = SyncResult()
+    transactions: SyncResult = SyncResult()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def written(self) -> int:
+        return self.hours.written + self.transactions.written
+
+    @property
+    def deleted(self) -> int:
+        return self.hours.deleted + self.transactions.deleted
+
+
+def transaction_records(config: Config) -> list[Transaction]:
+    """One point per holdings line; lines of one asset and kind at the same moment are a nanosecond apart, in file
+    order, so two buys on the same date are two points."""
+    seen: Counter = Counter()
+    records = []
+    for asset, holding in sorted(config.holdings.assets.items()):
+        for line in holding.transactions:
+            moment = to_ns(line.time)
+            key = (asset, line.kind, moment)
+            records.append(
+                Transaction(
+                    asset=asset,
+                    kind=line.kind,
+                    time_ns=moment + seen[key],
+                    quantity=line.quantity,
+                    price=line.price,
+                    fee=line.fee,
+                    currency=line.currency,
+                    note=line.note,
+                )
+            )
+            seen[key] += 1
+    return records
+
+
+class HistoryRecompute:
+    """Brings the stored hourly history and transaction points in line with the configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: StoredPrices,
+        sync: PointSync,
+        submit,
+        stop: threading.Event | None = None,
+    ):
+        self.config = config
+        self.store = store
+        self.sync = sync
+        self.submit = submit
+        self.stop = stop or threading.Event()
+
+    def run(self, now_ns: int | None = None) -> HistoryResult:
+        started = time.monotonic()
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        routes = PriceRoutes(self.config)
+        timelines, problems = build_timelines(self.config.holdings, Prices(routes, ClosesAt(self.store)))
+        transactions = self.sync.sync(
+            "meta", ("transaction",), transaction_records(self.config), 0, FOREVER_NS, self.submit
+        )
+        firsts = [line.first_ns for line in timelines.values() if line.first_ns is not None]
+        # the first whole hour at or after the first transaction
+        start = -(-min(firsts) // HOUR_NS) * HOUR_NS if firsts else None
+        stop = now_ns - now_ns % HOUR_NS + HOUR_NS  # up to the current whole hour, included
+        # stored points before the (new) first hour are stale too: the span starts at the earliest of both
+        known = [t for t in (start, self.sync.first_ns("history", VALUATIONS)) if t is not None]
+        hours = SyncResult()
+        if known:
+            begin = min(known) - min(known) % HOUR_NS
+            series = CloseSeries(self.store, routes.legs(timelines))
+            prices = Prices(routes, series)
+            for window in range(begin, stop, WINDOW_NS):
+                if self.stop.is_set():
+                    raise Interrupted
+                window_stop = min(window + WINDOW_NS, stop)
+                series.load(window, window_stop)
+                records = []
+                first_hour = max(window, start) if start is not None else window_stop
+                for hour in range(first_hour, window_stop, HOUR_NS):
+                    valuation = value_at(timelines, prices, hour, "history")
+                    records.extend(valuation.positions)
+                    if has_figures(valuation.total):
+                        records.append(valuation.total)
+                hours += self.sync.sync("history", VALUATIONS, records, window, window_stop, self.submit)
+        result = HistoryResult(hours, transactions, tuple(problems))
+        log.info(
+            "portfolio history recomputed in %.1f s: %d hourly points written, %d deleted; %d transaction points "
+            "written, %d deleted",
+            time.monotonic() - started,
+            hours.written,
+            hours.deleted,
+            transactions.written,
+            transactions.deleted,
+        )
+        return result

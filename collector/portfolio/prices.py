@@ -1,0 +1,120 @@
+"""Prices and FX for valuation, read from what the collector stored (never from an exchange).
+
+`Prices` answers "what is one unit of X worth in the base currency at time t" along a route (routes.py), with the
+price of each leg taken from one of three lookups:
+- `ClosesAt`: the latest candle close at or before t, one query per leg and moment (`collector portfolio --at`,
+  and the rates of lots bought in another currency);
+- `CloseSeries`: the same figure for every hour of a span, from one query per leg and span (hourly history);
+- `LatestPrices`: the most recent of the latest trade and the latest close (live samples, `collector portfolio`).
+"""
+
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from collector.portfolio.ledger import PriceUnavailable
+from collector.portfolio.routes import Leg, PriceRoutes, Route
+from collector.storage.prices import StoredPrices
+
+NS = 1_000_000_000
+
+LegPrice = Callable[[Leg, int], Decimal | None]
+
+
+def to_ns(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * NS + delta.microseconds * 1000
+
+
+def from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // NS, UTC).replace(microsecond=ns % NS // 1000)
+
+
+class Prices:
+    """Asset prices and currency rates in the base currency; also the ledger's `Pricing`."""
+
+    def __init__(self, routes: PriceRoutes, leg_price: LegPrice):
+        self.routes = routes
+        self.leg_price = leg_price
+        self._routes: dict[str, Route | None] = {}
+
+    def route(self, asset: str) -> Route | None:
+        if asset not in self._routes:
+            self._routes[asset] = self.routes.route(asset)
+        return self._routes[asset]
+
+    def price(self, asset: str, at_ns: int) -> Decimal | None:
+        route = self.route(asset)
+        return route.price([self.leg_price(leg, at_ns) for leg in route.legs]) if route else None
+
+    def to_base(self, amount: Decimal, currency: str, at: datetime) -> Decimal:
+        rate = self.price(currency, to_ns(at))
+        if rate is None:
+            raise PriceUnavailable(self.missing(currency, at))
+        return amount * rate
+
+    def market_price(self, asset: str, at: datetime) -> Decimal | None:
+        return self.price(asset, to_ns(at))
+
+    def missing(self, asset: str, at: datetime | None = None) -> str:
+        """Why `asset` has no price at `at` (None: now)."""
+        route = self.route(asset)
+        if route is None:
+            return self.routes.missing_message(asset)
+        when = f" at or before {at:%Y-%m-%d %H:%M} UTC" if at else ""
+        return f"{asset}: no stored {route.describe()} price{when} (run a backfill)"
+
+
+class ClosesAt:
+    """The latest close at or before a moment, one query each, remembered."""
+
+    def __init__(self, store: StoredPrices):
+        self.store = store
+        self._cache: dict[tuple[Leg, int], Decimal | None] = {}
+
+    def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
+        key = (leg, at_ns)
+        if key not in self._cache:
+            found = self.store.close_at(leg.exchange, leg.pair, at_ns)
+            self._cache[key] = found[1] if found else None
+        return self._cache[key]
+
+
+class CloseSeries:
+    """Closes of a span loaded in one query per leg; spans are loaded in time order, each carrying on the last."""
+
+    def __init__(self, store: StoredPrices, legs: Iterable[Leg]):
+        self.store = store
+        self.legs = tuple(legs)
+        self._series: dict[Leg, tuple[list[int], list[Decimal]]] = {}
+        self._carry: dict[Leg, tuple[int, Decimal] | None] = {}
+
+    def load(self, start_ns: int, stop_ns: int) -> None:
+        for leg in self.legs:
+            seed = (
+                self._carry[leg]
+                if leg in self._carry
+                else self.store.close_at(leg.exchange, leg.pair, start_ns - 1)
+            )
+            rows = ([seed] if seed else []) + self.store.closes(leg.exchange, leg.pair, start_ns, stop_ns)
+            self._series[leg] = ([time for time, _ in rows], [price for _, price in rows])
+            self._carry[leg] = rows[-1] if rows else None
+
+    def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
+        times, prices = self._series[leg]
+        index = bisect_right(times, at_ns) - 1
+        return prices[index] if index >= 0 else None
+
+
+class LatestPrices:
+    """The newest stored price of each leg (latest trade or latest close, whichever is more recent)."""
+
+    def __init__(self, store: StoredPrices, legs: Iterable[Leg]):
+        self._latest: dict[tuple[str, object], Decimal] = {}
+        for exchange in sorted({leg.exchange for leg in legs}):
+            for pair, (_, price) in store.latest(exchange).items():
+                self._latest[(exchange, pair)] = price
+
+    def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
+        return self._latest.get((leg.exchange, leg.pair))

@@ -1,0 +1,135 @@
+"""Prices read back from InfluxDB for valuation: candle closes (history, `--at`) and the latest trades (live).
+
+A candle's close is the price at the candle's *close* time (open time + interval), so the price at a moment t is the
+close of the latest candle that had closed by t: a candle still open at t is never used.
+"""
+
+from decimal import Decimal
+
+import urllib3
+from influxdb_client.rest import ApiException
+
+from collector.config import Buckets, Pair
+from collector.errors import RuntimeFailure
+from collector.influx_settings import InfluxSettings, api_error_message
+from collector.storage.points import interval_name
+from collector.storage.reader import flux_query, rfc3339_ns
+
+NS = 1_000_000_000
+
+CLOSES = """
+from(bucket: {bucket})
+  |> range(start: time(v: {start}), stop: time(v: {stop}))
+  |> filter(fn: (r) => r._measurement == "candle" and r._field == "close")
+  |> filter(fn: (r) => r.exchange == {exchange} and r.pair == {pair} and r.interval == {interval})
+  |> keep(columns: ["_time", "_value"])
+  |> sort(columns: ["_time"])
+"""
+
+LAST_CLOSE = """
+from(bucket: {bucket})
+  |> range(start: 0, stop: time(v: {stop}))
+  |> filter(fn: (r) => r._measurement == "candle" and r._field == "close")
+  |> filter(fn: (r) => r.exchange == {exchange} and r.pair == {pair} and r.interval == {interval})
+  |> last()
+"""
+
+# one table per series (pair, and side for trades): last() is pushed down to the storage engine
+LAST_CLOSES = """
+from(bucket: {bucket})
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "candle" and r._field == "close")
+  |> filter(fn: (r) => r.exchange == {exchange} and r.interval == {interval})
+  |> last()
+"""
+
+LAST_TRADES = """
+from(bucket: {bucket})
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "trade" and r._field == "price" and r.exchange == {exchange})
+  |> last()
+"""
+
+
+def decimal_from_float(value: float) -> Decimal:
+    """The shortest decimal that round-trips the stored float: the exchange's own string for a price like 30000.01."""
+    exact = Decimal(repr(float(value)))
+    text = format(exact, "f")
+    return Decimal(text[:-2] if text.endswith(".0") else text)
+
+
+class StoredPrices:
+    """Candle closes and trade prices of one exchange's pairs, as stored (only `storage/` knows InfluxDB)."""
+
+    def __init__(self, settings: InfluxSettings, buckets: Buckets, interval_s: int, timeout_s: float = 30):
+        self.url = settings.url
+        self.buckets = buckets
+        self.interval_s = interval_s
+        self._client = settings.client(timeout_s)
+        self._query = self._client.query_api()
+
+    def closes(self, exchange: str, pair: Pair, start_ns: int, stop_ns: int) -> list[tuple[int, Decimal]]:
+        """(close time ns, close) of every candle that closed in [start, stop), oldest first."""
+        interval_ns = self.interval_s * NS
+        query = self._flux(
+            CLOSES,
+            start=rfc3339_ns(start_ns - interval_ns),
+            stop=rfc3339_ns(stop_ns - interval_ns),
+            exchange=exchange,
+            pair=str(pair),
+        )
+        return [
+            (_ns(record) + interval_ns, decimal_from_float(record.get_value()))
+            for record in self._rows(query)
+        ]
+
+    def close_at(self, exchange: str, pair: Pair, at_ns: int) -> tuple[int, Decimal] | None:
+        """(close time ns, close) of the latest candle closed at or before `at`, or None."""
+        interval_ns = self.interval_s * NS
+        query = self._flux(
+            LAST_CLOSE, stop=rfc3339_ns(at_ns - interval_ns + 1), exchange=exchange, pair=str(pair)
+        )
+        rows = [
+            (_ns(record) + interval_ns, decimal_from_float(record.get_value()))
+            for record in self._rows(query)
+        ]
+        return max(rows) if rows else None
+
+    def latest(self, exchange: str) -> dict[Pair, tuple[int, Decimal]]:
+        """Per pair: the most recent of its latest trade and its latest candle close, as (time ns, price)."""
+        interval_ns = self.interval_s * NS
+        found: dict[Pair, tuple[int, Decimal]] = {}
+        closes = self._flux(LAST_CLOSES, exchange=exchange)
+        trades = flux_query(LAST_TRADES, bucket=self.buckets.live, exchange=exchange)
+        for query, shift_ns in ((closes, interval_ns), (trades, 0)):
+            for record in self._rows(query):
+                pair = Pair.parse(record.values["pair"])
+                candidate = (_ns(record) + shift_ns, decimal_from_float(record.get_value()))
+                if pair not in found or candidate[0] > found[pair][0]:
+                    found[pair] = candidate
+        return found
+
+    def _flux(self, template: str, **values: str) -> str:
+        return flux_query(
+            template, bucket=self.buckets.history, interval=interval_name(self.interval_s), **values
+        )
+
+    def _rows(self, query: str):
+        try:
+            return [record for table in self._query.query(query) for record in table]
+        except ApiException as exc:
+            raise RuntimeFailure(
+                f"cannot read prices from InfluxDB: HTTP {exc.status} {api_error_message(exc)}"
+            ) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RuntimeFailure(
+                f"cannot read prices from InfluxDB at {self.url}: {exc.__class__.__name__}"
+            ) from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _ns(record) -> int:
+    moment = record.get_time()
+    return int(moment.timestamp()) * NS + moment.microsecond * 1000

@@ -1,0 +1,155 @@
+"""The running collector values the holdings: hourly history after its backfill, live samples, recompute on an edit."""
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from collector.config import Buckets, parse_config
+from collector.portfolio.history import HistoryRecompute, Interrupted
+from collector.storage.prices import StoredPrices
+from collector.storage.sync import PointSync
+from tests.integration.harness import running, wait_for, write_config
+from tests.integration.valuation_helpers import stored_points
+from tests.replay.bitstamp import synthetic_candle
+
+HOUR = 3600
+
+
+def _holdings(quantity: str, since_s: int) -> str:
+    day = datetime.fromtimestamp(since_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"holdings:\n  BTC:\n    - {{date: {day}, kind: buy, quantity: '{quantity}', price: '1000'}}\n"
+        "valuation:\n  live_every: 1s\n"
+    )
+
+
+def _hourly_values(quantity: str, first_hour: int, last_hour: int) -> dict:
+    """quantity × the close of the candle that closed at each hour (the replay's candles are deterministic)."""
+    return {
+        ("BTC", datetime.fromtimestamp(hour, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")): float(
+            Decimal(quantity) * Decimal(synthetic_candle("btcusd", hour - HOUR)["close"])
+        )
+        for hour in range(first_hour, last_hour + HOUR, HOUR)
+    }
+
+
+def test_history_after_backfill_live_samples_and_recompute_on_an_edit(
+    collector_settings, admin_client, replay, tmp_path
+):
+    org = collector_settings.org
+    # the expected hours are fixed below: start clear of an hour's turn (a condition, not a synchronisation)
+    wait_for(lambda: time.time() % HOUR < HOUR - 60, timeout=65, what="not the last minute of an hour")
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 6 * HOUR
+    bought = now_hour - 4 * HOUR
+    path = tmp_path / "portfolio.yml"
+    config = write_config(path, replay, extra=_holdings("2", bought))
+    expected = _hourly_values("2", bought, now_hour)  # from the buy to the current hour
+
+    def history_values():
+        return {
+            key: fields.get("value") for key, fields in stored_points(admin_client, org, "position").items()
+        }
+
+    with running(path, config, collector_settings, tmp_path / "spool") as runner:
+        wait_for(lambda: history_values() == expected, what="hourly history after the backfill")
+        transactions = stored_points(admin_client, org, "transaction", bucket="crypto_meta")
+        assert list(transactions.values()) == [
+            {"quantity": 2.0, "price": 1000.0, "fee": 0.0, "currency": "USD"}
+        ]
+
+        replay.wait_subscribed("btcusd")
+        replay.publish("btcusd", "45678.90")
+
+        def live_sample():
+            points = stored_points(admin_client, org, "position", bucket="crypto_live")
+            return [fields for fields in points.values() if fields.get("price") == 45678.9]
+
+        sample = wait_for(live_sample, what="a live sample at the traded price")[0]
+        assert sample["value"] == 91357.8  # 2 × 45678.90
+        assert sample["cost_basis"] == 2000.0 and sample["unrealized_pnl"] == 89357.8
+        portfolio = stored_points(admin_client, org, "portfolio", bucket="crypto_live")
+        assert any(fields.get("value") == 91357.8 for fields in portfolio.values())
+
+        # an edit of the holdings recomputes the history: 3 BTC from one hour later; the earlier hour is deleted
+        write_config(path, replay, extra=_holdings("3", bought + HOUR))
+        edited = {
+            key: value / 2 * 3
+            for key, value in expected.items()
+            if key[1] != min(time for _, time in expected)
+        }
+        wait_for(lambda: history_values() == edited, what="history recomputed after the edit")
+        assert runner.collector.portfolio.errors == 0
+        assert runner.stop() < 10
+
+
+def test_valuation_errors_are_counted_and_the_service_keeps_going(
+    collector_settings,
+    admin_client,
+    replay,
+    tmp_path,
+    outage,
+    caplog,
+):
+    caplog.set_level(logging.INFO, logger="collector.portfolio.work")
+    org = collector_settings.org
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 3 * HOUR
+    path = tmp_path / "portfolio.yml"
+    config = write_config(path, replay, extra=_holdings("2", now_hour - 2 * HOUR))
+    with running(path, config, collector_settings, tmp_path / "spool") as runner:
+        portfolio = runner.collector.portfolio
+        wait_for(
+            lambda: stored_points(admin_client, org, "position", bucket="crypto_live"), what="a live sample"
+        )
+        outage.stop()
+        wait_for(lambda: portfolio.errors >= 2, what="failed live samples counted")
+        assert caplog.text.count("portfolio live sample failed") == 1  # logged once, then counted
+        outage.start()
+        wait_for(lambda: "portfolio live sample works again" in caplog.text, timeout=30, what="recovery")
+        replay.publish("btcusd", "50000.25")
+        wait_for(
+            lambda: any(
+                fields.get("value") == 100000.5  # 2 × 50000.25, sampled after the outage
+                for fields in stored_points(admin_client, org, "position", bucket="crypto_live").values()
+            ),
+            what="a live sample after the outage",
+        )
+        health = 'from(bucket: "crypto_live") |> range(start: 0) |> filter(fn: (r) => r._measurement == "collector"'
+        health += ' and r.exchange == "portfolio" and r._field == "errors")'
+
+        def errors_in_health_points():
+            tables = admin_client.query_api().query(health, org=org)
+            return max((record.get_value() for table in tables for record in table), default=0)
+
+        wait_for(lambda: errors_in_health_points() >= 2, what="the error count in the collector measurement")
+        assert runner.stop() < 10
+
+
+def test_a_stop_interrupts_a_recompute_between_windows(collector_settings, tmp_path):
+    config = parse_config(
+        "exchanges:\n  bitstamp:\n    pairs: [BTC-USD]\n"
+        "holdings:\n  BTC:\n    - {date: 2025-01-01, kind: buy, quantity: '1', price: '1000'}\n",
+        "p.yml",
+    )
+    stop = threading.Event()
+    submitted = []
+
+    def submit(records):
+        submitted.extend(records)
+        if any(record.__class__.__name__ == "Position" for record in records):
+            stop.set()  # the service's shutdown arrives while the first month is being written
+
+    store, sync = StoredPrices(collector_settings, Buckets(), 3600), PointSync(collector_settings, Buckets())
+    try:
+        with pytest.raises(Interrupted):
+            HistoryRecompute(config, store, sync, submit, stop).run(now_ns=time.time_ns())
+    finally:
+        store.close()
+        sync.close()
+    positions = [record for record in submitted if record.__class__.__name__ == "Position"]
+    assert len(positions) == 30 * 24  # one 30-day window of the ~2 years to value, then it stopped
