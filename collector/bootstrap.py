@@ -25,7 +25,7 @@ from collector.errors import ConfigError, RuntimeFailure
 from collector.influx_settings import TOKEN_VAR, InfluxSettings, api_error_message
 
 DAY = 86_400
-# Bucket kind -> retention in seconds (0 = forever), as DESIGN.md's InfluxDB contract fixes them.
+# Bucket kind -> retention in seconds (0 = forever), as docs/data-contract.md fixes them.
 RETENTION_SECONDS = {"live": 90 * DAY, "history": 3650 * DAY, "meta": 0}
 BUCKET_PURPOSE = {
     "live": "hodlboard live trades and samples",

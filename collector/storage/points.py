@@ -1,4 +1,4 @@
-"""Records -> InfluxDB points, per the contract in DESIGN.md. Decimals become floats only here."""
+"""Records -> InfluxDB points, per the contract in docs/data-contract.md. Decimals become floats only here."""
 
 import hashlib
 import time
@@ -141,7 +141,7 @@ def interval_name(seconds: int) -> str:
     return f"{seconds}s"
 
 
-# measurement -> bucket kind, per DESIGN.md; valuations name their own (hourly history or live samples)
+# measurement -> bucket kind, per docs/data-contract.md; valuations name their own (hourly history or live samples)
 BUCKET_OF = {Trade: "live", Candle: "history", Ticker: "meta", Asset: "meta", Transaction: "meta"}
 POINT_OF = {
     Trade: trade_point,

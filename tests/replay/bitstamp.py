@@ -1,4 +1,4 @@
-"""A local Bitstamp: websocket v2 and HTTP API v2, speaking the documented shapes (shared/reference/exchange-apis.md).
+"""A local Bitstamp: websocket v2 and HTTP API v2, speaking the documented shapes (Bitstamp's public API documentation).
 
 Runs in its own thread and event loop; tests drive it with plain method calls. Every published trade is kept,
 so /transactions/ serves what a client missed while it was disconnected.
