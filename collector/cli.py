@@ -26,6 +26,11 @@ from collector.portfolio.work import value_portfolio
 from collector.service import Collector, RunOptions
 from collector.storage.points import interval_name
 
+log = logging.getLogger("collector")
+ONE_SHOT_FLUSH_S = (
+    300.0  # how long a one-shot command waits for its points to be stored before it spools the rest
+)
+
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -228,6 +233,10 @@ def _one_shot(args):
     try:
         yield collector
     finally:
+        # "done" means stored: wait for what went through the spool too (a first backfill into an empty bucket can
+        # outlast a write timeout); what still cannot be written is spooled for `collector run` to replay
+        if not collector.writer.flush(ONE_SHOT_FLUSH_S):
+            log.warning("not everything is stored yet: the rest is spooled and `collector run` will write it")
         collector.writer.close(timeout_s=60)
         collector.reader.close()
     if collector.writer.failed.is_set():

@@ -131,15 +131,20 @@ class Writer:
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything submitted before this call is in InfluxDB (or dropped), so a reader sees it: out of
-        the queue and out of the spool. False if that took longer than `timeout_s` or the writer is closing."""
+        the queue and out of the spool. False if that took longer than `timeout_s`, a write failed meanwhile (what
+        failed waits in the spool) or the writer is closing."""
         with self._round_done:
-            start = self._rounds
+            start, errors = self._rounds, self.stats.write_errors
+
+            def given_up() -> bool:  # closing, or InfluxDB refused a write since the call: no point waiting
+                return self._closing.is_set() or self.stats.write_errors > errors
+
             # the round in progress now may have begun before the call; a round begun after it that ends with
             # nothing in memory and nothing in the spool has delivered everything submitted before the call
             done = self._round_done.wait_for(
-                lambda: self._closing.is_set() or (self._rounds >= start + 2 and self._idle), timeout_s
+                lambda: given_up() or (self._rounds >= start + 2 and self._idle), timeout_s
             )
-            return done and not self._closing.is_set()
+            return done and not given_up()
 
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
@@ -353,6 +358,8 @@ class Writer:
     def _report(self, failure: Failure) -> None:
         """Count every failure; log each kind once until writes succeed again (a HOLD again every minute)."""
         self.stats.write_errors += 1
+        with self._round_done:
+            self._round_done.notify_all()  # a flush() waiting now gives up: what failed waits in the spool
         key = failure.reason.split(":")[0]
         now = time.monotonic()
         last = self._reported.get(key)
