@@ -59,6 +59,9 @@ def test_creates_buckets_with_exact_retentions(influx, admin_client, tmp_path):
 
     found = buckets_by_name(admin_client, influx)
     assert {name: retention(found[name]) for name in EXPECTED_RETENTION} == EXPECTED_RETENTION
+    shard_groups = {name: found[name].retention_rules[0].shard_group_duration_seconds for name in found}
+    assert shard_groups["crypto_history"] == 30 * 86400 and shard_groups["crypto_meta"] == 7 * 86400
+    assert shard_groups["crypto_live"] == 86400  # InfluxDB's own default for a 90-day retention
     assert "bucket crypto_live: created, retention 90 days" in lines
     assert "bucket crypto_history: created, retention 3650 days" in lines
     assert "bucket crypto_meta: created, retention forever" in lines
