@@ -1,0 +1,165 @@
+"""Review findings on the dashboards and alert rules, each on data seeded for the case (xfail until fixed).
+
+Each test seeds a fresh organisation through the collector's own Writer, then runs the committed query after
+Grafana's substitution (tests/dashboard_queries.py), as the dashboard suite does.
+"""
+
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+from influxdb_client import InfluxDBClient
+
+from collector.bootstrap import Bootstrap
+from collector.config import Buckets, Pair
+from collector.influx_settings import InfluxSettings
+from collector.records import Candle, Trade
+from collector.storage.spool import Spool
+from collector.storage.writer import Writer, WriterOptions
+from tests.dashboard_queries import (
+    alert_queries,
+    load_dashboards,
+    load_datasource,
+    panel_targets,
+    resolve_variables,
+    run_target,
+)
+from tests.grafana_flux import backend_macros, run_flux
+
+BTC = Pair("BTC", "USD")
+HOUR = 3600
+
+
+class Org:
+    """A fresh organisation with the bootstrap's buckets and tokens; `seed` writes records like the collector."""
+
+    def __init__(self, url: str, name: str, work):
+        self.url, self.name, self.work = url, name, work
+        self.datasource = load_datasource(name)
+
+    def seed(self, records) -> None:
+        collector = InfluxSettings(
+            self.url, self.name, (self.work / "secrets" / "collector.token").read_text()
+        )
+        writer = Writer(collector, Buckets(), Spool(self.work / "spool"), WriterOptions(batch_size=5000))
+        writer.start()
+        writer.submit(records)
+        writer.close(timeout_s=60)
+        assert writer.stats.write_errors == 0 and writer.stats.dropped_points == 0, writer.stats
+
+    @property
+    def token(self) -> str:
+        return (self.work / "secrets" / "grafana.token").read_text()
+
+    def alert_values(self, uid: str, now_s: int) -> dict[tuple[str, str], float]:
+        rule = next(rule for rule in alert_queries() if rule["uid"] == uid)
+        query = rule["data"][0]
+        span = query["relativeTimeRange"]
+        flux = backend_macros(
+            query["model"]["query"],
+            self.datasource,
+            (now_s - span["from"]) * 1000,
+            (now_s - span["to"]) * 1000,
+            query["model"]["intervalMs"],
+        )
+        result = run_flux(self.url, self.token, self.name, flux)
+        assert result.error is None, result.error
+        keys = zip(result.values("exchange"), result.values("pair"), strict=True)
+        return {key: float(value) for key, value in zip(keys, result.values("_value"), strict=True)}
+
+    def panel_rows(self, dashboard: str, title: str, from_s: int, to_s: int) -> list[dict]:
+        board = load_dashboards()[dashboard]
+        target = next(t for t in panel_targets({dashboard: board}) if t.title == title)
+        from_ms, to_ms = from_s * 1000, to_s * 1000
+        variables = resolve_variables(board, self.datasource, self.url, self.token, from_ms, to_ms)
+        local = {target.repeat: variables[target.repeat].options[0]} if target.repeat else None
+        outcome = run_target(target, variables, self.datasource, self.url, self.token, from_ms, to_ms, local)
+        assert outcome.result.error is None, outcome.result.error
+        return [
+            dict(zip(table["columns"], row, strict=True))
+            for table in outcome.result.tables
+            for row in table["rows"]
+        ]
+
+
+@pytest.fixture
+def org(influx_server, tmp_path):
+    with InfluxDBClient(url=influx_server.url, token=influx_server.admin_token, timeout=30_000) as admin:
+        created = admin.organizations_api().create_organization(name=f"review-{uuid.uuid4().hex[:12]}")
+        try:
+            settings = InfluxSettings(
+                url=influx_server.url, org=created.name, token=influx_server.admin_token
+            )
+            Bootstrap(settings, Buckets(), tmp_path / "secrets", report=lambda line: None).run()
+            yield Org(influx_server.url, created.name, tmp_path)
+        finally:
+            admin.organizations_api().delete_organization(created.id)
+
+
+def trade(exchange: str, trade_id: int, price: str, side: str, t: int, amount: str = "0.1") -> Trade:
+    return Trade(exchange, BTC, str(trade_id), Decimal(price), Decimal(amount), side, t)
+
+
+def candle(exchange: str, t: int) -> Candle:
+    """One stored candle, so the exchange and pair variables (read from candle tags) have options."""
+    return Candle(exchange, BTC, HOUR, t, *(Decimal("100") for _ in range(4)), Decimal("1"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: candles built from trades take open/close by series order, not time (side tag, exchanges)",
+)
+def test_trade_candles_open_with_the_first_trade_and_close_with_the_last(org):
+    """1 h view: candles are built from trades in 10 s windows; open must be the window's first trade."""
+    now = int(time.time())
+    now -= now % 10
+    a, b = now - 600, now - 300  # two 10 s windows, both inside the last hour
+    org.seed(
+        [
+            candle("bitstamp", now - now % HOUR - 2 * HOUR),
+            # window a: a sell opens at 100, a buy closes at 180
+            trade("bitstamp", 1, "100", "sell", a + 1),
+            trade("bitstamp", 2, "200", "buy", a + 4),
+            trade("bitstamp", 3, "150", "sell", a + 6),
+            trade("bitstamp", 4, "180", "buy", a + 8),
+            # window b: a buy opens at 300, a sell closes at 260
+            trade("bitstamp", 5, "300", "buy", b + 1),
+            trade("bitstamp", 6, "250", "sell", b + 4),
+            trade("bitstamp", 7, "280", "buy", b + 6),
+            trade("bitstamp", 8, "260", "sell", b + 8),
+        ]
+    )
+    rows = org.panel_rows("prices", "Candles $pair", now - HOUR, now)
+    candles = {(row["open"], row["close"]) for row in rows}
+    assert len(rows) == 2, rows
+    assert {(float(o), float(c)) for o, c in candles} == {(100.0, 180.0), (300.0, 260.0)}, rows
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: feed-stale looks back 6 h only: a feed silent longer drops out of the query and resolves",
+)
+def test_feed_stale_still_fires_for_a_feed_silent_for_7_hours(org):
+    now = int(time.time())
+    org.seed(
+        [trade("bitstamp", 10_000 + i, "100", "buy", now - 3 * HOUR + 60 * i) for i in range(180)]
+        + [trade("kraken", 20_000 + i, "100", "buy", now - 10 * HOUR + 60 * i) for i in range(180)]
+    )
+    ages = org.alert_values("hodlboard-feed-stale", now)
+    assert ("bitstamp", "BTC-USD") in ages  # the live feed is there, so Grafana sees no NoData
+    assert ages.get(("kraken", "BTC-USD"), 0) > 600, ages
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: volume-spike divides a partial day by 24: a feed with 90 min of steady trades fires",
+)
+def test_volume_spike_is_quiet_on_a_feed_that_just_started(org):
+    """First start (or back after an outage): 90 minutes of one steady trade a minute is no spike."""
+    now = int(time.time())
+    org.seed([trade("bitstamp", 30_000 + i, "100", "buy", now - 90 * 60 + 60 * i) for i in range(90)])
+    ratios = org.alert_values("hodlboard-volume-spike", now)
+    rule = next(rule for rule in alert_queries() if rule["uid"] == "hodlboard-volume-spike")
+    limit = rule["data"][2]["model"]["conditions"][0]["evaluator"]["params"][0]
+    assert ratios[("bitstamp", "BTC-USD")] < limit, ratios
