@@ -101,9 +101,9 @@ def trade(exchange: str, trade_id: int, price: str, side: str, t: int, amount: s
     return Trade(exchange, BTC, str(trade_id), Decimal(price), Decimal(amount), side, t)
 
 
-def candle(exchange: str, t: int) -> Candle:
-    """One stored candle, so the exchange and pair variables (read from candle tags) have options."""
-    return Candle(exchange, BTC, HOUR, t, *(Decimal("100") for _ in range(4)), Decimal("1"))
+def candle(exchange: str, t: int, price: str = "100", volume: str = "1", interval_s: int = HOUR) -> Candle:
+    """A flat stored candle; one is enough for the exchange and pair variables (read from candle tags)."""
+    return Candle(exchange, BTC, interval_s, t, *(Decimal(price) for _ in range(4)), Decimal(volume))
 
 
 @pytest.mark.xfail(
@@ -191,10 +191,7 @@ def test_the_value_stat_shows_the_newest_valuation_on_the_default_30_day_range(o
 def candles_and_trades(now: int) -> list:
     """Hourly candles closing at 200 for 400 days, trades at 100 for the last day: a value says which was read."""
     last_hour = now - now % HOUR - HOUR
-    stored = [
-        Candle("bitstamp", BTC, HOUR, t, *(Decimal("200") for _ in range(4)), Decimal("1"))
-        for t in range(last_hour - 400 * 86400, last_hour + 1, HOUR)
-    ]
+    stored = [candle("bitstamp", t, price="200") for t in range(last_hour - 400 * 86400, last_hour + 1, HOUR)]
     return stored + [trade("bitstamp", 40_000 + i, "100", "buy", now - 86400 + 60 * i) for i in range(1440)]
 
 
@@ -247,13 +244,9 @@ def test_data_health_lists_an_exchange_that_has_trades_but_no_candles(org):
 def test_volume_counts_each_trade_once_when_two_candle_intervals_are_stored(org):
     now = int(time.time())
     day = now - now % 86400
-    hourly = [
-        Candle("bitstamp", BTC, HOUR, t, *(Decimal("100") for _ in range(4)), Decimal("1"))
-        for t in range(day - 10 * 86400, day, HOUR)
-    ]
+    hourly = [candle("bitstamp", t) for t in range(day - 10 * 86400, day, HOUR)]
     daily = [
-        Candle("bitstamp", BTC, 86400, t, *(Decimal("100") for _ in range(4)), Decimal("24"))
-        for t in range(day - 10 * 86400, day, 86400)
+        candle("bitstamp", t, volume="24", interval_s=86400) for t in range(day - 10 * 86400, day, 86400)
     ]
     org.seed(hourly + daily)
     rows = org.panel_rows("prices", "Volume", day - 7 * 86400, day)
