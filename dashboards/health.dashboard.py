@@ -144,7 +144,7 @@ dashboard = dashboard(
     title="Data health",
     description="Feeds, writer and history completeness of the collector.",
     tags=("health",),
-    variables=[variables.exchange()],
+    variables=[variables.exchange(with_health=True)],
     panels=p.layout(
         [(age, 8, 8), (trade_rate, 16, 8)],
         [(incidents, 12, 8), (latency, 12, 8)],

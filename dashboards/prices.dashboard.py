@@ -4,10 +4,12 @@ from dashboards.lib import panels as p
 from dashboards.lib import variables
 from dashboards.lib.board import dashboard
 from dashboards.lib.queries import (
+    CANDLE_INTERVAL,
     HISTORY,
     LIVE,
     LONG,
     META,
+    ONE_INTERVAL,
     RANGE,
     by_range,
     flux,
@@ -20,40 +22,70 @@ SELECTED = (matches("exchange", "exchange"), matches("pair", "pair"))
 LEGEND = "${__field.labels.pair} ${__field.labels.exchange}"
 
 
+# (candle field, aggregate over a window): open and close pick a row by its time, the others combine values.
 CANDLE_PARTS = (("open", "first"), ("high", "max"), ("low", "min"), ("close", "last"), ("volume", "sum"))
 
 
-def _ohlcv(bucket: str, measurement: str, field_of: dict[str, str]) -> str:
-    """Candles of the selected pairs, one window aggregate per candle field, merged over exchanges.
+def _candle_part(source: str, name: str, fn: str) -> str:
+    """One candle field per pair and window, merged over the stored series (exchanges, trade sides).
 
-    Each field is windowed per stored series first (InfluxDB pushes that down to storage: a year of candles
-    in 0.5 s instead of 5.5 s when merged first), keyed by window start, then the series of a pair (exchanges,
-    trade sides) are merged with the same aggregate: first of firsts, highest high, sum of sums.
+    Every stored series is windowed first, which InfluxDB does in storage (a year of candles in 0.5 s instead of
+    5.5 s when merged first). High, low and volume then merge by value: highest high, sum of sums. Open and close
+    must be the window's first and last trade of any series, so each series' first()/last() keeps its own _time
+    and the merge picks the earliest/latest of those (windows that share their start are the same window).
+    Every field ends up timed at its window's start.
     """
-    parts = []
-    for name, fn in CANDLE_PARTS:
-        parts.append(
-            f"from(bucket: {bucket})\n  |> {RANGE}\n  |> {where(measurement, field_of.get(name, name), *SELECTED)}\n"
+    if fn in ("first", "last"):
+        newest_first = "true" if fn == "last" else "false"
+        merged = (
+            f"  |> window(every: v.windowPeriod)\n  |> {fn}()\n"
+            '  |> group(columns: ["pair"])\n'
+            f'  |> sort(columns: ["_start", "_time"], desc: {newest_first})\n'
+            '  |> unique(column: "_start")\n'
+            "  |> map(fn: (r) => ({pair: r.pair, _time: r._start, _value: r._value}))\n"
+        )
+    else:
+        merged = (
             f'  |> aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false, timeSrc: "_start")\n'
             '  |> group(columns: ["pair"])\n  |> sort(columns: ["_time"])\n'
-            f"  |> aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false)\n"
-            f'  |> set(key: "_field", value: "{name}")'
+            f'  |> aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false, timeSrc: "_start")\n'
+            '  |> keep(columns: ["pair", "_time", "_value"])\n'
         )
+    return f"{source.strip()}\n{merged}" + f'  |> set(key: "_field", value: "{name}")'
+
+
+def _ohlcv(source_of) -> str:
+    """Candles of the selected pairs: `source_of(field)` is the stored stream a candle field comes from."""
+    parts = [_candle_part(source_of(name), name, fn) for name, fn in CANDLE_PARTS]
     return "union(tables: [\n" + ",\n".join(parts) + ",\n])"
 
 
-# Candles over the selected exchanges: built from trades on short ranges, from stored candles on long ones.
 TRADE_FIELDS = {"open": "price", "high": "price", "low": "price", "close": "price", "volume": "amount"}
+
+
+def _trades(name: str) -> str:
+    return f"from(bucket: {LIVE})\n  |> {RANGE}\n  |> {where('trade', TRADE_FIELDS[name], *SELECTED)}"
+
+
+def _stored_candles(name: str) -> str:
+    return f"from(bucket: {HISTORY})\n  |> {RANGE}\n  |> {where('candle', name, *SELECTED, ONE_INTERVAL)}"
+
+
+# Candles over the selected exchanges: built from trades on short ranges, from stored candles on long ones.
 CANDLES = flux(
     """
     <<long>>
+    <<interval>>
     <<choice>>
     candles
+      |> group(columns: ["pair"])
       |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
       |> keep(columns: ["_time", "pair", "open", "high", "low", "close", "volume"])
+      |> sort(columns: ["_time"])
     """,
     long=LONG,
-    choice=by_range(_ohlcv(LIVE, "trade", TRADE_FIELDS), _ohlcv(HISTORY, "candle", {}), "candles"),
+    interval=CANDLE_INTERVAL,
+    choice=by_range(_ohlcv(_trades), _ohlcv(_stored_candles), "candles"),
 )
 
 PRICES = price_points(*SELECTED) + flux(
@@ -140,7 +172,7 @@ TICKERS = flux(
     filter=where("ticker", TICKER_FIELDS, *SELECTED),
 )
 
-money = "currencyUSD"
+money = p.money()
 legend = {"fieldConfig": {"defaults": {"displayName": LEGEND}}}
 
 candles = p.candlestick(

@@ -92,7 +92,7 @@ TOP_MOVERS = price_points(*SELECTED) + flux(
     ),
 )
 
-money = "currencyUSD"
+money = p.money()
 signed = [(p.RED, None), (p.GREEN, 0)]
 
 rate = p.timeseries(

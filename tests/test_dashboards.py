@@ -186,10 +186,10 @@ def test_contact_points_come_from_env_and_none_sends_nothing(contact):
     config = yaml.safe_load((ROOT / source.replace("${HODLBOARD_ALERT_CONTACT:-none}", contact)).read_text())
     assert config["apiVersion"] == 1
     if contact == "none":
-        assert set(config) == {"apiVersion"}
-        assert (
-            (ROOT / "grafana/provisioning/alerting/contact-point.yml").read_text().endswith("apiVersion: 1\n")
-        )
+        # nothing provisioned, only what earlier choices left is removed
+        assert set(config) == {"apiVersion", "deleteContactPoints", "resetPolicies"}
+        placeholder = ROOT / "grafana/provisioning/alerting/contact-point.yml"
+        assert yaml.safe_load(placeholder.read_text()) == config
         return
     (point,) = config["contactPoints"]
     (receiver,) = point["receivers"]
@@ -200,3 +200,45 @@ def test_contact_points_come_from_env_and_none_sends_nothing(contact):
     assert config["policies"][0]["receiver"] == point["name"]
     env_example = (ROOT / ".env.example").read_text()
     assert f"\n{variable[1:]}=\n" in env_example and "\nHODLBOARD_ALERT_CONTACT=none\n" in env_example
+
+
+RECEIVER_UID = {"email": "hodlboard-email", "webhook": "hodlboard-webhook"}
+
+
+@pytest.mark.parametrize("choice", ["none", "email", "webhook"])
+def test_each_contact_choice_removes_the_receivers_of_the_others(choice):
+    """Grafana keeps a provisioned contact point and policy when the file that made them is replaced.
+
+    So the receivers of the other choices are deleted (`deleteContactPoints`), and `none` resets the policy tree
+    (`resetPolicies`), or switching HODLBOARD_ALERT_CONTACT would keep alerting the old recipient.
+    """
+    config = yaml.safe_load((ROOT / "grafana" / "alerting" / f"contact-{choice}.yml").read_text())
+    deleted = {entry["uid"] for entry in config.get("deleteContactPoints", [])}
+    others = {uid for name, uid in RECEIVER_UID.items() if name != choice}
+    assert others <= deleted, f"contact-{choice}.yml leaves {sorted(others - deleted)} in Grafana"
+    assert RECEIVER_UID.get(choice) not in deleted
+    if choice == "none":
+        assert 1 in config.get("resetPolicies", []), "the hodlboard policy would keep routing alerts"
+
+
+def money_units(files: dict) -> set[str]:
+    """Every unit a generated dashboard gives a money figure (currency signs and custom suffixes)."""
+    text = "".join(content for path, content in files.items() if path.suffix == ".json")
+    return set(re.findall(r'"(?:unit|format)": "(currency\w+|suffix: \w+)"', text))
+
+
+@pytest.mark.parametrize(
+    ("base", "unit"), [("USD", "currencyUSD"), ("EUR", "currencyEUR"), ("USDT", "suffix: USDT")]
+)
+def test_money_is_shown_in_the_base_currency(base, unit):
+    """`make dashboards BASE_CURRENCY=EUR`: every money figure in euros, none left in dollars."""
+    try:
+        assert money_units(generate.render(base)) == {unit}
+    finally:
+        generate.render()  # the other tests read the default (USD) rendering
+
+
+def test_a_mistyped_base_currency_is_refused(capsys):
+    with pytest.raises(SystemExit) as refused:
+        generate.main(["--check", "--base-currency", "$"])
+    assert refused.value.code == 2 and "currency code" in capsys.readouterr().err

@@ -18,8 +18,10 @@ LIVE = "v.defaultBucket"
 HISTORY = '"crypto_history"'
 META = '"crypto_meta"'
 
-# Ranges longer than this read hourly candles and hourly valuations instead of trades and live samples.
+# Ranges longer than this read hourly candles and hourly valuations instead of trades and live samples, and so
+# does any range starting before the live bucket's 90 days (a short range zoomed into the one-year view).
 LONG_RANGE = "2d"
+LIVE_DAYS = "89d"
 RANGE = "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
 
 
@@ -55,7 +57,35 @@ def where(measurement: str, fields: list[str] | str, *conditions: str) -> str:
     return f"filter(fn: (r) => {' and '.join(tests)})"
 
 
-LONG = f"isLong = int(v: v.timeRangeStop) - int(v: v.timeRangeStart) > int(v: {LONG_RANGE})"
+LONG = (
+    f"isLong = int(v: v.timeRangeStop) - int(v: v.timeRangeStart) > int(v: {LONG_RANGE})"
+    f" or int(v: v.timeRangeStart) < int(v: now()) - int(v: {LIVE_DAYS})"
+)
+
+# One candle interval only: after a `backfill.interval` change both sizes are stored for the same hours, and
+# reading both would count every trade twice. The interval read is the one whose newest candle closes last
+# (the one being backfilled now), the shorter on a tie. Compared with a literal-like value, the filter still
+# runs in storage.
+CANDLE_INTERVAL = flux(
+    """
+    candleIntervals = from(bucket: <<history>>)
+      |> <<range>>
+      |> filter(fn: (r) => r._measurement == "candle" and r._field == "close")
+      |> last()
+      |> group()
+      |> map(fn: (r) => ({
+        interval: r.interval,
+        closes: int(v: r._time) + int(v: duration(v: r.interval)),
+        shortness: 0 - int(v: duration(v: r.interval)),
+      }))
+      |> sort(columns: ["closes", "shortness"], desc: true)
+      |> findColumn(fn: (key) => true, column: "interval")
+    candleInterval = if length(arr: candleIntervals) > 0 then candleIntervals[0] else ""
+    """,
+    history=HISTORY,
+    range=RANGE,
+)
+ONE_INTERVAL = "r.interval == candleInterval"
 
 
 def by_range(short: str, long: str, name: str) -> str:
@@ -84,14 +114,16 @@ def price_points(*conditions: str, fields: tuple[str, str] = ("price", "close"))
     """
     trade_field, candle_field = fields
     short = f"from(bucket: {LIVE})\n  |> {RANGE}\n  |> {where('trade', trade_field, *conditions)}"
-    long = f"from(bucket: {HISTORY})\n  |> {RANGE}\n  |> {where('candle', candle_field, *conditions)}"
+    long = f"from(bucket: {HISTORY})\n  |> {RANGE}\n  |> {where('candle', candle_field, *conditions, ONE_INTERVAL)}"
     return (
         flux(
             """
         <<long_test>>
+        <<interval>>
         <<choice>>
         """,
             long_test=LONG,
+            interval=CANDLE_INTERVAL,
             choice=by_range(short, long, "raw"),
         )
         + 'prices = raw |> group(columns: ["exchange", "pair"]) |> sort(columns: ["_time"])\n'

@@ -1,4 +1,4 @@
-"""Review findings on the dashboards and alert rules, each on data seeded for the case (xfail until fixed).
+"""Review findings on the dashboards and alert rules, each on data seeded for the case that once got it wrong.
 
 Each test seeds a fresh organisation through the collector's own Writer, then runs the committed query after
 Grafana's substitution (tests/dashboard_queries.py), as the dashboard suite does.
@@ -114,10 +114,6 @@ def candle(exchange: str, t: int, price: str = "100", volume: str = "1", interva
     return Candle(exchange, BTC, interval_s, t, *(Decimal(price) for _ in range(4)), Decimal(volume))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: candles built from trades take open/close by series order, not time (side tag, exchanges)",
-)
 def test_trade_candles_open_with_the_first_trade_and_close_with_the_last(org):
     """1 h view: candles are built from trades in 10 s windows; open must be the window's first trade."""
     now = int(time.time())
@@ -144,10 +140,6 @@ def test_trade_candles_open_with_the_first_trade_and_close_with_the_last(org):
     assert {(float(o), float(c)) for o, c in candles} == {(100.0, 180.0), (300.0, 260.0)}, rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: feed-stale looks back 6 h only: a feed silent longer drops out of the query and resolves",
-)
 def test_feed_stale_still_fires_for_a_feed_silent_for_7_hours(org):
     now = int(time.time())
     org.seed(
@@ -159,10 +151,6 @@ def test_feed_stale_still_fires_for_a_feed_silent_for_7_hours(org):
     assert ages.get(("kraken", "BTC-USD"), 0) > 600, ages
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: volume-spike divides a partial day by 24: a feed with 90 min of steady trades fires",
-)
 def test_volume_spike_is_quiet_on_a_feed_that_just_started(org):
     """First start (or back after an outage): 90 minutes of one steady trade a minute is no spike."""
     now = int(time.time())
@@ -173,11 +161,6 @@ def test_volume_spike_is_quiet_on_a_feed_that_just_started(org):
     assert ratios[("bitstamp", "BTC-USD")] < limit, ratios
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: on ranges over 2 d (the 30 d default) the Value stat reads only the hourly series: "
-    "up to an hour stale, disagreeing with the 24 h change and Positions, which read the live samples",
-)
 def test_the_value_stat_shows_the_newest_valuation_on_the_default_30_day_range(org):
     hour = int(time.time()) - 3600
     hour -= hour % HOUR
@@ -216,11 +199,6 @@ def test_the_two_day_boundary_between_live_trades_and_hourly_candles(org):
     assert two_days == {100.0} and week == {200.0}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a short range older than the live bucket's 90 days (zooming into the 1 y view) shows No data "
-    "although hourly candles cover it",
-)
 def test_zooming_into_a_day_200_days_ago_shows_the_candles(org):
     now = int(time.time())
     org.seed(candles_and_trades(now))
@@ -229,11 +207,6 @@ def test_zooming_into_a_day_200_days_ago_shows_the_candles(org):
     assert {float(row["_value"]) for row in rows} == {200.0}, rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: the exchange variable lists only exchanges with stored candles: with no candles yet (fresh "
-    "install, broken backfill) the Data health dashboard hides a feed whose trades and health samples exist",
-)
 def test_data_health_lists_an_exchange_that_has_trades_but_no_candles(org):
     now = int(time.time())
     org.seed([trade("bitstamp", 50_000 + i, "100", "buy", now - HOUR + 60 * i) for i in range(60)])
@@ -244,11 +217,6 @@ def test_data_health_lists_an_exchange_that_has_trades_but_no_candles(org):
     assert variables["exchange"].options == ["bitstamp"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: long ranges sum every stored candle interval: after backfill.interval changes (1h -> 1d) "
-    "the Volume panel counts the same trades twice",
-)
 def test_volume_counts_each_trade_once_when_two_candle_intervals_are_stored(org):
     now = int(time.time())
     day = now - now % 86400
@@ -261,11 +229,6 @@ def test_volume_counts_each_trade_once_when_two_candle_intervals_are_stored(org)
     assert sum(float(row["_value"]) for row in rows) == pytest.approx(7 * 24), rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: the drawdown rule compares raw portfolio value, so selling half the holdings (no loss at all) "
-    "reads as a 50 % drawdown and fires",
-)
 def test_selling_half_the_holdings_is_no_drawdown(org):
     now = int(time.time())
     hour = now - now % HOUR
