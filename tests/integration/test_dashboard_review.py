@@ -15,6 +15,7 @@ from collector.bootstrap import Bootstrap
 from collector.config import Buckets, Pair
 from collector.influx_settings import InfluxSettings
 from collector.records import Candle, PortfolioValue, Trade
+from collector.storage.points import health_point
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer, WriterOptions
 from tests.dashboard_queries import (
@@ -39,12 +40,19 @@ class Org:
         self.datasource = load_datasource(name)
 
     def seed(self, records) -> None:
+        self._write(lambda writer: writer.submit(records))
+
+    def seed_lines(self, lines: list[str]) -> None:
+        """Health samples, written to the live bucket as the collector writes them."""
+        self._write(lambda writer: [writer.submit_line("live", line) for line in lines])
+
+    def _write(self, submit) -> None:
         collector = InfluxSettings(
             self.url, self.name, (self.work / "secrets" / "collector.token").read_text()
         )
         writer = Writer(collector, Buckets(), Spool(self.work / "spool"), WriterOptions(batch_size=5000))
         writer.start()
-        writer.submit(records)
+        submit(writer)
         writer.close(timeout_s=60)
         assert writer.stats.write_errors == 0 and writer.stats.dropped_points == 0, writer.stats
 
@@ -244,3 +252,60 @@ def test_selling_half_the_holdings_is_no_drawdown(org):
     org.seed([valuation(t) for t in range(hour - 10 * 86400, hour + 1, HOUR)])
     (fall,) = org.alert_values_unlabelled("hodlboard-drawdown", now)
     assert fall < 15.0, f"a {fall:.0f} % drawdown alert after a sale without loss"
+
+
+def test_a_fall_after_a_sale_is_measured_on_what_is_still_held(org):
+    """Sell half without loss, then prices fall 20 %: the drawdown is 20 % (of what is held), not 60 % of the high."""
+    now = int(time.time())
+    hour = now - now % HOUR
+    ns = 1_000_000_000
+    sale, fall = hour - 50 * HOUR, hour - 5 * HOUR
+
+    def valuation(t: int) -> PortfolioValue:
+        if t < sale:
+            return PortfolioValue(t * ns, "history", Decimal(10000), Decimal(8000), Decimal(2000), Decimal(0))
+        if t < fall:
+            return PortfolioValue(
+                t * ns, "history", Decimal(5000), Decimal(4000), Decimal(1000), Decimal(1000)
+            )
+        return PortfolioValue(t * ns, "history", Decimal(4000), Decimal(4000), Decimal(0), Decimal(1000))
+
+    org.seed([valuation(t) for t in range(hour - 10 * 86400, hour + 1, HOUR)])
+    (drawdown,) = org.alert_values_unlabelled("hodlboard-drawdown", now)
+    assert drawdown == pytest.approx(20.0), drawdown
+
+
+def test_the_composite_weights_each_exchange_by_its_volume_and_the_spread_compares_them(org):
+    """1 h view, one 10 s window: Bitstamp trades 4 at a mean of 105 (both sides), Kraken 1 at 200."""
+    now = int(time.time())
+    now -= now % 10
+    w = now - 600
+    org.seed(
+        [
+            candle("bitstamp", now - now % HOUR - 2 * HOUR),
+            trade("bitstamp", 60_001, "100", "buy", w + 1, amount="2"),
+            trade("bitstamp", 60_002, "110", "sell", w + 5, amount="2"),
+            trade("kraken", 60_003, "200", "buy", w + 3, amount="1"),
+        ]
+    )
+    rows = org.panel_rows("prices", "Price by exchange [B]", now - HOUR, now)
+    assert [(row["exchange"], float(row["_value"])) for row in rows] == [
+        ("composite", pytest.approx((105 * 4 + 200 * 1) / 5))
+    ]
+    (spread,) = org.panel_rows("prices", "Spread between exchanges", now - HOUR, now)
+    assert float(spread["_value"]) == pytest.approx((200 - 105) / ((200 + 105) / 2) * 100)
+
+
+def test_data_health_lists_an_exchange_the_collector_reports_on_without_trades(org):
+    """The portfolio's valuation errors are counted under exchange=portfolio: Data health must offer it."""
+    now = int(time.time())
+    org.seed([trade("bitstamp", 70_000, "100", "buy", now - 60)])
+    writer_line = health_point("portfolio", {"errors": 1}, time_ns=(now - 30) * 1_000_000_000)
+    org.seed_lines([writer_line.to_line_protocol()])
+    board = load_dashboards()["health"]
+    variables = resolve_variables(board, org.datasource, org.url, org.token, (now - HOUR) * 1000, now * 1000)
+    assert variables["exchange"].options == ["bitstamp", "portfolio"]
+    prices = resolve_variables(
+        load_dashboards()["prices"], org.datasource, org.url, org.token, (now - HOUR) * 1000, now * 1000
+    )
+    assert prices["exchange"].options == ["bitstamp"]
