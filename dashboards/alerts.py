@@ -79,13 +79,14 @@ VOLUME_SPIKE = Rule(
     lookback_s=25 * 3600,
     threshold=VOLUME_SPIKE_RATIO,
     summary="{{ $labels.pair }} on {{ $labels.exchange }} traded {{ humanize $values.B.Value }}x its hourly average.",
-    # the baseline is the volume before the last hour divided by the hours it really covers (from the feed's first
-    # trade in the day); a feed with less than VOLUME_BASELINE_H hours of it reads 0 (no judgement yet), so a feed
-    # that just started, or came back after an outage, never fires
+    # the baseline is the volume of the day before the last hour divided by the hours of it that have trades (hours
+    # counted back from an hour ago); a feed with fewer than VOLUME_BASELINE_H such hours reads 0 (no judgement yet),
+    # so a feed that just started, or came back after a long outage, never fires
     query=flux(
         """
         import "date"
         hourAgo = date.sub(d: 1h, from: v.timeRangeStop)
+        hourOffset = duration(v: int(v: hourAgo) % int(v: 1h))
         recent = from(bucket: <<live>>)
           |> range(start: hourAgo, stop: v.timeRangeStop)
           |> <<amount>>
@@ -96,11 +97,11 @@ VOLUME_SPIKE = Rule(
           |> <<amount>>
         baseline = before |> group(columns: ["exchange", "pair"]) |> sum()
         hours = before
-          |> first()
+          |> aggregateWindow(every: 1h, offset: hourOffset, fn: count, createEmpty: false)
           |> group(columns: ["exchange", "pair"])
-          |> sort(columns: ["_time"])
-          |> first()
-          |> map(fn: (r) => ({r with _value: float(v: int(v: hourAgo) - int(v: r._time)) / 3600000000000.0}))
+          |> unique(column: "_time")
+          |> count()
+          |> map(fn: (r) => ({r with _value: float(v: r._value)}))
         <<ratio>>
           |> map(fn: (r) => ({
             exchange: r.exchange,

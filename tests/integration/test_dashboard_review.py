@@ -169,6 +169,32 @@ def test_volume_spike_is_quiet_on_a_feed_that_just_started(org):
     assert ratios[("bitstamp", "BTC-USD")] < limit, ratios
 
 
+def test_volume_spike_is_quiet_on_a_feed_back_after_a_long_outage(org):
+    """Two hours of trades a day ago, silence, then the usual pace again: the baseline is those two hours, too few."""
+    now = int(time.time())
+    before = [trade("bitstamp", 31_000 + i, "100", "buy", now - 25 * HOUR + 60 * i) for i in range(120)]
+    back = [trade("bitstamp", 32_000 + i, "100", "buy", now - HOUR + 60 * i) for i in range(60)]
+    org.seed(before + back)
+    ratios = org.alert_values("hodlboard-volume-spike", now)
+    assert ratios[("bitstamp", "BTC-USD")] < 4.0, ratios
+
+
+def test_volume_spike_averages_over_the_hours_with_trades(org):
+    """A day with a 4-hour pause at the usual pace, then four times the pace: 4x its average, not 4 x 24/20."""
+    now = int(time.time())
+    day = [
+        trade("bitstamp", 33_000 + i, "100", "buy", now - 25 * HOUR + 60 * i, amount="0.1")
+        for i in range(24 * 60)
+        if not 8 * 60 <= i < 12 * 60
+    ]
+    recent = [
+        trade("bitstamp", 36_000 + i, "100", "buy", now - HOUR + 60 * i, amount="0.4") for i in range(60)
+    ]
+    org.seed(day + recent)
+    ratios = org.alert_values("hodlboard-volume-spike", now)
+    assert ratios[("bitstamp", "BTC-USD")] == pytest.approx(4.0), ratios
+
+
 def test_the_value_stat_shows_the_newest_valuation_on_the_default_30_day_range(org):
     hour = int(time.time()) - 3600
     hour -= hour % HOUR
