@@ -183,7 +183,7 @@ def latest_valuation(measurement: str, fields: list[str], *conditions: str, wind
           |> <<filters>>
           |> last()
         latest = union(tables: [latestLive, latestHourly])
-          |> group(columns: ["_measurement", "_field", "<<key>>"])
+          |> group(columns: [<<key>>])
           |> sort(columns: ["_time"])
           |> last()
         """,
@@ -191,7 +191,10 @@ def latest_valuation(measurement: str, fields: list[str], *conditions: str, wind
         live=LIVE,
         history=HISTORY,
         filters=filters,
-        key="asset" if measurement == "position" else "_measurement",
+        key=", ".join(
+            f'"{name}"'
+            for name in ["_measurement", "_field"] + (["asset"] if measurement == "position" else [])
+        ),
     )
 
 
