@@ -16,10 +16,8 @@ FOLDER = "hodlboard"
 FEED_STALE_S = 600  # no trade for 10 minutes
 PRICE_MOVE_PCT_PER_H = 5.0  # |price change| over the last hour
 VOLUME_SPIKE_RATIO = 4.0  # last hour's volume against the hourly average of the day before
-VOLUME_BASELINE_H = 20  # a feed with less history than this before the last hour is never a spike
-DRAWDOWN_PCT = (
-    15.0  # the portfolio's gain fell this far (% of what the holdings were worth) from its 30-day high
-)
+VOLUME_BASELINE_H = 20  # a feed with fewer hours of trades than this in the day before is never a spike
+DRAWDOWN_PCT = 15.0  # gain lost since its 30-day high, as a % of what the holdings now held were worth then
 LIVE_RETENTION_S = 90 * 86400  # crypto_live keeps trades this long
 
 
