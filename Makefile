@@ -30,8 +30,9 @@ influxd: $(INFLUXD) ## build the real InfluxDB 2 server the tests use (.tools/bi
 $(INFLUXD): tools/influxd/go.mod tools/influxd/go.sum tools/influxd/build.sh
 	bash tools/influxd/build.sh
 
-dashboards: $(INSTALLED) ## regenerate grafana/dashboards/*.json and the alert rules from dashboards/*.py
-	$(VENV)/bin/python -m dashboards.generate
+BASE_CURRENCY ?= USD
+dashboards: $(INSTALLED) ## regenerate grafana/ from dashboards/*.py (money in BASE_CURRENCY=USD, or EUR, ...)
+	$(VENV)/bin/python -m dashboards.generate --base-currency $(BASE_CURRENCY)
 
 lint: $(INSTALLED) ## ruff over the code, tests and dashboards
 	$(VENV)/bin/ruff check collector tests bench dashboards

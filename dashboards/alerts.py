@@ -9,14 +9,16 @@ Change a threshold here and run `make dashboards`.
 from dataclasses import dataclass
 
 from dashboards.lib.panels import DATASOURCE_UID
-from dashboards.lib.queries import HISTORY, LIVE, finish, flux, last_trade_age, side_by_side
+from dashboards.lib.queries import HISTORY, LIVE, finish, flux, last_trade_age, side_by_side, where
 
 FOLDER = "hodlboard"
 
 FEED_STALE_S = 600  # no trade for 10 minutes
 PRICE_MOVE_PCT_PER_H = 5.0  # |price change| over the last hour
 VOLUME_SPIKE_RATIO = 4.0  # last hour's volume against the hourly average of the day before
-DRAWDOWN_PCT = 15.0  # portfolio value below its 30-day high
+VOLUME_BASELINE_H = 20  # a feed with fewer hours of trades than this in the day before is never a spike
+DRAWDOWN_PCT = 15.0  # gain lost since its 30-day high, as a % of what the holdings now held were worth then
+LIVE_RETENTION_S = 90 * 86400  # crypto_live keeps trades this long
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,11 @@ class Rule:
 FEED_STALE = Rule(
     uid="hodlboard-feed-stale",
     title="Feed stale",
-    lookback_s=6 * 3600,
+    # every feed with a trade still stored: a feed silent for hours must stay in the answer, or Grafana would
+    # resolve its alert (last() straight after the filter is answered from storage, so this stays cheap)
+    lookback_s=LIVE_RETENTION_S,
     threshold=FEED_STALE_S,
-    no_data="Alerting",  # no trade at all for 6 h is the stalest feed there is
+    no_data="Alerting",  # no trade stored at all: every feed is down
     pending="1m",
     summary="No trade from {{ $labels.exchange }} {{ $labels.pair }} for {{ humanizeDuration $values.B.Value }}.",
     query=last_trade_age("v.timeRangeStart"),
@@ -73,48 +77,85 @@ VOLUME_SPIKE = Rule(
     lookback_s=25 * 3600,
     threshold=VOLUME_SPIKE_RATIO,
     summary="{{ $labels.pair }} on {{ $labels.exchange }} traded {{ humanize $values.B.Value }}x its hourly average.",
+    # the baseline is the volume of the day before the last hour divided by the hours of it that have trades (hours
+    # counted back from an hour ago); a feed with fewer than VOLUME_BASELINE_H such hours reads 0 (no judgement yet),
+    # so a feed that just started, or came back after a long outage, never fires
     query=flux(
         """
         import "date"
         hourAgo = date.sub(d: 1h, from: v.timeRangeStop)
-        amounts = from(bucket: <<live>>)
-          |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
-          |> filter(fn: (r) => r._measurement == "trade" and r._field == "amount")
+        hourOffset = duration(v: int(v: hourAgo) % int(v: 1h))
+        recent = from(bucket: <<live>>)
+          |> range(start: hourAgo, stop: v.timeRangeStop)
+          |> <<amount>>
           |> group(columns: ["exchange", "pair"])
-        recent = amounts |> filter(fn: (r) => r._time >= hourAgo) |> sum()
-        baseline = amounts |> filter(fn: (r) => r._time < hourAgo) |> sum() |> map(fn: (r) => ({r with _value: r._value / 24.0}))
+          |> sum()
+        before = from(bucket: <<live>>)
+          |> range(start: v.timeRangeStart, stop: hourAgo)
+          |> <<amount>>
+        baseline = before |> group(columns: ["exchange", "pair"]) |> sum()
+        hours = before
+          |> aggregateWindow(every: 1h, offset: hourOffset, fn: count, createEmpty: false)
+          |> group(columns: ["exchange", "pair"])
+          |> unique(column: "_time")
+          |> count()
+          |> map(fn: (r) => ({r with _value: float(v: r._value)}))
         <<ratio>>
-          |> filter(fn: (r) => r.baseline > 0.0)
-          |> map(fn: (r) => ({exchange: r.exchange, pair: r.pair, _value: r.recent / r.baseline}))
+          |> map(fn: (r) => ({
+            exchange: r.exchange,
+            pair: r.pair,
+            _value: if r.hours >= <<min_hours>> and r.baseline > 0.0 then r.recent / (r.baseline / r.hours) else 0.0,
+          }))
         """,
         live=LIVE,
-        ratio=side_by_side({"recent": "recent", "baseline": "baseline"}, ["exchange", "pair"]),
+        amount=where("trade", "amount"),
+        min_hours=f"{VOLUME_BASELINE_H:.1f}",
+        ratio=side_by_side(
+            {"recent": "recent", "baseline": "baseline", "hours": "hours"}, ["exchange", "pair"]
+        ),
     ),
 )
 
+# Drawdown on the gain, not the value: gain = value - cost basis + realized P/L does not move when holdings are
+# bought or sold (a sale turns unrealized P/L into realized), only when prices do. The fall is the gain lost since
+# its 30-day high, as a % of what the holdings now held were worth then (value now + the loss): without buys or
+# sells that is exactly the value's fall from its high.
 DRAWDOWN = Rule(
     uid="hodlboard-drawdown",
     title="Portfolio drawdown",
     lookback_s=30 * 86400,
     threshold=DRAWDOWN_PCT,
-    summary="The portfolio is {{ humanize $values.B.Value }} % below its 30-day high.",
+    summary="The portfolio lost {{ humanize $values.B.Value }} % of its value since its 30-day high (buys and sells "
+    "aside).",
     query=flux(
         """
         import "date"
         hourly = from(bucket: <<history>>)
           |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
-          |> filter(fn: (r) => r._measurement == "portfolio" and r._field == "value")
+          |> <<fields>>
         live = from(bucket: <<live>>)
           |> range(start: date.sub(d: 2h, from: v.timeRangeStop), stop: v.timeRangeStop)
-          |> filter(fn: (r) => r._measurement == "portfolio" and r._field == "value")
-        series = union(tables: [hourly, live]) |> group() |> sort(columns: ["_time"])
-        <<fall>>
-          |> filter(fn: (r) => r.high > 0.0)
-          |> map(fn: (r) => ({_value: (r.high - r.current) / r.high * 100.0}))
+          |> <<fields>>
+        gain = union(tables: [hourly, live])
+          |> group()
+          |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+          |> filter(fn: (r) => exists r.value)
+          |> map(fn: (r) => ({
+            _time: r._time,
+            worth: r.value,
+            _value: r.value - (if exists r.cost_basis then r.cost_basis else 0.0) + (if exists r.realized_pnl then r.realized_pnl else 0.0),
+          }))
+          |> sort(columns: ["_time"])
+        high = gain |> max() |> findColumn(fn: (key) => true, column: "_value")
+        gain
+          |> last()
+          |> map(fn: (r) => ({loss: high[0] - r._value, worth: r.worth}))
+          |> filter(fn: (r) => r.worth + r.loss > 0.0)
+          |> map(fn: (r) => ({_value: r.loss / (r.worth + r.loss) * 100.0}))
         """,
         live=LIVE,
         history=HISTORY,
-        fall=side_by_side({"high": "series |> max()", "current": "series |> last()"}, ["_measurement"]),
+        fields=where("portfolio", ["value", "cost_basis", "realized_pnl"]),
     ),
 )
 

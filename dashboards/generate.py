@@ -7,10 +7,13 @@ regeneration without a source change leaves git clean; `--check` exits 1 and nam
 import argparse
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
 from grafanalib._gen import DashboardEncoder
+
+from dashboards.lib import panels
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "dashboards"
@@ -48,8 +51,9 @@ def dashboard_sources() -> list[Path]:
     return sorted(SOURCES.glob("*.dashboard.py"))
 
 
-def render() -> dict[Path, str]:
-    """Every generated file and its content."""
+def render(base_currency: str = panels.DEFAULT_BASE_CURRENCY) -> dict[Path, str]:
+    """Every generated file and its content, money shown in `base_currency`."""
+    panels.base_currency = base_currency
     files = {}
     for source in dashboard_sources():
         name = source.name.removesuffix(".dashboard.py")
@@ -74,8 +78,15 @@ def stale(files: dict[Path, str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
+    parser.add_argument(
+        "--base-currency",
+        default=panels.DEFAULT_BASE_CURRENCY,
+        help="the base_currency of portfolio.yml: the unit of every money figure (default %(default)s)",
+    )
     args = parser.parse_args(argv)
-    files = render()
+    if not re.fullmatch(r"[A-Za-z0-9]{2,10}", args.base_currency):
+        parser.error(f"--base-currency {args.base_currency!r}: a currency code such as USD or EUR")
+    files = render(args.base_currency.upper())
     if args.check:
         outdated = stale(files)
         for path in outdated:

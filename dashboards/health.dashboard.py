@@ -51,26 +51,32 @@ UNRECOVERABLE = collector(["unrecoverable_gap_s"], "max") + keep("exchange")
 LAST_TRADE_AGE = 'import "date"\n' + last_trade_age("date.sub(d: 30d, from: v.timeRangeStop)", EXCHANGE)
 
 # Stored candles against the intervals between the first and the last one in the range (at least 2 days:
-# a short range holds one hourly candle or none).
+# a short range holds one hourly candle or none). count(), first() and last() straight after the filter are
+# answered from storage, one number per stored series (exchange, pair, interval): 40 ms over a year, where
+# reducing every candle took 0.8 s.
 CANDLE_COVERAGE = flux(
     """
     import "date"
     twoDaysBack = date.sub(d: 2d, from: v.timeRangeStop)
     coverageStart = if v.timeRangeStart < twoDaysBack then v.timeRangeStart else twoDaysBack
-    from(bucket: <<history>>)
+    candles = from(bucket: <<history>>)
       |> range(start: coverageStart, stop: v.timeRangeStop)
       |> <<filter>>
+    union(tables: [
+      candles |> count() |> set(key: "at", value: "stored"),
+      candles |> first() |> map(fn: (r) => ({r with _value: int(v: r._time)})) |> set(key: "at", value: "first"),
+      candles |> last() |> map(fn: (r) => ({r with _value: int(v: r._time)})) |> set(key: "at", value: "last"),
+    ])
       |> group(columns: ["exchange", "pair", "interval"])
-      |> reduce(
-        identity: {stored: 0, first: 0, last: 0},
-        fn: (r, accumulator) => ({
-          stored: accumulator.stored + 1,
-          first: if accumulator.stored == 0 or int(v: r._time) < accumulator.first then int(v: r._time) else accumulator.first,
-          last: if int(v: r._time) > accumulator.last then int(v: r._time) else accumulator.last,
-        }),
-      )
-      |> map(fn: (r) => ({r with expected: (r.last - r.first) / int(v: duration(v: r.interval)) + 1}))
-      |> map(fn: (r) => ({exchange: r.exchange, pair: r.pair, interval: r.interval, stored: r.stored, expected: r.expected, missing: r.expected - r.stored}))
+      |> pivot(rowKey: ["exchange", "pair", "interval"], columnKey: ["at"], valueColumn: "_value")
+      |> map(fn: (r) => ({
+        exchange: r.exchange,
+        pair: r.pair,
+        interval: r.interval,
+        stored: r.stored,
+        expected: (r.last - r.first) / int(v: duration(v: r.interval)) + 1,
+      }))
+      |> map(fn: (r) => ({r with missing: r.expected - r.stored}))
       |> group()
       |> sort(columns: ["missing", "pair"], desc: true)
     """,
@@ -144,7 +150,7 @@ dashboard = dashboard(
     title="Data health",
     description="Feeds, writer and history completeness of the collector.",
     tags=("health",),
-    variables=[variables.exchange()],
+    variables=[variables.exchange(with_health=True)],
     panels=p.layout(
         [(age, 8, 8), (trade_rate, 16, 8)],
         [(incidents, 12, 8), (latency, 12, 8)],

@@ -15,33 +15,31 @@ from dashboards.lib.queries import (
 
 POSITION_FIELDS = ["quantity", "price", "value", "cost_basis", "unrealized_pnl", "realized_pnl"]
 
-VALUE = valuation_points("portfolio", ["value"]) + flux(
-    """
-    valuation
-      |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)
-      |> <<keep>>
-    """,
-    keep=series_names([]),
-)
 
-PROFIT = valuation_points("portfolio", ["unrealized_pnl", "realized_pnl"]) + flux(
-    """
-    valuation
-      |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)
-      |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
-      |> filter(fn: (r) => exists r.unrealized_pnl)
-      |> map(fn: (r) => ({_time: r._time, profit: r.unrealized_pnl + (if exists r.realized_pnl then r.realized_pnl else 0.0)}))
-    """
-)
+def newest_of(fields: list[str]) -> str:
+    """Portfolio totals for a stat: the last value of each window, then the newest valuation of either bucket.
 
-PROFIT_PCT = valuation_points("portfolio", ["pnl_pct"]) + flux(
+    Long ranges read the hourly series, which can be an hour behind the live samples; the newest point of
+    either bucket comes last, so the stat shows the same figure as Positions and 24 h change. `last()` keeps
+    each point's own time, so a window's value never sorts after the newer sample.
     """
-    valuation
-      |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)
-      |> <<keep>>
-    """,
-    keep=series_names([]),
-)
+    return (
+        valuation_points("portfolio", fields)
+        + latest_valuation("portfolio", fields)
+        + flux(
+            """
+            union(tables: [valuation |> window(every: v.windowPeriod) |> last(), latest])
+              |> keep(columns: ["_time", "_value", "_field"])
+              |> group(columns: ["_field"])
+              |> sort(columns: ["_time"])
+            """
+        )
+    )
+
+
+VALUE = newest_of(["value"])
+PROFIT = newest_of(["unrealized_pnl", "realized_pnl"])
+PROFIT_PCT = newest_of(["pnl_pct"])
 
 # The change over the 24 h before the end of the range: the newest value against the newest one a day earlier.
 DAY_CHANGE = flux(
@@ -144,16 +142,32 @@ TRANSACTIONS = flux(
     meta=META,
 )
 
-money = "currencyUSD"
+money = p.money()
 profit_steps = [(p.RED, None), (p.GREEN, 0)]
 
 value = p.stat(
     "Value", VALUE, money, "Newest valuation in the base currency; the sparkline is the selected range."
 )
 value.extraJson["fieldConfig"]["defaults"]["displayName"] = "Value"
-profit = p.stat("Profit / loss", PROFIT, money, "Unrealized plus realized P/L.", steps=profit_steps)
+profit = p.stat(
+    "Profit / loss",
+    PROFIT,
+    money,
+    "Unrealized: value minus cost basis of the holdings whose cost basis is known (a bare quantity has none). "
+    "Realized: gains and losses already taken by selling.",
+    steps=profit_steps,
+    overrides=[
+        p.override("unrealized_pnl", displayName="Unrealized"),
+        p.override("realized_pnl", displayName="Realized"),
+    ],
+)
 profit_pct = p.stat(
-    "Profit / loss %", PROFIT_PCT, "percent", "P/L against the cost basis.", steps=profit_steps
+    "Unrealized P/L %",
+    PROFIT_PCT,
+    "percent",
+    "Unrealized P/L against the cost basis of the same holdings: the Unrealized figure beside it, as a percentage.",
+    steps=profit_steps,
+    overrides=[p.override("pnl_pct", displayName="Unrealized")],
 )
 day_change = p.stat(
     "24 h change",

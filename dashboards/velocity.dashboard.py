@@ -4,7 +4,7 @@ from dashboards.alerts import VOLUME_SPIKE_RATIO
 from dashboards.lib import panels as p
 from dashboards.lib import variables
 from dashboards.lib.board import dashboard
-from dashboards.lib.queries import flux, matches, price_points, side_by_side
+from dashboards.lib.queries import FEED_HEADER, flux, matches, price_points, side_by_side, window_sums
 
 SELECTED = (matches("exchange", "exchange"), matches("pair", "pair"))
 LEGEND = {"fieldConfig": {"defaults": {"displayName": "${__field.labels.pair} ${__field.labels.exchange}"}}}
@@ -59,18 +59,19 @@ VOLATILITY = WINDOWED + flux(
 )
 
 # Each window's volume against the average of the traded windows up to it (1 = usual, 4 = four times usual).
-VOLUME_SPIKES = price_points(*SELECTED, fields=("amount", "volume")) + flux(
-    """
-    import "join"
-    volume = prices
-      |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false)
-      |> keep(columns: ["_time", "_value", "exchange", "pair"])
-    average = volume |> movingAverage(n: <<n>>)
-    join.time(left: volume, right: average, as: (l, r) => ({l with average: r._value}))
-      |> filter(fn: (r) => r.average > 0.0)
-      |> map(fn: (r) => ({_time: r._time, exchange: r.exchange, pair: r.pair, _value: r._value / r.average}))
-    """,
-    n=str(AVERAGE_WINDOWS),
+VOLUME_SPIKES = (
+    FEED_HEADER
+    + window_sums("volume", *SELECTED)
+    + flux(
+        """
+        average = volume |> movingAverage(n: <<n>>)
+        union(tables: [volume |> set(key: "at", value: "volume"), average |> set(key: "at", value: "average")])
+          |> pivot(rowKey: ["_time"], columnKey: ["at"], valueColumn: "_value")
+          |> filter(fn: (r) => exists r.volume and r.average > 0.0)
+          |> map(fn: (r) => ({_time: r._time, exchange: r.exchange, pair: r.pair, _value: r.volume / r.average}))
+        """,
+        n=str(AVERAGE_WINDOWS),
+    )
 )
 
 # Change over the selected range per exchange and pair, with the range's high-low span.
@@ -92,7 +93,7 @@ TOP_MOVERS = price_points(*SELECTED) + flux(
     ),
 )
 
-money = "currencyUSD"
+money = p.money()
 signed = [(p.RED, None), (p.GREEN, 0)]
 
 rate = p.timeseries(

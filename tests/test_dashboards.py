@@ -5,7 +5,9 @@ what was checked), so the rules Grafana 12 applies and the ones hodlboard adds a
 """
 
 import json
+import os
 import re
+import subprocess
 from itertools import combinations
 
 import pytest
@@ -179,17 +181,17 @@ def test_dashboard_provider_and_home_dashboard():
 
 @pytest.mark.parametrize("contact", ["none", "email", "webhook"])
 def test_contact_points_come_from_env_and_none_sends_nothing(contact):
-    volume = next(v for v in GRAFANA["volumes"] if "contact-" in v)
-    source, target, _ = volume.rsplit(":", 2)
-    assert source == "./grafana/alerting/contact-${HODLBOARD_ALERT_CONTACT:-none}.yml"
-    assert (ROOT / target.replace("/etc/grafana/provisioning", "grafana/provisioning")).is_file()
-    config = yaml.safe_load((ROOT / source.replace("${HODLBOARD_ALERT_CONTACT:-none}", contact)).read_text())
+    # the entrypoint picks grafana/alerting/contact-<choice>.yml (test_contact_choice_* run it)
+    assert GRAFANA["entrypoint"] == ["/bin/sh", "/etc/hodlboard/alerting/choose-contact.sh"]
+    assert mount_target("./grafana/alerting") == "/etc/hodlboard/alerting"
+    assert GRAFANA["environment"]["HODLBOARD_ALERT_CONTACT"] == "${HODLBOARD_ALERT_CONTACT:-none}"
+    config = yaml.safe_load((ROOT / "grafana" / "alerting" / f"contact-{contact}.yml").read_text())
     assert config["apiVersion"] == 1
     if contact == "none":
-        assert set(config) == {"apiVersion"}
-        assert (
-            (ROOT / "grafana/provisioning/alerting/contact-point.yml").read_text().endswith("apiVersion: 1\n")
-        )
+        # nothing provisioned, only what earlier choices left is removed
+        assert set(config) == {"apiVersion", "deleteContactPoints", "resetPolicies"}
+        placeholder = ROOT / "grafana/provisioning/alerting/contact-point.yml"
+        assert yaml.safe_load(placeholder.read_text()) == config
         return
     (point,) = config["contactPoints"]
     (receiver,) = point["receivers"]
@@ -200,3 +202,110 @@ def test_contact_points_come_from_env_and_none_sends_nothing(contact):
     assert config["policies"][0]["receiver"] == point["name"]
     env_example = (ROOT / ".env.example").read_text()
     assert f"\n{variable[1:]}=\n" in env_example and "\nHODLBOARD_ALERT_CONTACT=none\n" in env_example
+
+
+RECEIVER_UID = {"email": "hodlboard-email", "webhook": "hodlboard-webhook"}
+
+
+@pytest.mark.parametrize("choice", ["none", "email", "webhook"])
+def test_each_contact_choice_removes_the_receivers_of_the_others(choice):
+    """Grafana keeps a provisioned contact point and policy when the file that made them is replaced.
+
+    So the receivers of the other choices are deleted (`deleteContactPoints`), and `none` resets the policy tree
+    (`resetPolicies`), or switching HODLBOARD_ALERT_CONTACT would keep alerting the old recipient.
+    """
+    config = yaml.safe_load((ROOT / "grafana" / "alerting" / f"contact-{choice}.yml").read_text())
+    deleted = {entry["uid"] for entry in config.get("deleteContactPoints", [])}
+    others = {uid for name, uid in RECEIVER_UID.items() if name != choice}
+    assert others <= deleted, f"contact-{choice}.yml leaves {sorted(others - deleted)} in Grafana"
+    assert RECEIVER_UID.get(choice) not in deleted
+    if choice == "none":
+        assert 1 in config.get("resetPolicies", []), "the hodlboard policy would keep routing alerts"
+
+
+def money_units(files: dict) -> set[str]:
+    """Every unit a generated dashboard gives a money figure (currency signs and custom suffixes)."""
+    text = "".join(content for path, content in files.items() if path.suffix == ".json")
+    return set(re.findall(r'"(?:unit|format)": "(currency\w+|suffix: \w+)"', text))
+
+
+@pytest.mark.parametrize(
+    ("base", "unit"), [("USD", "currencyUSD"), ("EUR", "currencyEUR"), ("USDT", "suffix: USDT")]
+)
+def test_money_is_shown_in_the_base_currency(base, unit):
+    """`make dashboards BASE_CURRENCY=EUR`: every money figure in euros, none left in dollars."""
+    try:
+        assert money_units(generate.render(base)) == {unit}
+    finally:
+        generate.render()  # the other tests read the default (USD) rendering
+
+
+def test_a_mistyped_base_currency_is_refused(capsys):
+    with pytest.raises(SystemExit) as refused:
+        generate.main(["--check", "--base-currency", "$"])
+    assert refused.value.code == 2 and "currency code" in capsys.readouterr().err
+
+
+CHOOSE_CONTACT = ROOT / "grafana" / "alerting" / "choose-contact.sh"
+
+
+def choose_contact(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """Runs Grafana's compose entrypoint with a stand-in for the image's /run.sh that lists what it was given."""
+    grafana = tmp_path / "run.sh"
+    grafana.write_text('#!/bin/sh\necho "provisioning=$GF_PATHS_PROVISIONING args=$*"\n')
+    grafana.chmod(0o755)
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HODLBOARD_ALERTING_DIR": str(ROOT / "grafana" / "alerting"),
+        "GF_PATHS_PROVISIONING": str(PROVISIONING),
+        "HODLBOARD_PROVISIONING_COPY": str(tmp_path / "provisioning"),
+        "GRAFANA_ENTRYPOINT": str(grafana),
+        **env,
+    }
+    return subprocess.run(
+        ["/bin/sh", str(CHOOSE_CONTACT), "--flag"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"HODLBOARD_ALERT_CONTACT": "slack"},
+            "HODLBOARD_ALERT_CONTACT=slack is not a choice: set none, email or webhook",
+        ),
+        ({"HODLBOARD_ALERT_CONTACT": "email"}, "HODLBOARD_ALERT_CONTACT=email needs HODLBOARD_ALERT_EMAIL"),
+        ({"HODLBOARD_ALERT_CONTACT": "webhook"}, "needs HODLBOARD_ALERT_WEBHOOK_URL"),
+    ],
+)
+def test_a_mistyped_contact_choice_stops_grafana_with_a_clear_message(tmp_path, env, message):
+    run = choose_contact(tmp_path, **env)
+    assert run.returncode != 0 and message in run.stderr, run
+    assert "provisioning=" not in run.stdout, "Grafana must not start"
+
+
+@pytest.mark.parametrize(
+    ("env", "choice"),
+    [
+        ({}, "none"),
+        ({"HODLBOARD_ALERT_CONTACT": "email", "HODLBOARD_ALERT_EMAIL": "me@example.org"}, "email"),
+        (
+            {"HODLBOARD_ALERT_CONTACT": "webhook", "HODLBOARD_ALERT_WEBHOOK_URL": "https://ntfy.example/x"},
+            "webhook",
+        ),
+    ],
+)
+def test_the_chosen_contact_point_is_provisioned_and_grafana_started(tmp_path, env, choice):
+    run = choose_contact(tmp_path, **env)
+    copy = tmp_path / "provisioning"
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"provisioning={copy} args=--flag"
+    chosen = (ROOT / "grafana" / "alerting" / f"contact-{choice}.yml").read_text()
+    assert (copy / "alerting" / "contact-point.yml").read_text() == chosen
+    for provided in PROVISIONING.rglob("*.*"):
+        if provided.name != "contact-point.yml":
+            assert (copy / provided.relative_to(PROVISIONING)).read_bytes() == provided.read_bytes()

@@ -15,6 +15,38 @@ DATASOURCE = {"type": "influxdb", "uid": DATASOURCE_UID}
 SERIES_POINTS = 1000  # a one-year view then aggregates to 6 h windows, a 7-day one to 10 min
 STAT_POINTS = 200
 
+# Money is shown in the base currency of portfolio.yml: `make dashboards BASE_CURRENCY=EUR` sets it (generate.py)
+# before the dashboards load. Grafana has a unit with the right sign for these; any other is written after the number.
+DEFAULT_BASE_CURRENCY = "USD"
+GRAFANA_CURRENCIES = [
+    "USD",
+    "GBP",
+    "EUR",
+    "JPY",
+    "RUB",
+    "UAH",
+    "BRL",
+    "DKK",
+    "ISK",
+    "NOK",
+    "SEK",
+    "CZK",
+    "CHF",
+    "PLN",
+    "BTC",
+    "ZAR",
+    "INR",
+    "KRW",
+]
+base_currency = DEFAULT_BASE_CURRENCY
+
+
+def money() -> str:
+    """The unit of a money figure in the base currency: `currencyEUR`, or `suffix: USDT` for one Grafana lacks."""
+    code = base_currency.upper()
+    return f"currency{code}" if code in GRAFANA_CURRENCIES else f"suffix: {code}"
+
+
 GREEN, ORANGE, RED = "green", "orange", "red"
 BASE_STEP = [{"color": GREEN, "value": None}]  # Grafana wants a base threshold step on every panel
 

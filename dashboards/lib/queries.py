@@ -18,8 +18,10 @@ LIVE = "v.defaultBucket"
 HISTORY = '"crypto_history"'
 META = '"crypto_meta"'
 
-# Ranges longer than this read hourly candles and hourly valuations instead of trades and live samples.
+# Ranges longer than this read hourly candles and hourly valuations instead of trades and live samples, and so
+# does any range starting before the live bucket's 90 days (a short range zoomed into the one-year view).
 LONG_RANGE = "2d"
+LIVE_DAYS = "89d"
 RANGE = "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
 
 
@@ -55,7 +57,35 @@ def where(measurement: str, fields: list[str] | str, *conditions: str) -> str:
     return f"filter(fn: (r) => {' and '.join(tests)})"
 
 
-LONG = f"isLong = int(v: v.timeRangeStop) - int(v: v.timeRangeStart) > int(v: {LONG_RANGE})"
+LONG = (
+    f"isLong = int(v: v.timeRangeStop) - int(v: v.timeRangeStart) > int(v: {LONG_RANGE})"
+    f" or int(v: v.timeRangeStart) < int(v: now()) - int(v: {LIVE_DAYS})"
+)
+
+# One candle interval only: after a `backfill.interval` change both sizes are stored for the same hours, and
+# reading both would count every trade twice. The interval read is the one whose newest candle closes last
+# (the one being backfilled now), the shorter on a tie. Compared with a literal-like value, the filter still
+# runs in storage.
+CANDLE_INTERVAL = flux(
+    """
+    candleIntervals = from(bucket: <<history>>)
+      |> <<range>>
+      |> filter(fn: (r) => r._measurement == "candle" and r._field == "close")
+      |> last()
+      |> group()
+      |> map(fn: (r) => ({
+        interval: r.interval,
+        closes: int(v: r._time) + int(v: duration(v: r.interval)),
+        shortness: 0 - int(v: duration(v: r.interval)),
+      }))
+      |> sort(columns: ["closes", "shortness"], desc: true)
+      |> findColumn(fn: (key) => true, column: "interval")
+    candleInterval = if length(arr: candleIntervals) > 0 then candleIntervals[0] else ""
+    """,
+    history=HISTORY,
+    range=RANGE,
+)
+ONE_INTERVAL = "r.interval == candleInterval"
 
 
 def by_range(short: str, long: str, name: str) -> str:
@@ -76,25 +106,53 @@ def by_range(short: str, long: str, name: str) -> str:
     )
 
 
+# Defines `isLong` and `candleInterval`, which price_points and window_sums read.
+FEED_HEADER = flux("<<long_test>>\n<<interval>>", long_test=LONG, interval=CANDLE_INTERVAL)
+
+
+def _feed_sources(conditions: tuple[str, ...], fields: tuple[str, str]) -> tuple[str, str]:
+    """The stored series of a trade field (short ranges) and of a candle field (long ranges, one interval)."""
+    trade_field, candle_field = fields
+    short = f"from(bucket: {LIVE})\n  |> {RANGE}\n  |> {where('trade', trade_field, *conditions)}"
+    long = f"from(bucket: {HISTORY})\n  |> {RANGE}\n  |> {where('candle', candle_field, *conditions, ONE_INTERVAL)}"
+    return short, long
+
+
 def price_points(*conditions: str, fields: tuple[str, str] = ("price", "close")) -> str:
-    """Defines `isLong` and `prices`: trade prices on short ranges, hourly candle closes on long ones.
+    """Defines `isLong`, `candleInterval` and `prices`: trade prices on short ranges, hourly candle closes on long ones.
 
     One table per exchange and pair (a trade's `side` would split every series in two), sorted by time.
     `fields` picks other trade/candle fields, e.g. ("amount", "volume").
     """
-    trade_field, candle_field = fields
-    short = f"from(bucket: {LIVE})\n  |> {RANGE}\n  |> {where('trade', trade_field, *conditions)}"
-    long = f"from(bucket: {HISTORY})\n  |> {RANGE}\n  |> {where('candle', candle_field, *conditions)}"
+    short, long = _feed_sources(conditions, fields)
     return (
-        flux(
-            """
-        <<long_test>>
-        <<choice>>
-        """,
-            long_test=LONG,
-            choice=by_range(short, long, "raw"),
-        )
+        FEED_HEADER
+        + by_range(short, long, "raw")
         + 'prices = raw |> group(columns: ["exchange", "pair"]) |> sort(columns: ["_time"])\n'
+    )
+
+
+def window_sums(
+    name: str, *conditions: str, fields: tuple[str, str] = ("amount", "volume"), time_src: str = "_stop"
+) -> str:
+    """Defines `name`: per exchange and pair, the sum of a field over each `v.windowPeriod` window.
+
+    Each stored series (a trade side, a candle series) is summed in storage first, keyed by its window's start;
+    the sums of one feed then add up per window. Needs FEED_HEADER (or price_points) earlier in the query.
+    Measured at 1 y: 0.14 s, where grouping the raw candles first and joining took 1.9 s. Each sum is timed at
+    its window's stop, like aggregateWindow's, or with `time_src="_start"` at its start.
+    """
+    stage = '\n  |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false, timeSrc: "_start")'
+    short, long = _feed_sources(conditions, fields)
+    return by_range(short + stage, long + stage, f"{name}PerSeries") + flux(
+        """
+        <<name>> = <<name>>PerSeries
+          |> group(columns: ["exchange", "pair"])
+          |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false, timeSrc: "<<time_src>>")
+          |> keep(columns: ["_time", "_value", "exchange", "pair"])
+        """,
+        name=name,
+        time_src=time_src,
     )
 
 
@@ -125,7 +183,7 @@ def latest_valuation(measurement: str, fields: list[str], *conditions: str, wind
           |> <<filters>>
           |> last()
         latest = union(tables: [latestLive, latestHourly])
-          |> group(columns: ["_measurement", "_field", "<<key>>"])
+          |> group(columns: [<<key>>])
           |> sort(columns: ["_time"])
           |> last()
         """,
@@ -133,7 +191,10 @@ def latest_valuation(measurement: str, fields: list[str], *conditions: str, wind
         live=LIVE,
         history=HISTORY,
         filters=filters,
-        key="asset" if measurement == "position" else "_measurement",
+        key=", ".join(
+            f'"{name}"'
+            for name in ["_measurement", "_field"] + (["asset"] if measurement == "position" else [])
+        ),
     )
 
 

@@ -230,14 +230,17 @@ def test_price_move_stays_quiet_on_calm_data(stack):
 def test_drawdown_is_the_fall_from_the_30_day_high(stack):
     rule = next(rule for rule in ALERTS if rule["uid"] == "hodlboard-drawdown")
     start = stack.now_s - rule["data"][0]["relativeTimeRange"]["from"]
-    values = [
-        float(point.value)
+    points = [
+        point
         for point in valuations(stack.now_s)
         if isinstance(point, PortfolioValue)
         and point.time_ns >= start * 1_000_000_000
         and (point.bucket == "history" or point.time_ns >= (stack.now_s - 7200) * 1_000_000_000)
     ]
-    high, current = max(values), values[-1]
+    # the newest point by time: in the first 30 s of an hour that is the hourly one, not the last live sample
+    # (taking the last one generated made this test fail once an hour)
+    high = max(float(point.value) for point in points)
+    current = float(max(points, key=lambda point: point.time_ns).value)
     result = alert_outcome(stack, rule).result
     assert float(result.values("_value")[0]) == pytest.approx((high - current) / high * 100, rel=1e-9)
 
