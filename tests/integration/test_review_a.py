@@ -1,6 +1,10 @@
 """Review of issue 6 part A (gap fill, hand-over, reload): findings recorded as strict xfails until fixed.
 Replayed Bitstamp, real influxd."""
 
+import contextlib
+import dataclasses
+import socket
+import threading
 import time
 
 import pytest
@@ -119,3 +123,50 @@ def test_review_a_a_reload_removing_a_pair_ends_its_retrying_gap_fill(
         write_config(path, replay, pairs=("ETH-USD",))
         wait_for(lambda: btc not in stream.pairs, what="the reload")
         wait_for(lambda: btc not in stream._gap_filler._running, timeout=10, what="BTC's gap fill ended")
+
+
+class HangingServer:
+    """Accepts TCP connections and never answers: an InfluxDB that hangs."""
+
+    def __init__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.accepted: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.socket.accept()[0])
+
+    def close(self) -> None:
+        self.socket.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: Collector.run awaits each exchange's start (a plain to_thread read of the last stored "
+    "trades, not through the StopSignal) before it looks at the stop: with a hanging InfluxDB, SIGTERM waits "
+    "for the reader's 30 s timeout",
+)
+def test_review_a_sigterm_while_the_start_reads_a_hanging_influxdb_exits_within_ten_seconds(
+    collector_settings, replay, tmp_path
+):
+    from tests.integration.test_stop import CollectorProcess
+
+    write_config(tmp_path / "portfolio.yml", replay)
+    influx = HangingServer()
+    settings = dataclasses.replace(collector_settings, url=influx.url)
+    collector = CollectorProcess(tmp_path, settings)
+    try:
+        wait_for(lambda: influx.accepted, timeout=30, what="the collector to query InfluxDB")
+        collector.terminate_within(10)
+    finally:
+        collector.kill()
+        influx.close()
