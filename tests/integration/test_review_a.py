@@ -11,7 +11,15 @@ import pytest
 
 from collector.config import Pair, parse_config
 from collector.exchanges.bitstamp import Bitstamp
-from tests.integration.harness import running, stored_trades, streaming, wait_for, write_config
+from tests.integration.harness import (
+    FAST,
+    fast,
+    running,
+    stored_trades,
+    streaming,
+    wait_for,
+    write_config,
+)
 
 UNAVAILABLE = (503, {"Retry-After": "0.3"}, '{"status":"error","reason":"maintenance"}')
 
@@ -238,3 +246,29 @@ def test_review_a_the_message_age_grows_while_a_restarted_collector_cannot_conne
         wait_for(lambda: time.time() > started + 3, what="three seconds without any message")
         wait_for(lambda: _last_health(admin_client, org, "connected") == 0, what="a later health point")
         assert _last_health(admin_client, org, "last_message_age_s") >= 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a 'Retry-After: 0' (or an HTTP date already past, e.g. clock skew) makes the gap fill retry "
+    "with no backoff at all: a hot loop on the shared rate-limit budget for as long as the outage lasts",
+)
+def test_review_a_a_zero_retry_after_does_not_make_the_gap_fill_spin(
+    collector_settings, admin_client, replay, tmp_path
+):
+    org = collector_settings.org
+    path = tmp_path / "portfolio.yml"
+    config = write_config(path, replay)
+    options = fast(FAST, backoff_first_s=1.0, backoff_max_s=2.0)
+    with running(path, config, collector_settings, tmp_path / "spool", options):
+        replay.wait_subscribed("btcusd")
+        seen = replay.publish("btcusd", "43000.00")
+        wait_for(lambda: _ids(admin_client, org) == [str(seen.id)], what="the live trade")
+        past = "Thu, 01 Jan 2026 00:00:00 GMT"  # an HTTP date behind our clock
+        replay.http.script("/transactions/", *[(503, {"Retry-After": past}, "busy")] * 10_000)
+        replay.drop_connections()
+        wait_for(lambda: _transactions_requests(replay) >= 5, what="the first failed gap-fill call")
+        window_end = time.monotonic() + 1.0
+        wait_for(lambda: time.monotonic() > window_end, what="a second of retries")
+        # with a backoff of at least 0.5 s between calls (5 attempts each): three calls at the very most
+        assert _transactions_requests(replay) <= 15
