@@ -3,6 +3,7 @@ Replayed Bitstamp, real influxd."""
 
 import contextlib
 import dataclasses
+import logging
 import socket
 import threading
 import time
@@ -272,3 +273,28 @@ def test_review_a_a_zero_retry_after_does_not_make_the_gap_fill_spin(
         wait_for(lambda: time.monotonic() > window_end, what="a second of retries")
         # with a backoff of at least 0.5 s between calls (5 attempts each): three calls at the very most
         assert _transactions_requests(replay) <= 15
+
+
+def test_review_a_a_kind_of_bad_message_is_logged_again_on_each_new_connection(
+    collector_settings, admin_client, replay, tmp_path, caplog
+):
+    """The README's "message errors: once per connection" had no test: removing recovered_all passed them all."""
+    org = collector_settings.org
+
+    def logged() -> int:
+        return len([r for r in caplog.records if "unusable message" in r.getMessage()])
+
+    with (
+        caplog.at_level(logging.WARNING, logger="collector.stream"),
+        streaming(tmp_path, replay, collector_settings) as runner,
+    ):
+        replay.send_raw("{not json")
+        replay.send_raw("{not json")
+        first = replay.publish("btcusd", "43000.00")  # read after both: they were handled
+        wait_for(lambda: _ids(admin_client, org) == [str(first.id)], what="the live trade")
+        assert (logged(), runner.health().errors) == (1, 2)
+        replay.drop_connections()
+        wait_for(lambda: "live_trades_btcusd" in replay.subscribed_on(2), what="the new connection")
+        replay.send_raw("{not json")
+        wait_for(lambda: runner.health().errors == 3, what="the bad message on the new connection")
+        assert logged() == 2
