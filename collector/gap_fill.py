@@ -72,9 +72,14 @@ class GapFiller:
             log.error("%s %s: gap fill failed", self.exchange.name, pair, exc_info=fill.task.exception())
 
     async def _fill(self, pair: Pair, since_s: float, until_s: float) -> None:
-        """Trades of [since_s, until_s] over REST, retried until they come or the exchange no longer has them."""
+        """Trades of [since_s, until_s] over REST, retried until they come or the exchange no longer has them.
+
+        An answer only holds its window as of when it came (Page.complete_from_s): one delayed by retries may
+        no longer reach back to since_s, so it is asked again (with a larger window) until one does."""
         name, kind = self.exchange.name, f"gap-fill:{pair}"
         backoff = Backoff(*self.backoff_s)
+        complete_from_s = until_s  # the answers so far hold every trade from here to until_s
+        filled = 0
         while True:
             reach_s = time.time() - self.exchange.trade_history_s
             if since_s < reach_s:  # that part is gone from the exchange's REST history
@@ -82,19 +87,16 @@ class GapFiller:
                 reason = f"the exchange's REST history reaches back {reach_h:g} h"
                 self._unrecoverable(pair, since_s, min(until_s, reach_s), reason)
                 since_s = min(until_s, reach_s)
-                if since_s >= until_s:
-                    return
-            try:
-                page = await asyncio.to_thread(
-                    self.exchange.recent_trades, self.http, pair, time.time() - since_s
-                )
+            if since_s >= complete_from_s:
                 break
+            try:
+                page = await asyncio.to_thread(self.exchange.recent_trades, self.http, pair, since_s)
             except Stopped:
                 return
             except (HttpError, MessageError) as exc:
                 if isinstance(exc, HttpError) and not exc.retryable:
                     self.health.error(log, kind, "%s %s: gap fill refused: %s", name, pair, exc)
-                    self._unrecoverable(pair, since_s, until_s, "the exchange refused the request")
+                    self._unrecoverable(pair, since_s, complete_from_s, "the exchange refused the request")
                     return
                 retry_after = exc.retry_after_s if isinstance(exc, HttpError) else None
                 wait = backoff.next() if retry_after is None else retry_after
@@ -107,11 +109,14 @@ class GapFiller:
                     exc,
                 )
                 await asyncio.sleep(wait)
-        self.health.recovered(log, kind, "%s %s: gap fill works again", name, pair)
-        self.health.skipped_rows(log, f"{name} {pair} transactions", page.bad_rows)
-        missed = self.accept([trade for trade in page.records if trade.time_s >= int(since_s)])
-        self.health.gap_filled += len(missed)
-        log.info("%s %s: gap of %.0f s filled with %d trades", name, pair, until_s - since_s, len(missed))
+                continue
+            self.health.recovered(log, kind, "%s %s: gap fill works again", name, pair)
+            self.health.skipped_rows(log, f"{name} {pair} transactions", page.bad_rows)
+            missed = self.accept([trade for trade in page.records if trade.time_s >= int(since_s)])
+            self.health.gap_filled += len(missed)
+            filled += len(missed)
+            complete_from_s = min(complete_from_s, page.complete_from_s or since_s)
+        log.info("%s %s: gap of %.0f s filled with %d trades", name, pair, until_s - since_s, filled)
 
     def _unrecoverable(self, pair: Pair, from_s: float, to_s: float, reason: str) -> None:
         """Given up on: counted in `unrecoverable_gap_s` and logged with its span, for a dashboard to show."""

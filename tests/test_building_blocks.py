@@ -63,7 +63,7 @@ def test_the_same_trade_is_the_same_point_from_the_websocket_and_from_rest():
     adapter.subscribe_messages([BTC])
     live = [to_line(trade) for ws, _ in SAME_TRADES for trade in adapter.parse(ws).trades]
     rows = [row for _, row in reversed(SAME_TRADES)]  # REST answers newest first
-    page = adapter.recent_trades(CannedHttp(json.dumps(rows)), BTC, gap_s=3600)
+    page = adapter.recent_trades(CannedHttp(json.dumps(rows)), BTC, since_s=time.time() - 3600)
     assert page.bad_rows == []
     recovered = [to_line(trade) for trade in reversed(page.records)]
     assert len(live) == 2 and recovered == live

@@ -181,12 +181,6 @@ def test_review_a_sigterm_while_the_start_reads_a_hanging_influxdb_exits_within_
         influx.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: the REST window (minute/hour/day) is chosen from the gap before the HTTP client's retries; "
-    "answered after them (Retry-After), it no longer reaches the gap's start: the oldest missed trades are "
-    "neither fetched nor counted as unrecoverable",
-)
 def test_review_a_a_gap_fill_answered_after_retries_still_reaches_the_gaps_start(
     collector_settings, admin_client, replay, tmp_path
 ):
