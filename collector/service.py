@@ -154,10 +154,7 @@ class Collector:
         self.writer.on_failed = lambda: loop.call_soon_threadsafe(stop.set)
         self.writer.start()
         try:
-            for exchange in self.config.exchanges.values():
-                await self._start_exchange(exchange)
-            for task in (self._schedule, self._health, self._watch_config, self._live_valuation):
-                self._spawn(task())
+            self._spawn(self._start())  # a start reads the database: a stop must not wait for it
             await stop.wait()
             log.info("stopping: flushing what was accepted")
         finally:
@@ -179,6 +176,15 @@ class Collector:
                 log.error("%s still running after the stop; what it submits now is lost", function.__name__)
             raise
 
+    async def _start(self) -> None:
+        try:
+            for exchange in self.config.exchanges.values():
+                await self._start_exchange(exchange)
+        except Stopped:
+            return
+        for task in (self._schedule, self._health, self._watch_config, self._live_valuation):
+            self._spawn(task())
+
     def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
@@ -187,14 +193,18 @@ class Collector:
 
     def _finished(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if not task.cancelled() and not isinstance(task.exception(), Stopped | None):
             log.error("%s stopped unexpectedly", task.get_coro().__qualname__, exc_info=task.exception())
 
     async def _start_exchange(self, exchange: ExchangeConfig) -> None:
         runtime = self.runtime(exchange)
         since = int(time.time() - 2 * runtime.adapter.trade_history_s)
-        try:
-            last_trades = await asyncio.to_thread(self.reader.last_trade_s, exchange.name, since)
+        try:  # through the stop, as any wait on the network: a hanging database does not hold up a stop
+            last_trades = await asyncio.to_thread(
+                self.stop.call, self.reader.last_trade_s, exchange.name, since
+            )
+        except Stopped:
+            raise
         except Exception as exc:  # noqa: BLE001 - without it there is just no gap fill after this restart
             log.warning(
                 "%s: cannot read the last stored trades (%s); no gap fill for this start", exchange.name, exc

@@ -158,12 +158,6 @@ class HangingServer:
             conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: Collector.run awaits each exchange's start (a plain to_thread read of the last stored "
-    "trades, not through the StopSignal) before it looks at the stop: with a hanging InfluxDB, SIGTERM waits "
-    "for the reader's 30 s timeout",
-)
 def test_review_a_sigterm_while_the_start_reads_a_hanging_influxdb_exits_within_ten_seconds(
     collector_settings, replay, tmp_path
 ):
