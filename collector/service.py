@@ -198,11 +198,8 @@ class Collector:
 
     async def _start_exchange(self, exchange: ExchangeConfig) -> None:
         runtime = self.runtime(exchange)
-        since = int(time.time() - 2 * runtime.adapter.trade_history_s)
         try:  # through the stop, as any wait on the network: a hanging database does not hold up a stop
-            last_trades = await asyncio.to_thread(
-                self.stop.call, self.reader.last_trade_s, exchange.name, since
-            )
+            last_trades = await asyncio.to_thread(self.stop.call, self.reader.last_trade_s, exchange.name)
         except Stopped:
             raise
         except Exception as exc:  # noqa: BLE001 - without it there is just no gap fill after this restart

@@ -313,11 +313,6 @@ def test_review_a_a_pair_added_back_by_a_reload_reports_no_unrecoverable_gap(
         assert runner.health().unrecoverable_gap_s == 0, "nothing was lost: ETH was not wanted meanwhile"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: after a restart, the last stored trade is looked up over two days only: a collector down for "
-    "three days neither fetches the last day of trades the exchange still has nor records the lost span",
-)
 def test_review_a_a_restart_after_three_days_fills_what_rest_still_has_and_records_the_rest(
     collector_settings, admin_client, replay, tmp_path
 ):
