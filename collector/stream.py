@@ -9,7 +9,11 @@
   on, and only the task that owns the current connection sends (un)subscribes, reconciling the wanted pairs
   after its subscribe phase, so a hot reload at any moment (a hand-over included) ends subscribed to exactly
   the wanted pairs.
-- After every subscription, the trades missed since the last one seen are fetched over REST (gap_fill.py).
+- After every subscription, the trades missed since the pair was last covered are fetched over REST
+  (gap_fill.py). A connection handed over was read to its end: it covers its pairs up to its last message, so
+  a quiet pair owes nothing for a routine reconnect. A lost one proves what it delivered only by its trades
+  (acks, heartbeat replies and pongs do not pass through the exchange's trade feed, which may lag behind
+  them): a pair's gap starts at its last trade, or for a pair never seen, at the connection's last message.
   Gap-filled trades become the same points as live ones, so overlaps overwrite themselves.
 """
 
@@ -31,6 +35,10 @@ from collector.records import Trade
 from collector.retry import Backoff
 
 log = logging.getLogger(__name__)
+
+# A trade may arrive a little after a later message of the same connection: a connection is taken to have
+# delivered a pair's trades up to this long before its last message.
+DELIVERY_ALLOWANCE_S = 1.0
 
 
 class ConnectionLost(Exception):
@@ -54,6 +62,7 @@ class Link:
     number: int
     requested: set[Pair] = field(default_factory=set)  # subscribe sent, not unsubscribed since
     subscribed: set[Pair] = field(default_factory=set)  # acknowledged on this connection
+    alive_s: float | None = None  # when it last delivered a message or answered a ping
 
 
 class TradeStream:
@@ -77,8 +86,6 @@ class TradeStream:
         self.link: Link | None = None  # the connection being served
         self._links_opened = 0
         self._pairs_changed = asyncio.Event()
-        self._alive_s: float | None = None  # when a connection last delivered a message
-        self._lost_s: int | None = None  # _alive_s when the last connection was lost or handed over
         self._backoff = Backoff(options.backoff_first_s, options.backoff_max_s)
         self._gap_filler = GapFiller(
             exchange, http, health, self._accept, options.backoff_first_s, options.backoff_max_s
@@ -103,15 +110,21 @@ class TradeStream:
                         self.health.errors += 1
                         log.exception("%s: unexpected error in the stream; reconnecting", self.exchange.name)
                     self.health.reconnects += 1
-                    self._mark_lost()
                     await asyncio.sleep(delay)
         finally:  # a stopped stream produces nothing more: its gap fills end with it
             await self._gap_filler.close()
 
     async def set_pairs(self, pairs) -> None:
         """Hot reload: the task serving the connection (un)subscribes the difference, now or after its
-        subscribe phase; a connection being opened subscribes the new set."""
-        self.pairs = set(pairs)
+        subscribe phase; a connection being opened subscribes the new set. A removed pair's gap fill ends and
+        it owes nothing more; an added one is owed its trades from now."""
+        pairs, now = set(pairs), time.time()
+        for pair in self.pairs - pairs:
+            self._gap_filler.forget(pair)
+            self.last_trade_s.pop(pair, None)
+        for pair in pairs - self.pairs:
+            self._gap_filler.wanted_from(pair, now)
+        self.pairs = pairs
         self._pairs_changed.set()
 
     # --- connection life ---------------------------------------------------------------------------------
@@ -130,7 +143,7 @@ class TradeStream:
         try:
             await self._reconcile(link)
         except BaseException:
-            await self._close(conn)
+            await self._close(link, lost=True)
             raise
         return link
 
@@ -154,7 +167,7 @@ class TradeStream:
         helpers = self._start_helpers(link)
         try:
             while True:
-                parsed = self._handle(await self._receive(link.conn), link)
+                parsed = self._handle(await self._receive(link), link)
                 if parsed is not None and parsed.reconnect_requested:
                     _cancel(helpers)
                     link = await self._hand_over(link)
@@ -163,7 +176,7 @@ class TradeStream:
             _cancel(helpers)
             self.link = None
             self.health.connected = 0
-            await self._close(link.conn)
+            await self._close(link, lost=True)
 
     def _start_helpers(self, link: Link) -> list[asyncio.Task]:
         """The link becomes the one served: its heartbeat, and its subscriptions kept to the wanted pairs
@@ -184,7 +197,8 @@ class TradeStream:
             self.health.errors += 1
             log.error("%s: connection helper failed", self.exchange.name, exc_info=task.exception())
 
-    async def _receive(self, conn):
+    async def _receive(self, link: Link):
+        conn = link.conn
         while True:
             try:
                 return await asyncio.wait_for(conn.recv(), self.exchange.silence_s)
@@ -193,6 +207,7 @@ class TradeStream:
             try:  # silence: a quiet pair or a dead connection? The pong tells.
                 pong = await conn.ping()
                 await asyncio.wait_for(pong, self.options.pong_timeout_s)
+                link.alive_s = time.time()
             except TimeoutError as exc:
                 raise ConnectionLost(f"no message for {self.exchange.silence_s:.0f} s and no pong") from exc
 
@@ -221,12 +236,11 @@ class TradeStream:
                     self._handle(await asyncio.wait_for(new.conn.recv(), timeout), new)
             await asyncio.sleep(self.options.drain_s)  # let the old connection deliver what it still has
         except BaseException:
-            if new is not None:
-                await self._close(new.conn)
+            await self._close(new, lost=True)
             raise
         finally:
             old_reader.cancel()
-            await self._close(old.conn)
+            await self._close(old)
         self.health.reconnects += 1
         return new
 
@@ -235,21 +249,25 @@ class TradeStream:
             async for message in link.conn:
                 self._handle(message, link)
 
-    def _mark_lost(self) -> None:
-        if self._alive_s is not None:
-            self._lost_s = int(self._alive_s)
+    def _covered_by(self, link: Link, lost: bool = False) -> None:
+        """The pairs subscribed on `link` count as delivered up to its last message (see the module's doc);
+        for a lost link, only those with no trade seen."""
+        if link.alive_s is not None:
+            for pair in link.subscribed & self.pairs:
+                if not (lost and pair in self.last_trade_s):
+                    self._gap_filler.delivered(pair, link.alive_s - DELIVERY_ALLOWANCE_S)
 
-    @staticmethod
-    async def _close(conn) -> None:
-        if conn is not None:
+    async def _close(self, link: Link | None, lost: bool = False) -> None:
+        if link is not None:
+            self._covered_by(link, lost)
             with contextlib.suppress(Exception):
-                await conn.close()
+                await link.conn.close()
 
     # --- messages ------------------------------------------------------------------------------------------
 
     def _handle(self, message, link: Link) -> Parsed | None:
         self.health.messages += 1
-        self._alive_s = self.health.last_message_s = time.time()
+        link.alive_s = self.health.last_message_s = time.time()
         try:
             parsed = self.exchange.parse(message)
         except MessageError as exc:
@@ -283,11 +301,9 @@ class TradeStream:
             return  # an acknowledgement for what this connection no longer wants
         link.subscribed.add(pair)
         self._backoff.reset()
-        # From the last trade seen, else (after a lost connection) from when the link was last alive;
-        # a pair never seen on a first connection has no gap: candles cover its history.
-        since = self.last_trade_s.get(pair, self._lost_s)
-        if since is not None:
-            self._gap_filler.start(pair, since)
+        if self.link is not None and self.link is not link:  # a hand-over: the old connection is still alive
+            self._covered_by(self.link)
+        self._gap_filler.start(pair, self.last_trade_s.get(pair))
 
 
 def _cancel(tasks: list[asyncio.Task]) -> None:

@@ -33,11 +33,6 @@ def _transactions_requests(replay, symbol="btcusd") -> int:
     return len([path for path in replay.http.requests if f"/transactions/{symbol}/" in path])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a hand-over on a pair quiet for longer than the REST reach records an unrecoverable gap "
-    "although the connection never went down (the gap starts at the last trade, not when the link was lost)",
-)
 def test_review_a_hand_over_on_a_quiet_pair_records_no_unrecoverable_gap(
     collector_settings, admin_client, replay, tmp_path, monkeypatch
 ):
@@ -56,11 +51,6 @@ def test_review_a_hand_over_on_a_quiet_pair_records_no_unrecoverable_gap(
         assert runner.health().unrecoverable_gap_s == 0, "no trade was lost: nothing is unrecoverable"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: unrecoverable_gap_s double counted: a second gap fill (merged or after a reconnect) starts "
-    "again from the last trade and re-adds the span the first one already recorded",
-)
 def test_review_a_unrecoverable_gap_is_not_counted_twice_over_two_reconnects(
     collector_settings, admin_client, replay, tmp_path, monkeypatch
 ):
@@ -108,11 +98,6 @@ def test_review_a_a_reconnect_request_during_a_hand_over_is_honoured(
         wait_for(lambda: _ids(admin_client, org) == [str(trade.id)], what="the trade on the third connection")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a pair removed by a reload keeps its gap fill retrying (requests, rate-limit budget, "
-    "unrecoverable_gap_s for a pair no longer collected)",
-)
 def test_review_a_a_reload_removing_a_pair_ends_its_retrying_gap_fill(
     collector_settings, admin_client, replay, tmp_path
 ):
@@ -288,11 +273,6 @@ def test_review_a_a_kind_of_bad_message_is_logged_again_on_each_new_connection(
         assert logged() == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a pair removed by a reload and added back later is gap filled from its last trade before the "
-    "removal: the time it was deliberately not collected is counted in unrecoverable_gap_s",
-)
 def test_review_a_a_pair_added_back_by_a_reload_reports_no_unrecoverable_gap(
     collector_settings, admin_client, replay, tmp_path, monkeypatch
 ):
