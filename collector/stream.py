@@ -168,9 +168,10 @@ class TradeStream:
         try:
             while True:
                 parsed = self._handle(await self._receive(link), link)
-                if parsed is not None and parsed.reconnect_requested:
+                hand_over = parsed is not None and parsed.reconnect_requested
+                while hand_over:  # again if the new connection was asked to go during its hand-over
                     _cancel(helpers)
-                    link = await self._hand_over(link)
+                    link, hand_over = await self._hand_over(link)
                     helpers = self._start_helpers(link)
         finally:  # whichever connection it holds by now, handed over or not, ends here
             _cancel(helpers)
@@ -220,20 +221,22 @@ class TradeStream:
                 await asyncio.sleep(self.exchange.heartbeat_s)
                 await conn.send(message)
 
-    async def _hand_over(self, old: Link) -> Link:
+    async def _hand_over(self, old: Link) -> tuple[Link, bool]:
+        """The new connection, subscribed, and whether it too was asked to reconnect meanwhile."""
         log.info(
             "%s asked for a reconnect: opening a new connection before closing the old one",
             self.exchange.name,
         )
         old_reader = asyncio.create_task(self._read_to_end(old))
-        new = None
+        new, again = None, False
         try:
             new = await self._open()
             deadline = time.monotonic() + self.options.open_timeout_s
             while new.subscribed != new.requested and time.monotonic() < deadline:
                 timeout = max(0.01, deadline - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    self._handle(await asyncio.wait_for(new.conn.recv(), timeout), new)
+                    parsed = self._handle(await asyncio.wait_for(new.conn.recv(), timeout), new)
+                    again = again or (parsed is not None and parsed.reconnect_requested)
             await asyncio.sleep(self.options.drain_s)  # let the old connection deliver what it still has
         except BaseException:
             await self._close(new, lost=True)
@@ -242,7 +245,7 @@ class TradeStream:
             old_reader.cancel()
             await self._close(old)
         self.health.reconnects += 1
-        return new
+        return new, again
 
     async def _read_to_end(self, link: Link) -> None:
         with contextlib.suppress(websockets.exceptions.ConnectionClosed):

@@ -74,11 +74,6 @@ def test_review_a_unrecoverable_gap_is_not_counted_twice_over_two_reconnects(
         assert counted <= time.time() - last_s - 2 + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a bts:request_reconnect received on the new connection during the hand-over's subscribe "
-    "phase is dropped (_hand_over ignores reconnect_requested), so that connection is never handed over",
-)
 def test_review_a_a_reconnect_request_during_a_hand_over_is_honoured(
     collector_settings, admin_client, replay, tmp_path
 ):
