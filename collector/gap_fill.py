@@ -18,7 +18,7 @@ from collector.exchanges.base import Exchange, MessageError
 from collector.health import ExchangeHealth
 from collector.http import HttpClient, HttpError
 from collector.records import Trade
-from collector.retry import Backoff
+from collector.retry import Backoff, retry_wait
 from collector.stop import Stopped
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class GapFiller:
                     fill.since_s = self._unrecoverable(pair, fill.since_s, complete_from_s, reason)
                     break
                 retry_after = exc.retry_after_s if isinstance(exc, HttpError) else None
-                wait = backoff.next() if retry_after is None else retry_after
+                wait = retry_wait(backoff, retry_after)
                 self.health.error(
                     log,
                     kind,

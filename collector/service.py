@@ -17,6 +17,7 @@ from collector.http import HttpClient, HttpError
 from collector.influx_settings import InfluxSettings
 from collector.portfolio.history import Interrupted
 from collector.portfolio.work import PortfolioWork
+from collector.retry import Backoff
 from collector.stop import Stopped, StopSignal
 from collector.storage.reader import Reader
 from collector.storage.spool import Spool
@@ -76,7 +77,8 @@ class Collector:
     def runtime(self, exchange: ExchangeConfig) -> ExchangeRuntime:
         adapter = EXCHANGES[exchange.name](exchange)
         health = ExchangeHealth()
-        http = HttpClient(exchange.name, adapter.rate_limit, stop=self.stop, health=health)
+        backoff = Backoff(self.options.stream.backoff_first_s, self.options.stream.backoff_max_s)
+        http = HttpClient(exchange.name, adapter.rate_limit, backoff=backoff, stop=self.stop, health=health)
         return ExchangeRuntime(exchange, adapter, http, health)
 
     def backfill(

@@ -49,7 +49,7 @@ class ConnectionLost(Exception):
 class StreamOptions:
     open_timeout_s: float = 10.0
     pong_timeout_s: float = 10.0
-    backoff_first_s: float = 1.0  # reconnects and gap-fill retries
+    backoff_first_s: float = 1.0  # reconnects, gap-fill and REST retries
     backoff_max_s: float = 60.0
     drain_s: float = 1.0  # how long the old connection is still read after a hand-over
 

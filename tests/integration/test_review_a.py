@@ -217,11 +217,6 @@ def test_review_a_the_message_age_grows_while_a_restarted_collector_cannot_conne
         assert _last_health(admin_client, org, "last_message_age_s") >= 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a 'Retry-After: 0' (or an HTTP date already past, e.g. clock skew) makes the gap fill retry "
-    "with no backoff at all: a hot loop on the shared rate-limit budget for as long as the outage lasts",
-)
 def test_review_a_a_zero_retry_after_does_not_make_the_gap_fill_spin(
     collector_settings, admin_client, replay, tmp_path
 ):
