@@ -10,10 +10,10 @@
   after its subscribe phase, so a hot reload at any moment (a hand-over included) ends subscribed to exactly
   the wanted pairs.
 - After every subscription, the trades missed since the pair was last covered are fetched over REST
-  (gap_fill.py). A connection handed over was read to its end: it covers its pairs up to its last message, so
-  a quiet pair owes nothing for a routine reconnect. A lost one proves what it delivered only by its trades
-  (acks, heartbeat replies and pongs do not pass through the exchange's trade feed, which may lag behind
-  them): a pair's gap starts at its last trade, or for a pair never seen, at the connection's last message.
+  (gap_fill.py). A connection covers the pairs subscribed on it up to its last message (or pong), so a quiet
+  pair owes nothing for the time its connection was alive. One handed over was read to its end; one lost also
+  lost what was in flight, so its cover ends earlier by the lag of its trade feed (how late its trades came,
+  measured on the connection: acks, heartbeat replies and pongs do not wait for trades).
   Gap-filled trades become the same points as live ones, so overlaps overwrite themselves.
 """
 
@@ -63,6 +63,7 @@ class Link:
     requested: set[Pair] = field(default_factory=set)  # subscribe sent, not unsubscribed since
     subscribed: set[Pair] = field(default_factory=set)  # acknowledged on this connection
     alive_s: float | None = None  # when it last delivered a message or answered a ping
+    feed_lag_s: float = 0.0  # the most a trade came after its exchange time
 
 
 class TradeStream:
@@ -253,12 +254,12 @@ class TradeStream:
                 self._handle(message, link)
 
     def _covered_by(self, link: Link, lost: bool = False) -> None:
-        """The pairs subscribed on `link` count as delivered up to its last message (see the module's doc);
-        for a lost link, only those with no trade seen."""
+        """The pairs subscribed on `link` count as delivered up to its last message, less what a lost link
+        still had in flight (see the module's doc)."""
         if link.alive_s is not None:
+            until_s = link.alive_s - DELIVERY_ALLOWANCE_S - (link.feed_lag_s if lost else 0.0)
             for pair in link.subscribed & self.pairs:
-                if not (lost and pair in self.last_trade_s):
-                    self._gap_filler.delivered(pair, link.alive_s - DELIVERY_ALLOWANCE_S)
+                self._gap_filler.delivered(pair, until_s)
 
     async def _close(self, link: Link | None, lost: bool = False) -> None:
         if link is not None:
@@ -281,6 +282,8 @@ class TradeStream:
             )
             return None
         if parsed.trades:
+            oldest_s = min(trade.time_s for trade in parsed.trades)
+            link.feed_lag_s = max(link.feed_lag_s, link.alive_s - oldest_s)
             self._accept(parsed.trades)
         if parsed.subscribed is not None:
             self._on_subscribed(parsed.subscribed, link)
