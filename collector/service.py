@@ -48,6 +48,9 @@ class ExchangeRuntime:
     stream: TradeStream | None = None
     task: asyncio.Task | None = None
     last_candle_s: dict[Pair, int] = field(default_factory=dict)
+    # (pair, interval) -> (from, until): a walk found no candle in that span; a pair with no data yet is not
+    # walked from `since` again every round (from 2011 in 1 m candles, thousands of empty pages)
+    empty_history: dict[tuple[Pair, int], tuple[int, int]] = field(default_factory=dict)
 
 
 class Collector:
@@ -89,16 +92,22 @@ class Collector:
         results = []
         for pair in pairs:  # the interval is one the exchange offers: load_checked_config saw to it
             stored = self._last_stored_candle(runtime, pair, interval, since)
+            walked_from, start = since, since
+            empty = runtime.empty_history.get((pair, interval))
+            if stored is None and empty is not None and empty[0] <= since:
+                walked_from, start = empty[0], max(since, empty[1])
             result = backfill_pair(
                 runtime.adapter,
                 runtime.http,
                 self.writer.submit,
                 pair,
                 interval,
-                since,
+                start,
                 stored,
                 progress=progress(runtime, pair) if progress else None,
             )
+            if stored is None and result.empty_until_s is not None:
+                runtime.empty_history[(pair, interval)] = (walked_from, result.empty_until_s)
             runtime.health.skipped_rows(log, f"{runtime.adapter.name} {pair} ohlc", result.bad_rows)
             if result.last_open_s is not None:
                 runtime.last_candle_s[pair] = result.last_open_s
