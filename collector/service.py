@@ -73,6 +73,7 @@ class Collector:
         self.exchanges: dict[str, ExchangeRuntime] = {}
         self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
         self._tasks: set[asyncio.Task] = set()
+        self._start_failed = False
         self._config_stamp = _stamp(config_path)
 
     # --- one-shot jobs (also used by the `backfill` and `ticker` commands) -------------------------------
@@ -165,11 +166,13 @@ class Collector:
         self.writer.on_failed = lambda: loop.call_soon_threadsafe(stop.set)
         self.writer.start()
         try:
-            self._spawn(self._start())  # a start reads the database: a stop must not wait for it
+            self._spawn(self._start(stop))  # a start reads the database: a stop must not wait for it
             await stop.wait()
             log.info("stopping: flushing what was accepted")
         finally:
             await self._stop_all()
+        if self._start_failed:
+            raise RuntimeFailure("the collector could not start (see the log)")
         if self.writer.failed.is_set():
             raise RuntimeFailure("the InfluxDB writer failed for good (see the log); exiting so it restarts")
 
@@ -187,11 +190,16 @@ class Collector:
                 log.error("%s still running after the stop; what it submits now is lost", function.__name__)
             raise
 
-    async def _start(self) -> None:
+    async def _start(self, stop: asyncio.Event) -> None:
         try:
             for exchange in self.config.exchanges.values():
                 await self._start_exchange(exchange)
         except Stopped:
+            return
+        except Exception:  # noqa: BLE001 - ends the run loudly (exit code 1), as when the start was awaited
+            log.exception("cannot start streaming")
+            self._start_failed = True
+            stop.set()
             return
         for task in (self._schedule, self._health, self._watch_config, self._live_valuation):
             self._spawn(task())

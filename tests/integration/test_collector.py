@@ -330,3 +330,21 @@ def test_connected_goes_back_to_0_when_the_connection_is_lost(
             lambda: _last_health(admin_client, org, "connected") == 0, what="a disconnected health point"
         )
         assert runner.health().reconnects >= 1
+
+
+def test_a_start_that_fails_ends_the_run_loudly(collector_settings, replay, tmp_path, monkeypatch):
+    from collector.errors import RuntimeFailure
+    from collector.service import Collector
+    from tests.integration.harness import FAST, RunningCollector
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the stream's set-up")
+
+    monkeypatch.setattr("collector.service.TradeStream", broken)
+    config = write_config(tmp_path / "portfolio.yml", replay)
+    runner = RunningCollector(
+        Collector(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool", FAST)
+    )
+    runner.start().thread.join(15)
+    assert not runner.thread.is_alive(), "a collector that cannot start must not run on doing nothing"
+    assert isinstance(runner.error, RuntimeFailure)
