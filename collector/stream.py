@@ -243,8 +243,9 @@ class TradeStream:
             await self._close(new, lost=True)
             raise
         finally:
+            closed_early = old_reader.done()  # it ended by itself: what it had in flight may be lost
             old_reader.cancel()
-            await self._close(old)
+            await self._close(old, lost=closed_early)
         self.health.reconnects += 1
         return new, again
 
