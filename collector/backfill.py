@@ -21,6 +21,7 @@ class BackfillResult:
     status: str = "ok"  # ok | up to date | no data | rate limited | failed
     detail: str = ""
     last_open_s: int | None = None
+    empty_until_s: int | None = None  # the walk's pages before this time were empty: no candle before it
     bad_rows: list[str] = field(default_factory=list)  # skipped rows, what was wrong with each
 
 
@@ -90,6 +91,10 @@ def backfill_pair(
             submit(page.records)
             result.candles += len(page.records)
             result.last_open_s = page.records[-1].open_time_s
+        if not (result.candles or result.bad_rows):
+            result.empty_until_s = (
+                start  # nothing before it; this page is asked again (a candle may come late)
+            )
         start = max(page.next_start_s or 0, start + interval_s)
         if progress:
             progress.update(start, first, end, result.candles)

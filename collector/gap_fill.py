@@ -18,7 +18,7 @@ from collector.exchanges.base import Exchange, MessageError
 from collector.health import ExchangeHealth
 from collector.http import HttpClient, HttpError
 from collector.records import Trade
-from collector.retry import Backoff
+from collector.retry import Backoff, retry_wait
 from collector.stop import Stopped
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class _Running:
-    since_s: float
-    task: asyncio.Task
+    since_s: float  # where the gap still open starts: moves on as parts of it are given up on
+    task: asyncio.Task | None = None
 
 
 class GapFiller:
+    """One gap fill per pair, and per pair `covered_s`: every trade before it is stored or counted as
+    unrecoverable. It moves on when a connection is known to have delivered the pair's trades (`delivered`),
+    and when a gap fill finishes or gives a span up; a gap starts there (or at the pair's last trade, if later),
+    so a quiet pair owes nothing for the time its connection was alive, and no span is counted twice."""
+
     def __init__(
         self,
         exchange: Exchange,
@@ -45,6 +50,7 @@ class GapFiller:
         self.health = health
         self.accept = accept  # hands trades on; returns those of pairs still wanted
         self.backoff_s = (backoff_first_s, backoff_max_s)
+        self.covered_s: dict[Pair, float] = {}
         self._running: dict[Pair, _Running] = {}
 
     async def close(self) -> None:
@@ -54,15 +60,43 @@ class GapFiller:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def start(self, pair: Pair, since_s: float) -> None:
-        """One gap fill per pair: a new gap while one is still retrying is merged into it."""
+    def wanted_from(self, pair: Pair, seconds: float) -> None:
+        """A pair added while running is owed its trades from the moment it was wanted."""
+        self.covered_s.setdefault(pair, seconds)
+
+    def forget(self, pair: Pair) -> None:
+        """A pair no longer wanted: its gap fill ends and it owes nothing more."""
+        running = self._running.pop(pair, None)
+        if running is not None:
+            running.task.cancel()
+        self.covered_s.pop(pair, None)
+
+    def delivered(self, pair: Pair, until_s: float) -> None:
+        """A connection delivered every trade of `pair` up to `until_s`. While a gap before it is still being
+        filled, coverage is not contiguous: the fill moves it on when it ends."""
+        if pair not in self._running:
+            self._cover(pair, until_s)
+
+    def start(self, pair: Pair, last_trade_s: float | None) -> None:
+        """A new subscription: fetch what was missed since the pair was last covered. A gap fill still
+        running is merged into the new one, from where its open gap starts."""
         running = self._running.get(pair)
         if running is not None:
-            since_s = min(since_s, running.since_s)
+            since_s = running.since_s
             running.task.cancel()
-        fill = _Running(since_s, asyncio.create_task(self._fill(pair, since_s, time.time())))
+        else:
+            known = [seconds for seconds in (last_trade_s, self.covered_s.get(pair)) if seconds is not None]
+            if not known:
+                return  # a pair never seen owes nothing: candles cover its history
+            since_s = max(known)
+        fill = _Running(since_s)
+        fill.task = asyncio.create_task(self._fill(pair, fill, time.time()))
         self._running[pair] = fill
         fill.task.add_done_callback(lambda _task: self._done(pair, fill))
+
+    def _cover(self, pair: Pair, until_s: float) -> None:
+        if until_s > self.covered_s.get(pair, float("-inf")):
+            self.covered_s[pair] = until_s
 
     def _done(self, pair: Pair, fill: _Running) -> None:
         if self._running.get(pair) is fill:
@@ -71,33 +105,36 @@ class GapFiller:
             self.health.errors += 1
             log.error("%s %s: gap fill failed", self.exchange.name, pair, exc_info=fill.task.exception())
 
-    async def _fill(self, pair: Pair, since_s: float, until_s: float) -> None:
-        """Trades of [since_s, until_s] over REST, retried until they come or the exchange no longer has them."""
+    async def _fill(self, pair: Pair, fill: _Running, until_s: float) -> None:
+        """Trades of [fill.since_s, until_s] over REST, retried until they come or the exchange no longer has
+        them; then the pair is covered up to until_s.
+
+        An answer only holds its window as of when it came (Page.complete_from_s): one delayed by retries may
+        no longer reach back to the gap's start, so it is asked again (with a larger window) until one does."""
         name, kind = self.exchange.name, f"gap-fill:{pair}"
         backoff = Backoff(*self.backoff_s)
+        complete_from_s = until_s  # the answers so far hold every trade from here to until_s
+        started_s, filled = fill.since_s, 0
         while True:
             reach_s = time.time() - self.exchange.trade_history_s
-            if since_s < reach_s:  # that part is gone from the exchange's REST history
+            if fill.since_s < reach_s:  # that part is gone from the exchange's REST history
                 reach_h = self.exchange.trade_history_s / 3600
                 reason = f"the exchange's REST history reaches back {reach_h:g} h"
-                self._unrecoverable(pair, since_s, min(until_s, reach_s), reason)
-                since_s = min(until_s, reach_s)
-                if since_s >= until_s:
-                    return
-            try:
-                page = await asyncio.to_thread(
-                    self.exchange.recent_trades, self.http, pair, time.time() - since_s
-                )
+                fill.since_s = self._unrecoverable(pair, fill.since_s, min(until_s, reach_s), reason)
+            if fill.since_s >= complete_from_s:
                 break
+            try:
+                page = await asyncio.to_thread(self.exchange.recent_trades, self.http, pair, fill.since_s)
             except Stopped:
                 return
             except (HttpError, MessageError) as exc:
                 if isinstance(exc, HttpError) and not exc.retryable:
                     self.health.error(log, kind, "%s %s: gap fill refused: %s", name, pair, exc)
-                    self._unrecoverable(pair, since_s, until_s, "the exchange refused the request")
-                    return
+                    reason = "the exchange refused the request"
+                    fill.since_s = self._unrecoverable(pair, fill.since_s, complete_from_s, reason)
+                    break
                 retry_after = exc.retry_after_s if isinstance(exc, HttpError) else None
-                wait = backoff.next() if retry_after is None else retry_after
+                wait = retry_wait(backoff, retry_after)
                 self.health.error(
                     log,
                     kind,
@@ -107,14 +144,20 @@ class GapFiller:
                     exc,
                 )
                 await asyncio.sleep(wait)
-        self.health.recovered(log, kind, "%s %s: gap fill works again", name, pair)
-        self.health.skipped_rows(log, f"{name} {pair} transactions", page.bad_rows)
-        missed = self.accept([trade for trade in page.records if trade.time_s >= int(since_s)])
-        self.health.gap_filled += len(missed)
-        log.info("%s %s: gap of %.0f s filled with %d trades", name, pair, until_s - since_s, len(missed))
+                continue
+            self.health.recovered(log, kind, "%s %s: gap fill works again", name, pair)
+            self.health.skipped_rows(log, f"{name} {pair} transactions", page.bad_rows)
+            missed = self.accept([trade for trade in page.records if trade.time_s >= int(fill.since_s)])
+            self.health.gap_filled += len(missed)
+            filled += len(missed)
+            complete_from_s = min(complete_from_s, page.complete_from_s or fill.since_s)
+        self._cover(pair, until_s)
+        log.info("%s %s: gap of %.0f s filled with %d trades", name, pair, until_s - started_s, filled)
 
-    def _unrecoverable(self, pair: Pair, from_s: float, to_s: float, reason: str) -> None:
-        """Given up on: counted in `unrecoverable_gap_s` and logged with its span, for a dashboard to show."""
+    def _unrecoverable(self, pair: Pair, from_s: float, to_s: float, reason: str) -> float:
+        """Given up on: counted in `unrecoverable_gap_s` and logged with its span, for a dashboard to show, and
+        covered (never counted again). Returns where the gap still open now starts."""
+        self._cover(pair, to_s)
         span = max(0.0, to_s - from_s)
         self.health.unrecoverable_gap_s += span
         log.warning(
@@ -126,6 +169,7 @@ class GapFiller:
             span,
             reason,
         )
+        return max(from_s, to_s)
 
 
 def _iso(seconds: float) -> str:

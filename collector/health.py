@@ -22,6 +22,9 @@ class ExchangeHealth:
     backfill_lag_s: float = 0.0
     last_message_s: float | None = field(default=None, repr=False)  # wall clock of the last message
     _failing: set[str] = field(default_factory=set, repr=False)
+    _started_s: float = field(
+        default_factory=time.time, repr=False
+    )  # before any message, the age counts from here
 
     def error(self, logger: logging.Logger, kind: str, message: str, *args) -> None:
         self.errors += 1
@@ -48,13 +51,15 @@ class ExchangeHealth:
         self._failing = {kind for kind in self._failing if not kind.startswith(prefix)}
 
     def counters(self, now_s: float | None = None) -> dict[str, float]:
-        """Every public field, as written to the `collector` measurement; an unknown age is left out."""
+        """Every public field, as written to the `collector` measurement, and the age of the last message: since
+        the start while there was none, so a collector that cannot connect shows a growing age, not the
+        previous process's last one."""
         values = {
             f.name: getattr(self, f.name)
             for f in fields(self)
             if not f.name.startswith("_") and f.name != "last_message_s"
         }
-        if self.last_message_s is not None:
-            now_s = time.time() if now_s is None else now_s
-            values["last_message_age_s"] = max(0.0, now_s - self.last_message_s)
+        now_s = time.time() if now_s is None else now_s
+        last_s = self._started_s if self.last_message_s is None else self.last_message_s
+        values["last_message_age_s"] = max(0.0, now_s - last_s)
         return values

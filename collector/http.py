@@ -8,7 +8,7 @@ import requests
 
 from collector.exchanges.base import MessageError, RateLimit, load_json
 from collector.health import ExchangeHealth
-from collector.retry import Backoff, retry_after_seconds
+from collector.retry import Backoff, retry_after_seconds, retry_wait
 from collector.stop import StopSignal
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class HttpClient:
                     raise HttpError(f"{self.exchange} {url}: HTTP {status} {snippet}", status)
                 wait = retry_after
             if attempt < self.attempts - 1:
-                wait = self.backoff.next() if wait is None else wait
+                wait = retry_wait(self.backoff, wait)
                 log.debug("%s %s: %s, retrying in %.1f s", self.exchange, url, last_problem, wait)
                 self.stop.sleep(min(wait, self.max_wait_s))
         failure = RateLimited if status == 429 else HttpError

@@ -33,3 +33,9 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.first_s
+
+
+def retry_wait(backoff: Backoff, retry_after_s: float | None) -> float:
+    """The pause before a retry: Retry-After is a minimum, never a reason to skip the backoff (a "0" or a date
+    already past, e.g. clock skew, would otherwise retry in a hot loop)."""
+    return max(backoff.next(), retry_after_s or 0.0)

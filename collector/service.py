@@ -17,6 +17,7 @@ from collector.http import HttpClient, HttpError
 from collector.influx_settings import InfluxSettings
 from collector.portfolio.history import Interrupted
 from collector.portfolio.work import PortfolioWork
+from collector.retry import Backoff
 from collector.stop import Stopped, StopSignal
 from collector.storage.reader import Reader
 from collector.storage.spool import Spool
@@ -47,6 +48,9 @@ class ExchangeRuntime:
     stream: TradeStream | None = None
     task: asyncio.Task | None = None
     last_candle_s: dict[Pair, int] = field(default_factory=dict)
+    # (pair, interval) -> (from, until): a walk found no candle in that span; a pair with no data yet is not
+    # walked from `since` again every round (from 2011 in 1 m candles, thousands of empty pages)
+    empty_history: dict[tuple[Pair, int], tuple[int, int]] = field(default_factory=dict)
 
 
 class Collector:
@@ -69,6 +73,7 @@ class Collector:
         self.exchanges: dict[str, ExchangeRuntime] = {}
         self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
         self._tasks: set[asyncio.Task] = set()
+        self._start_failed = False
         self._config_stamp = _stamp(config_path)
 
     # --- one-shot jobs (also used by the `backfill` and `ticker` commands) -------------------------------
@@ -76,7 +81,8 @@ class Collector:
     def runtime(self, exchange: ExchangeConfig) -> ExchangeRuntime:
         adapter = EXCHANGES[exchange.name](exchange)
         health = ExchangeHealth()
-        http = HttpClient(exchange.name, adapter.rate_limit, stop=self.stop, health=health)
+        backoff = Backoff(self.options.stream.backoff_first_s, self.options.stream.backoff_max_s)
+        http = HttpClient(exchange.name, adapter.rate_limit, backoff=backoff, stop=self.stop, health=health)
         return ExchangeRuntime(exchange, adapter, http, health)
 
     def backfill(
@@ -87,16 +93,22 @@ class Collector:
         results = []
         for pair in pairs:  # the interval is one the exchange offers: load_checked_config saw to it
             stored = self._last_stored_candle(runtime, pair, interval, since)
+            walked_from, start = since, since
+            empty = runtime.empty_history.get((pair, interval))
+            if stored is None and empty is not None and empty[0] <= since:
+                walked_from, start = empty[0], max(since, empty[1])
             result = backfill_pair(
                 runtime.adapter,
                 runtime.http,
                 self.writer.submit,
                 pair,
                 interval,
-                since,
+                start,
                 stored,
                 progress=progress(runtime, pair) if progress else None,
             )
+            if stored is None and result.empty_until_s is not None:
+                runtime.empty_history[(pair, interval)] = (walked_from, result.empty_until_s)
             runtime.health.skipped_rows(log, f"{runtime.adapter.name} {pair} ohlc", result.bad_rows)
             if result.last_open_s is not None:
                 runtime.last_candle_s[pair] = result.last_open_s
@@ -154,14 +166,13 @@ class Collector:
         self.writer.on_failed = lambda: loop.call_soon_threadsafe(stop.set)
         self.writer.start()
         try:
-            for exchange in self.config.exchanges.values():
-                await self._start_exchange(exchange)
-            for task in (self._schedule, self._health, self._watch_config, self._live_valuation):
-                self._spawn(task())
+            self._spawn(self._start(stop))  # a start reads the database: a stop must not wait for it
             await stop.wait()
             log.info("stopping: flushing what was accepted")
         finally:
             await self._stop_all()
+        if self._start_failed:
+            raise RuntimeFailure("the collector could not start (see the log)")
         if self.writer.failed.is_set():
             raise RuntimeFailure("the InfluxDB writer failed for good (see the log); exiting so it restarts")
 
@@ -179,6 +190,20 @@ class Collector:
                 log.error("%s still running after the stop; what it submits now is lost", function.__name__)
             raise
 
+    async def _start(self, stop: asyncio.Event) -> None:
+        try:
+            for exchange in self.config.exchanges.values():
+                await self._start_exchange(exchange)
+        except Stopped:
+            return
+        except Exception:  # noqa: BLE001 - ends the run loudly (exit code 1), as when the start was awaited
+            log.exception("cannot start streaming")
+            self._start_failed = True
+            stop.set()
+            return
+        for task in (self._schedule, self._health, self._watch_config, self._live_valuation):
+            self._spawn(task())
+
     def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
@@ -187,14 +212,15 @@ class Collector:
 
     def _finished(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if not task.cancelled() and not isinstance(task.exception(), Stopped | None):
             log.error("%s stopped unexpectedly", task.get_coro().__qualname__, exc_info=task.exception())
 
     async def _start_exchange(self, exchange: ExchangeConfig) -> None:
         runtime = self.runtime(exchange)
-        since = int(time.time() - 2 * runtime.adapter.trade_history_s)
-        try:
-            last_trades = await asyncio.to_thread(self.reader.last_trade_s, exchange.name, since)
+        try:  # through the stop, as any wait on the network: a hanging database does not hold up a stop
+            last_trades = await asyncio.to_thread(self.stop.call, self.reader.last_trade_s, exchange.name)
+        except Stopped:
+            raise
         except Exception as exc:  # noqa: BLE001 - without it there is just no gap fill after this restart
             log.warning(
                 "%s: cannot read the last stored trades (%s); no gap fill for this start", exchange.name, exc

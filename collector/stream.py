@@ -9,7 +9,11 @@
   on, and only the task that owns the current connection sends (un)subscribes, reconciling the wanted pairs
   after its subscribe phase, so a hot reload at any moment (a hand-over included) ends subscribed to exactly
   the wanted pairs.
-- After every subscription, the trades missed since the last one seen are fetched over REST (gap_fill.py).
+- After every subscription, the trades missed since the pair was last covered are fetched over REST
+  (gap_fill.py). A connection covers the pairs subscribed on it up to its last message (or pong), so a quiet
+  pair owes nothing for the time its connection was alive. One handed over was read to its end; one lost also
+  lost what was in flight, so its cover ends earlier by the lag of its trade feed (how late its trades came,
+  measured on the connection: acks, heartbeat replies and pongs do not wait for trades).
   Gap-filled trades become the same points as live ones, so overlaps overwrite themselves.
 """
 
@@ -32,6 +36,10 @@ from collector.retry import Backoff
 
 log = logging.getLogger(__name__)
 
+# A trade may arrive a little after a later message of the same connection: a connection is taken to have
+# delivered a pair's trades up to this long before its last message.
+DELIVERY_ALLOWANCE_S = 1.0
+
 
 class ConnectionLost(Exception):
     pass
@@ -41,7 +49,7 @@ class ConnectionLost(Exception):
 class StreamOptions:
     open_timeout_s: float = 10.0
     pong_timeout_s: float = 10.0
-    backoff_first_s: float = 1.0  # reconnects and gap-fill retries
+    backoff_first_s: float = 1.0  # reconnects, gap-fill and REST retries
     backoff_max_s: float = 60.0
     drain_s: float = 1.0  # how long the old connection is still read after a hand-over
 
@@ -54,6 +62,8 @@ class Link:
     number: int
     requested: set[Pair] = field(default_factory=set)  # subscribe sent, not unsubscribed since
     subscribed: set[Pair] = field(default_factory=set)  # acknowledged on this connection
+    alive_s: float | None = None  # when it last delivered a message or answered a ping
+    feed_lag_s: float = 0.0  # the most a trade came after its exchange time
 
 
 class TradeStream:
@@ -77,8 +87,6 @@ class TradeStream:
         self.link: Link | None = None  # the connection being served
         self._links_opened = 0
         self._pairs_changed = asyncio.Event()
-        self._alive_s: float | None = None  # when a connection last delivered a message
-        self._lost_s: int | None = None  # _alive_s when the last connection was lost or handed over
         self._backoff = Backoff(options.backoff_first_s, options.backoff_max_s)
         self._gap_filler = GapFiller(
             exchange, http, health, self._accept, options.backoff_first_s, options.backoff_max_s
@@ -103,15 +111,21 @@ class TradeStream:
                         self.health.errors += 1
                         log.exception("%s: unexpected error in the stream; reconnecting", self.exchange.name)
                     self.health.reconnects += 1
-                    self._mark_lost()
                     await asyncio.sleep(delay)
         finally:  # a stopped stream produces nothing more: its gap fills end with it
             await self._gap_filler.close()
 
     async def set_pairs(self, pairs) -> None:
         """Hot reload: the task serving the connection (un)subscribes the difference, now or after its
-        subscribe phase; a connection being opened subscribes the new set."""
-        self.pairs = set(pairs)
+        subscribe phase; a connection being opened subscribes the new set. A removed pair's gap fill ends and
+        it owes nothing more; an added one is owed its trades from now."""
+        pairs, now = set(pairs), time.time()
+        for pair in self.pairs - pairs:
+            self._gap_filler.forget(pair)
+            self.last_trade_s.pop(pair, None)
+        for pair in pairs - self.pairs:
+            self._gap_filler.wanted_from(pair, now)
+        self.pairs = pairs
         self._pairs_changed.set()
 
     # --- connection life ---------------------------------------------------------------------------------
@@ -130,7 +144,7 @@ class TradeStream:
         try:
             await self._reconcile(link)
         except BaseException:
-            await self._close(conn)
+            await self._close(link, lost=True)
             raise
         return link
 
@@ -154,16 +168,17 @@ class TradeStream:
         helpers = self._start_helpers(link)
         try:
             while True:
-                parsed = self._handle(await self._receive(link.conn), link)
-                if parsed is not None and parsed.reconnect_requested:
+                parsed = self._handle(await self._receive(link), link)
+                hand_over = parsed is not None and parsed.reconnect_requested
+                while hand_over:  # again if the new connection was asked to go during its hand-over
                     _cancel(helpers)
-                    link = await self._hand_over(link)
+                    link, hand_over = await self._hand_over(link)
                     helpers = self._start_helpers(link)
         finally:  # whichever connection it holds by now, handed over or not, ends here
             _cancel(helpers)
             self.link = None
             self.health.connected = 0
-            await self._close(link.conn)
+            await self._close(link, lost=True)
 
     def _start_helpers(self, link: Link) -> list[asyncio.Task]:
         """The link becomes the one served: its heartbeat, and its subscriptions kept to the wanted pairs
@@ -184,7 +199,8 @@ class TradeStream:
             self.health.errors += 1
             log.error("%s: connection helper failed", self.exchange.name, exc_info=task.exception())
 
-    async def _receive(self, conn):
+    async def _receive(self, link: Link):
+        conn = link.conn
         while True:
             try:
                 return await asyncio.wait_for(conn.recv(), self.exchange.silence_s)
@@ -193,6 +209,7 @@ class TradeStream:
             try:  # silence: a quiet pair or a dead connection? The pong tells.
                 pong = await conn.ping()
                 await asyncio.wait_for(pong, self.options.pong_timeout_s)
+                link.alive_s = time.time()
             except TimeoutError as exc:
                 raise ConnectionLost(f"no message for {self.exchange.silence_s:.0f} s and no pong") from exc
 
@@ -205,51 +222,57 @@ class TradeStream:
                 await asyncio.sleep(self.exchange.heartbeat_s)
                 await conn.send(message)
 
-    async def _hand_over(self, old: Link) -> Link:
+    async def _hand_over(self, old: Link) -> tuple[Link, bool]:
+        """The new connection, subscribed, and whether it too was asked to reconnect meanwhile."""
         log.info(
             "%s asked for a reconnect: opening a new connection before closing the old one",
             self.exchange.name,
         )
         old_reader = asyncio.create_task(self._read_to_end(old))
-        new = None
+        new, again = None, False
         try:
             new = await self._open()
             deadline = time.monotonic() + self.options.open_timeout_s
             while new.subscribed != new.requested and time.monotonic() < deadline:
                 timeout = max(0.01, deadline - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    self._handle(await asyncio.wait_for(new.conn.recv(), timeout), new)
+                    parsed = self._handle(await asyncio.wait_for(new.conn.recv(), timeout), new)
+                    again = again or (parsed is not None and parsed.reconnect_requested)
             await asyncio.sleep(self.options.drain_s)  # let the old connection deliver what it still has
         except BaseException:
-            if new is not None:
-                await self._close(new.conn)
+            await self._close(new, lost=True)
             raise
         finally:
+            closed_early = old_reader.done()  # it ended by itself: what it had in flight may be lost
             old_reader.cancel()
-            await self._close(old.conn)
+            await self._close(old, lost=closed_early)
         self.health.reconnects += 1
-        return new
+        return new, again
 
     async def _read_to_end(self, link: Link) -> None:
         with contextlib.suppress(websockets.exceptions.ConnectionClosed):
             async for message in link.conn:
                 self._handle(message, link)
 
-    def _mark_lost(self) -> None:
-        if self._alive_s is not None:
-            self._lost_s = int(self._alive_s)
+    def _covered_by(self, link: Link, lost: bool = False) -> None:
+        """The pairs subscribed on `link` count as delivered up to its last message, less what a lost link
+        still had in flight (see the module's doc)."""
+        if link.alive_s is not None:
+            until_s = link.alive_s - DELIVERY_ALLOWANCE_S - (link.feed_lag_s if lost else 0.0)
+            for pair in link.subscribed & self.pairs:
+                self._gap_filler.delivered(pair, until_s)
 
-    @staticmethod
-    async def _close(conn) -> None:
-        if conn is not None:
+    async def _close(self, link: Link | None, lost: bool = False) -> None:
+        if link is not None:
+            self._covered_by(link, lost)
             with contextlib.suppress(Exception):
-                await conn.close()
+                await link.conn.close()
 
     # --- messages ------------------------------------------------------------------------------------------
 
     def _handle(self, message, link: Link) -> Parsed | None:
         self.health.messages += 1
-        self._alive_s = self.health.last_message_s = time.time()
+        link.alive_s = self.health.last_message_s = time.time()
         try:
             parsed = self.exchange.parse(message)
         except MessageError as exc:
@@ -260,6 +283,8 @@ class TradeStream:
             )
             return None
         if parsed.trades:
+            oldest_s = min(trade.time_s for trade in parsed.trades)
+            link.feed_lag_s = max(link.feed_lag_s, link.alive_s - oldest_s)
             self._accept(parsed.trades)
         if parsed.subscribed is not None:
             self._on_subscribed(parsed.subscribed, link)
@@ -283,11 +308,9 @@ class TradeStream:
             return  # an acknowledgement for what this connection no longer wants
         link.subscribed.add(pair)
         self._backoff.reset()
-        # From the last trade seen, else (after a lost connection) from when the link was last alive;
-        # a pair never seen on a first connection has no gap: candles cover its history.
-        since = self.last_trade_s.get(pair, self._lost_s)
-        if since is not None:
-            self._gap_filler.start(pair, since)
+        if self.link is not None and self.link is not link:  # a hand-over: the old connection is still alive
+            self._covered_by(self.link)
+        self._gap_filler.start(pair, self.last_trade_s.get(pair))
 
 
 def _cancel(tasks: list[asyncio.Task]) -> None:

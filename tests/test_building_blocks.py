@@ -11,7 +11,7 @@ from collector.config import ExchangeConfig, Pair
 from collector.exchanges.base import RateLimit, load_json
 from collector.exchanges.bitstamp import Bitstamp
 from collector.http import TokenBucket
-from collector.retry import retry_after_seconds
+from collector.retry import Backoff, retry_after_seconds, retry_wait
 from collector.stop import Stopped, StopSignal
 from collector.storage.points import interval_name, to_line, trade_time_ns
 
@@ -63,7 +63,7 @@ def test_the_same_trade_is_the_same_point_from_the_websocket_and_from_rest():
     adapter.subscribe_messages([BTC])
     live = [to_line(trade) for ws, _ in SAME_TRADES for trade in adapter.parse(ws).trades]
     rows = [row for _, row in reversed(SAME_TRADES)]  # REST answers newest first
-    page = adapter.recent_trades(CannedHttp(json.dumps(rows)), BTC, gap_s=3600)
+    page = adapter.recent_trades(CannedHttp(json.dumps(rows)), BTC, since_s=time.time() - 3600)
     assert page.bad_rows == []
     recovered = [to_line(trade) for trade in reversed(page.records)]
     assert len(live) == 2 and recovered == live
@@ -106,6 +106,12 @@ def test_retry_after_seconds_and_dates():
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+
+
+def test_a_retry_waits_at_least_the_backoff_and_at_least_retry_after():
+    assert retry_wait(Backoff(1.0, 1.0), 0.0) >= 0.5  # "Retry-After: 0" does not skip the backoff
+    assert retry_wait(Backoff(1.0, 1.0), None) >= 0.5
+    assert retry_wait(Backoff(0.01, 0.01), 3.0) == 3.0  # nor does the backoff shorten what was asked for
 
 
 class Terminal(io.StringIO):

@@ -29,12 +29,14 @@ class Page:
     """What one REST answer held: the usable records, and what was wrong with each row that was skipped.
 
     One bad row never costs the others. `next_start_s` (candles) is where the following page begins, so
-    paging goes on past a page whose rows were all bad or that was empty.
+    paging goes on past a page whose rows were all bad or that was empty. `complete_from_s` (recent trades)
+    is the earliest time from which the answer holds every trade: its window, as of when it was answered.
     """
 
     records: list = field(default_factory=list)
     bad_rows: list[str] = field(default_factory=list)
     next_start_s: int | None = None
+    complete_from_s: float | None = None
 
 
 def parse_rows(rows, parse_row: Callable, what: str) -> Page:
@@ -88,8 +90,9 @@ class Exchange:
         raise NotImplementedError
 
     # REST (each takes an HttpClient); pages of rows skip a bad row instead of failing
-    def recent_trades(self, http, pair: Pair, gap_s: float) -> Page:
-        """Page of Trade: at least the last `gap_s` seconds, as far as trade_history_s reaches."""
+    def recent_trades(self, http, pair: Pair, since_s: float) -> Page:
+        """Page of Trade from `since_s` on, as far as trade_history_s reaches, with complete_from_s set (an
+        answer delayed by retries may no longer reach `since_s`: the caller then asks again)."""
         raise NotImplementedError
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:

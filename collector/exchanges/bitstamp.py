@@ -117,11 +117,15 @@ class Bitstamp(Exchange):
 
     # --- HTTP ----------------------------------------------------------------------------------------
 
-    def recent_trades(self, http, pair: Pair, gap_s: float) -> Page:
-        """Trades of the last minute, hour or day (the smallest window that covers the gap)."""
-        window = "minute" if gap_s < 50 else "hour" if gap_s < 3500 else "day"
+    def recent_trades(self, http, pair: Pair, since_s: float) -> Page:
+        """Trades of the last minute, hour or day: the smallest window that covers the gap, with a margin for
+        the answer's latency. The window is fixed when asked; complete_from_s says what it held when answered."""
+        gap_s = time.time() - since_s
+        window, span_s = next((name, span) for name, span, used_below_s in _WINDOWS if gap_s < used_below_s)
         rows = http.get_json(f"{self.rest_url}/transactions/{self.symbol(pair)}/", {"time": window})
-        return parse_rows(rows, lambda row: self._rest_trade(pair, row), "transactions")
+        page = parse_rows(rows, lambda row: self._rest_trade(pair, row), "transactions")
+        page.complete_from_s = time.time() - span_s  # the exchange answered by now: its window began earlier
+        return page
 
     def _rest_trade(self, pair: Pair, row) -> Trade:
         return self._trade(
@@ -209,6 +213,8 @@ class Bitstamp(Exchange):
 
 
 _OHLCV = ("open", "high", "low", "close", "volume")
+# /transactions/ windows: name, span, and the gaps it is asked for (its span less a margin for latency)
+_WINDOWS = (("minute", 60, 50), ("hour", 3600, 3500), ("day", 86_400, float("inf")))
 _TICKER_FIELDS = {
     "bid": "bid",
     "ask": "ask",

@@ -23,7 +23,7 @@ from(bucket: {bucket})
   |> filter(fn: (r) => r._measurement == "trade" and r._field == "price" and r.exchange == {exchange})
   |> group(columns: ["pair"])
   |> last()
-"""
+"""  # range, filter, group and last() are all pushed down to storage: cheap over the live bucket's 90 days
 
 
 def flux_string(value: str) -> str:
@@ -76,7 +76,8 @@ class Reader:
         times = [record.get_time() for table in self._query(query) for record in table]
         return int(max(times).timestamp()) if times else None
 
-    def last_trade_s(self, exchange: str, since_s: int) -> dict[Pair, int]:
+    def last_trade_s(self, exchange: str, since_s: int = 0) -> dict[Pair, int]:
+        """Each pair's last stored trade time; by default over the whole live bucket (its retention bounds it)."""
         query = flux_query(LAST_TRADES, bucket=self.buckets.live, since=_rfc3339(since_s), exchange=exchange)
         result: dict[Pair, int] = {}
         for table in self._query(query):

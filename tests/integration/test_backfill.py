@@ -97,6 +97,29 @@ def test_no_data_and_rate_limited_are_told_apart(collector_settings, replay, tmp
     assert runtime.health.rate_limited == 2
 
 
+def test_a_pair_with_no_data_yet_is_not_walked_from_the_start_every_round(
+    collector_settings, replay, tmp_path
+):
+    now_hour = int(time.time()) // HOUR * HOUR
+    since = time.strftime("%Y-%m-%d", time.gmtime(now_hour - 2500 * HOUR))  # three pages of 1000 hours
+    replay.candle_start_s = now_hour + 10 * 86400  # not listed yet
+    collector = collector_for(tmp_path, replay, collector_settings, since=since)
+    collector.writer.start()
+    runtime = collector.runtime(collector.config.exchanges["bitstamp"])
+    try:
+        (first,) = collector.backfill(runtime, [BTC])
+        (second,) = collector.backfill(runtime, [BTC])
+        replay.candle_start_s = now_hour - 5 * HOUR  # listed since the last round
+        (listed,) = collector.backfill(runtime, [BTC])
+    finally:
+        collector.writer.close()
+        collector.reader.close()
+    assert (first.status, first.requests) == ("no data", 3)
+    assert second.requests <= 1  # from where the first walk ended, not from `since`
+    assert listed.status == "ok" and listed.requests == 1
+    assert listed.candles >= 5 and listed.last_open_s >= now_hour - HOUR
+
+
 def test_429_retry_after_is_honoured(replay):
     from collector.config import ExchangeConfig
     from collector.exchanges.bitstamp import Bitstamp

@@ -1,8 +1,9 @@
 """The collector end to end: replayed Bitstamp, real influxd. Nothing lost, nothing duplicated."""
 
+import logging
 import time
 
-from collector.config import Pair
+from collector.config import Pair, parse_config
 from tests.integration.harness import running, same_price, stored_trades, streaming, wait_for, write_config
 
 
@@ -35,6 +36,10 @@ def test_replayed_trades_become_exactly_these_points(collector_settings, admin_c
         assert same_price(row["price"], trade.price) and same_price(row["amount"], trade.amount)
         assert row["side"] == ("buy" if trade.type == 0 else "sell")
         assert row["_time"].timestamp() // 1 == trade.microtimestamp // 1_000_000
+
+
+def _ids(client, org, pair="BTC-USD"):
+    return sorted(row["trade_id"] for row in stored_trades(client, org, pair))
 
 
 def _wait_stored(admin_client, org, pair, count, timeout=20):
@@ -232,3 +237,114 @@ def test_pairs_changed_during_a_reconnect_hand_over_end_up_exactly_on_the_new_co
     ]
     assert [row["trade_id"] for row in stored_trades(admin_client, org, "ETH-USD")] == [str(eth.id)]
     assert [row["trade_id"] for row in stored_trades(admin_client, org, "BTC-USD")] == [str(btc.id)]
+
+
+def test_a_reconnect_request_during_a_hand_over_is_honoured(
+    collector_settings, admin_client, replay, tmp_path
+):
+    org = collector_settings.org
+    with streaming(tmp_path, replay, collector_settings):
+        replay.hold_acks()  # the new connection stays in its subscribe phase until released
+        replay.request_reconnect()
+        wait_for(lambda: (2, "bts:subscribe", "live_trades_btcusd") in replay.subscribe_log, what="hand-over")
+        replay.request_reconnect()  # connection 2 is asked to go too, before its subscription is acknowledged
+        replay.release_acks()
+        wait_for(
+            lambda: "live_trades_btcusd" in replay.subscribed_on(3),
+            timeout=10,
+            what="connection 2 handed over to a third one",
+        )
+        trade = replay.publish("btcusd", "43000.00")
+        wait_for(lambda: _ids(admin_client, org) == [str(trade.id)], what="the trade on the third connection")
+
+
+def test_a_kind_of_bad_message_is_logged_again_on_each_new_connection(
+    collector_settings, admin_client, replay, tmp_path, caplog
+):
+    """The README's "message errors: once per connection" had no test: removing recovered_all passed them all."""
+    org = collector_settings.org
+
+    def logged() -> int:
+        return len([r for r in caplog.records if "unusable message" in r.getMessage()])
+
+    with (
+        caplog.at_level(logging.WARNING, logger="collector.stream"),
+        streaming(tmp_path, replay, collector_settings) as runner,
+    ):
+        replay.send_raw("{not json")
+        replay.send_raw("{not json")
+        first = replay.publish("btcusd", "43000.00")  # read after both: they were handled
+        wait_for(lambda: _ids(admin_client, org) == [str(first.id)], what="the live trade")
+        assert (logged(), runner.health().errors) == (1, 2)
+        replay.drop_connections()
+        wait_for(lambda: "live_trades_btcusd" in replay.subscribed_on(2), what="the new connection")
+        replay.send_raw("{not json")
+        wait_for(lambda: runner.health().errors == 3, what="the bad message on the new connection")
+        assert logged() == 2
+
+
+def test_the_message_age_grows_while_a_restarted_collector_cannot_connect(
+    collector_settings, admin_client, replay, tmp_path
+):
+    org = collector_settings.org
+    path = tmp_path / "portfolio.yml"
+    config = write_config(path, replay)
+    with running(path, config, collector_settings, tmp_path / "spool"):
+        replay.wait_subscribed("btcusd")
+        replay.publish("btcusd", "43000.00")
+        wait_for(lambda: _last_health(admin_client, org, "connected") == 1, what="a connected health point")
+    # restarted while the exchange's websocket is unreachable
+    path.write_text(path.read_text().replace(replay.ws_url, "ws://127.0.0.1:1/"))
+    config = parse_config(path.read_text(), str(path))
+    started = time.time()
+    with running(path, config, collector_settings, tmp_path / "spool2"):
+        wait_for(
+            lambda: _last_health(admin_client, org, "connected") == 0, what="a disconnected health point"
+        )
+        wait_for(lambda: time.time() > started + 3, what="three seconds without any message")
+        wait_for(lambda: _last_health(admin_client, org, "connected") == 0, what="a later health point")
+        assert _last_health(admin_client, org, "last_message_age_s") >= 2
+
+
+def _last_health(client, org, field):
+    query = f"""
+from(bucket: "crypto_live")
+  |> range(start: -1h)
+  |> filter(fn: (r) => r._measurement == "collector" and r._field == "{field}")
+  |> last()
+"""
+    values = [record.get_value() for table in client.query_api().query(query, org=org) for record in table]
+    assert len(values) <= 1, values
+    return values[0] if values else None
+
+
+def test_connected_goes_back_to_0_when_the_connection_is_lost(
+    collector_settings, admin_client, replay, tmp_path
+):
+    org = collector_settings.org
+    with streaming(tmp_path, replay, collector_settings) as runner:
+        wait_for(lambda: _last_health(admin_client, org, "connected") == 1, what="a connected health point")
+        replay.refuse_connections()  # the connection drops and every reconnect fails
+        wait_for(lambda: runner.health().connected == 0, what="the lost connection")
+        wait_for(
+            lambda: _last_health(admin_client, org, "connected") == 0, what="a disconnected health point"
+        )
+        assert runner.health().reconnects >= 1
+
+
+def test_a_start_that_fails_ends_the_run_loudly(collector_settings, replay, tmp_path, monkeypatch):
+    from collector.errors import RuntimeFailure
+    from collector.service import Collector
+    from tests.integration.harness import FAST, RunningCollector
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the stream's set-up")
+
+    monkeypatch.setattr("collector.service.TradeStream", broken)
+    config = write_config(tmp_path / "portfolio.yml", replay)
+    runner = RunningCollector(
+        Collector(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool", FAST)
+    )
+    runner.start().thread.join(15)
+    assert not runner.thread.is_alive(), "a collector that cannot start must not run on doing nothing"
+    assert isinstance(runner.error, RuntimeFailure)

@@ -3,6 +3,7 @@
 The collector runs as its own process (the container's command); the replay can answer slowly or never.
 """
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from datetime import UTC, datetime
 
 from tests.integration.harness import collector_env, stored_trades, wait_for, write_config
+from tests.replay.hanging import HangingServer
 
 HOUR = 3600
 
@@ -130,3 +132,16 @@ def test_sigterm_with_a_hanging_endpoint_exits_within_ten_seconds(
     (ticker,) = stored(admin_client, org, "ticker", "crypto_meta")  # fetched before the hang: kept
     assert ticker["last"] == 77265.0
     assert stored(admin_client, org, "asset", "crypto_meta") == []
+
+
+def test_sigterm_while_the_start_reads_a_hanging_influxdb_exits_within_ten_seconds(
+    collector_settings, replay, tmp_path
+):
+    write_config(tmp_path / "portfolio.yml", replay)
+    with HangingServer() as influx:
+        collector = CollectorProcess(tmp_path, dataclasses.replace(collector_settings, url=influx.url))
+        try:
+            wait_for(lambda: influx.received(), timeout=30, what="the collector to query InfluxDB")
+            collector.terminate_within(10)
+        finally:
+            collector.kill()

@@ -276,6 +276,10 @@ class BitstampReplay:
 
         self._call(drop())
 
+    def refuse_connections(self) -> None:
+        """The websocket server goes away: open connections drop and new ones are refused."""
+        self._call(self._shutdown())
+
     def freeze(self) -> None:
         """Keep connections open but stop reading them: no pong, no acks, no trades (a dead link)."""
 
