@@ -1,0 +1,38 @@
+"""Review of issue 7 (holdings parsing): each test records a finding and fails until it is fixed."""
+
+import pytest
+
+from collector.config import parse_config
+from collector.errors import ConfigError
+from collector.portfolio.ledger import timeline
+
+
+class _OneToOne:
+    def to_base(self, amount, currency, at):
+        return amount
+
+    def market_price(self, asset, at):
+        return None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a number with a huge exponent is accepted and then raises decimal.Overflow (a traceback at "
+    "start; on a hot reload it escapes the ConfigError handler and ends the config watcher for good) instead of "
+    "a file:line: key message",
+)
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        'quantity: "1e1000000", price: "1"',  # overflows while checking that nothing is oversold
+        'quantity: "1e500000", price: "1e500000"',  # parses, then overflows in the ledger (every recompute)
+    ],
+)
+def test_a_number_too_large_for_decimal_is_a_named_config_error(numbers):
+    text = "holdings:\n  BTC:\n    - {date: 2026-01-10, kind: buy, " + numbers + "}\n"
+    try:
+        holdings = parse_config(text, "p.yml").holdings
+    except ConfigError as error:
+        assert str(error).startswith("p.yml:3: holdings.BTC[0]."), str(error)
+        return
+    timeline(holdings.assets["BTC"], holdings.cost_basis, _OneToOne())  # nothing accepted may overflow later
