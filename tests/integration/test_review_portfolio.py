@@ -3,7 +3,6 @@
 import logging
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -14,6 +13,7 @@ from collector.portfolio.work import value_portfolio
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
 from tests.integration.harness import FAST, running, wait_for, write_config
+from tests.integration.test_portfolio_service import _holdings
 from tests.integration.valuation_helpers import at, hourly_candles, seed, stored_points, writer
 
 D = Decimal
@@ -119,7 +119,7 @@ def test_an_edit_made_during_an_outage_reaches_the_history_once_influxdb_is_back
     replay.candle_start_s = now_hour - 6 * HOUR
     bought = now_hour - 4 * HOUR
     path = tmp_path / "portfolio.yml"
-    config = write_config(path, replay, extra=_service_holdings("2", bought))
+    config = write_config(path, replay, extra=_holdings("2", bought))
     options = replace(FAST, flush_before_recompute_s=1.0)
 
     def history_assets():
@@ -129,7 +129,7 @@ def test_an_edit_made_during_an_outage_reaches_the_history_once_influxdb_is_back
         wait_for(lambda: history_assets() == {"BTC"}, what="hourly BTC history after the backfill")
         outage.stop()
         # the lot moves from BTC to ETH: BTC's hourly points are stale, ETH's are new (no ETH price: quantity and cost)
-        write_config(path, replay, extra=_service_holdings("2", bought).replace("BTC:", "ETH:"))
+        write_config(path, replay, extra=_holdings("2", bought).replace("BTC:", "ETH:"))
         wait_for(
             lambda: "portfolio history recompute failed" in caplog.text, what="the edit's recompute to fail"
         )
@@ -138,11 +138,3 @@ def test_an_edit_made_during_an_outage_reaches_the_history_once_influxdb_is_back
         # the removed BTC lot must leave no stale points (and ETH's hours appear), without waiting 12 h
         wait_for(lambda: history_assets() == {"ETH"}, timeout=60, what="the edit applied to the history")
         assert runner.stop() < 10
-
-
-def _service_holdings(quantity: str, since_s: int) -> str:
-    day = datetime.fromtimestamp(since_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (
-        f"holdings:\n  BTC:\n    - {{date: {day}, kind: buy, quantity: '{quantity}', price: '1000'}}\n"
-        "valuation:\n  live_every: 1s\n"
-    )
