@@ -44,6 +44,8 @@ def value_portfolio(
     finally:
         store.close()
     problems += [prices.missing(asset, at) for asset in valuation.unpriced]
+    if valuation.unpriced:
+        problems.append(f"total: value unknown while {', '.join(valuation.unpriced)} has no price")
     return valuation, problems
 
 
