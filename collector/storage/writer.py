@@ -106,8 +106,9 @@ class Writer:
         self._progress = time.time()
         self._beat_at = 0.0
         self._heartbeat_error: OSError | None = None
-        self._rounds = 0  # rounds of the writer loop completed, and whether the last ended idle: for flush()
-        self._idle = False
+        # for flush(): lines to settle (accepted here, found in the spool or adopted) against the lines settled
+        # (written or dropped, straight away or from the spool), both only ever growing
+        self._to_settle = spool.points
         self._round_done = threading.Condition()
 
     # --- called from any thread -----------------------------------------------------------------------
@@ -123,10 +124,13 @@ class Writer:
 
     def submit(self, records) -> None:
         """Never blocks: records are queued and written by the writer thread."""
-        self._inbox.put([to_line(record) for record in records], records=True)
+        lines = [to_line(record) for record in records]
+        self._count_to_settle(len(lines))
+        self._inbox.put(lines, records=True)
 
     def submit_line(self, kind: str, line: str) -> None:
         """A point already in line protocol, for bucket `kind` (live, history or meta)."""
+        self._count_to_settle(1)
         self._inbox.put([(kind, line)], records=False)
 
     def flush(self, timeout_s: float) -> bool:
@@ -134,17 +138,24 @@ class Writer:
         the queue and out of the spool. False if that took longer than `timeout_s`, a write failed meanwhile (what
         failed waits in the spool) or the writer is closing."""
         with self._round_done:
-            start, errors = self._rounds, self.stats.write_errors
+            target, errors = self._to_settle, self.stats.write_errors
 
             def given_up() -> bool:  # closing, or InfluxDB refused a write since the call: no point waiting
                 return self._closing.is_set() or self.stats.write_errors > errors
 
-            # the round in progress now may have begun before the call; a round begun after it that ends with
-            # nothing in memory and nothing in the spool has delivered everything submitted before the call
-            done = self._round_done.wait_for(
-                lambda: given_up() or (self._rounds >= start + 2 and self._idle), timeout_s
-            )
+            # lines settle in about the order they were accepted (the spool replays oldest first and newer lines
+            # queue behind it; only a full in-memory queue lets newer lines overtake), so once as many are settled
+            # as were waiting at the call, those are: unlike waiting for an idle moment, this ends under a steady
+            # stream of newer points
+            done = self._round_done.wait_for(lambda: given_up() or self._settled() >= target, timeout_s)
             return done and not given_up()
+
+    def _count_to_settle(self, lines: int) -> None:
+        with self._round_done:
+            self._to_settle += lines
+
+    def _settled(self) -> int:
+        return self.stats.written_points + self.stats.dropped_points
 
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
@@ -226,9 +237,7 @@ class Writer:
 
     def _end_round(self) -> None:
         with self._round_done:
-            self._rounds += 1
-            self._idle = not self._inbox and not self._in_flight and not self.spool
-            self._round_done.notify_all()
+            self._round_done.notify_all()  # a flush() waiting now checks what was settled meanwhile
 
     def _collect(self, closing: bool) -> dict[str, list[str]]:
         wait = 0.0 if closing else self.options.flush_interval_s
@@ -272,7 +281,9 @@ class Writer:
         now = time.monotonic()
         if now >= self._adopt_at:
             self._adopt_at = now + ADOPT_S
+            before = self.spool.points
             if self.spool.adopt_guests():
+                self._count_to_settle(self.spool.points - before)  # older points, now ahead of flush()'s
                 self.stats.spool_points = self.spool.points
         if self.spool and now >= self._replay_at:
             self._replay()

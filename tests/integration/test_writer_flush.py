@@ -1,5 +1,8 @@
 """Writer.flush: what the valuation waits on before it reads candles just backfilled."""
 
+import threading
+import time
+
 from tests.integration.harness import count_points, wait_for
 from tests.integration.test_writer import writer_for
 
@@ -25,4 +28,32 @@ def test_flush_returns_once_the_points_are_readable_even_after_a_spell_in_the_sp
         assert writer.flush(30)  # replayed from the spool
         assert count_points(admin_client, collector_settings.org, "probe") == 2
     finally:
+        writer.close()
+
+
+def test_flush_returns_under_a_steady_stream_of_other_points(collector_settings, admin_client, tmp_path):
+    writer = writer_for(collector_settings, tmp_path, flush_interval_s=1.0)  # the default interval
+    writer.start()
+    streaming = threading.Event()
+
+    def trades():  # a busy market: a point every ~2 ms (pacing the load, not synchronising anything)
+        number = 0
+        while not streaming.is_set():
+            number += 1
+            writer.submit_line("live", f"busy value={number} {time.time_ns()}")
+            time.sleep(0.002)
+
+    producer = threading.Thread(target=trades)
+    producer.start()
+    try:
+        wait_for(lambda: writer.stats.written_points > 100, what="the stream being written")
+        writer.submit_line("history", "probe value=1 1700000000000000000")
+        wait_for(
+            lambda: count_points(admin_client, collector_settings.org, "probe", bucket="crypto_history") == 1,
+            what="the probe point stored",
+        )
+        assert writer.flush(10)  # everything submitted before the call is readable: flush must say so
+    finally:
+        streaming.set()
+        producer.join()
         writer.close()
