@@ -107,12 +107,16 @@ class PortfolioWork:
         self.submit(valuation.positions + ([valuation.total] if has_figures(valuation.total) else []))
         return valuation
 
-    def failed(self, what: str) -> None:
-        """Count a failed job; log it (with its traceback) once until that job succeeds again."""
+    def failed(self, what: str, reason: str | None = None) -> None:
+        """Count a failed job; log it once until that job succeeds again, with the `reason` given or else with
+        the traceback of the exception being handled."""
         self.errors += 1
         if what not in self._failing:
             self._failing.add(what)
-            log.exception("portfolio %s failed; trying again on the next occasion", what)
+            if reason:
+                log.warning("portfolio %s failed (%s); trying again shortly", what, reason)
+            else:
+                log.exception("portfolio %s failed; trying again shortly", what)
 
     def succeeded(self, what: str) -> None:
         if what in self._failing:
