@@ -10,6 +10,7 @@ from collector.influx_settings import InfluxSettings
 from collector.portfolio.history import HistoryRecompute, HistoryResult
 from collector.portfolio.prices import ClosesAt, LatestPrices, Prices, to_ns
 from collector.portfolio.routes import PriceRoutes
+from collector.portfolio.stale import TOTAL, merge, stale_live_samples
 from collector.portfolio.valuation import AssetTimeline, Valuation, build_timelines, has_figures, value_at
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
@@ -62,10 +63,15 @@ class PortfolioWork:
         self._reported: set[str] = set()
         self._failing: set[str] = set()
         self._store: StoredPrices | None = None
+        self._stale_live: dict[
+            str | None, int
+        ] = {}  # live samples edits made wrong, deleted by the next recompute
 
     def configure(self, config: Config) -> bool:
         """Take a new configuration; True when the history must be recomputed."""
         changed = valuation_inputs(config) != valuation_inputs(self.config)
+        if changed:
+            self._stale_live = merge(self._stale_live, stale_live_samples(self.config, config))
         self.config = config
         return changed
 
@@ -76,6 +82,7 @@ class PortfolioWork:
         )
         sync = PointSync(self.settings, config.buckets, SERVICE_QUERY_TIMEOUT_S)
         try:
+            self._delete_stale_live_samples(sync)
             result = HistoryRecompute(config, store, sync, self.submit, self.stop).run()
         finally:
             store.close()
@@ -83,6 +90,17 @@ class PortfolioWork:
         self._report(result.problems)
         self._timelines = None  # rebuilt by the next sample: a rate missing before may be stored now
         return result
+
+    def _delete_stale_live_samples(self, sync: PointSync) -> None:
+        """Live samples cannot be recomputed (they were taken from the prices of their moment): the ones an edit
+        made wrong are deleted, and the next samples are taken with the new holdings."""
+        now = time.time_ns()
+        for asset, since in sorted(self._stale_live.items(), key=lambda item: item[0] or ""):
+            if asset is TOTAL:
+                sync.delete_range("live", "portfolio", (), since, now)
+            else:
+                sync.delete_range("live", "position", (("asset", asset),), since, now)
+            del self._stale_live[asset]  # done: a failure later keeps only what is left
 
     def sample(self) -> Valuation | None:
         """One live sample of every position and the total, from the latest stored prices."""

@@ -185,3 +185,29 @@ def test_an_edit_made_during_an_outage_reaches_the_history_once_influxdb_is_back
         # the removed BTC lot must leave no stale points (and ETH's hours appear), without waiting 12 h
         wait_for(lambda: history_assets() == {"ETH"}, timeout=60, what="the edit applied to the history")
         assert runner.stop() < 10
+
+
+def test_a_removed_asset_leaves_no_live_samples_behind(collector_settings, admin_client, replay, tmp_path):
+    org = collector_settings.org
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 3 * HOUR
+    path = tmp_path / "portfolio.yml"
+    btc = _holdings("2", now_hour - 2 * HOUR)
+    config = write_config(path, replay, extra=btc.replace("valuation:", "  USD: '100'\nvaluation:"))
+    assert set(config.holdings.assets) == {"BTC", "USD"}
+
+    def live_assets():
+        return {asset for asset, _ in stored_points(admin_client, org, "position", bucket="crypto_live")}
+
+    def history_assets():
+        return {asset for asset, _ in stored_points(admin_client, org, "position")}
+
+    with running(path, config, collector_settings, tmp_path / "spool") as runner:
+        wait_for(lambda: live_assets() == {"BTC", "USD"}, what="live samples of both assets")
+        wait_for(lambda: history_assets() == {"BTC", "USD"}, what="the hourly history of both assets")
+        write_config(path, replay, extra=btc)  # USD is no longer held
+        wait_for(
+            lambda: history_assets() == {"BTC"}, what="the hourly history without USD (the edit applied)"
+        )
+        assert live_assets() == {"BTC"}
+        assert runner.stop() < 10
