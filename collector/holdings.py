@@ -21,6 +21,10 @@ ADDS = ("buy", "transfer_in")
 COST_BASIS_METHODS = ("fifo", "average")
 _TRANSACTION_KEYS = {"date", "kind", "quantity", "price", "currency", "fee", "note"}
 _SYMBOL = re.compile(r"[A-Z0-9]{2,12}")
+SMALLEST, LARGEST = (
+    Decimal("1e-30"),
+    Decimal("1e30"),
+)  # what a non-zero number of the holdings may be, in size
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,9 @@ def _number(doc: _Document, path: tuple, expected: str) -> Decimal:
         doc.fail(path, expected)
     if not number.is_finite():
         doc.fail(path, expected)
+    if number and not SMALLEST <= number.copy_abs() <= LARGEST:  # copy_abs: abs() would round, and overflow
+        # far beyond any real amount, and its products would overflow Decimal later (in the ledger, every recompute)
+        doc.error(path, f"{text.strip()} is out of range: a number is 0 or between 1e-30 and 1e30 in size")
     return number
 
 

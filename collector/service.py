@@ -348,7 +348,15 @@ class Collector:
             except ConfigError as exc:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 continue
-            await self._apply(config)
+            except Exception:  # noqa: BLE001 - a bug must not end hot reload until the next restart
+                log.exception("configuration not reloaded (unexpected error), keeping the previous one")
+                continue
+            try:
+                await self._apply(config)
+            except Exception:  # noqa: BLE001 - the same: log it, keep watching for the next edit
+                log.exception(
+                    "configuration only partly applied (unexpected error); still watching for edits"
+                )
 
     async def _apply(self, new: Config) -> None:
         old, self.config = self.config, new

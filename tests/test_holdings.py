@@ -9,6 +9,7 @@ from collector.cli import main
 from collector.config import Pair, load_config, parse_config
 from collector.errors import ConfigError
 from collector.holdings import Holding, Holdings, TransactionLine
+from collector.portfolio.ledger import timeline
 
 HOLDINGS = """\
 base_currency: USD
@@ -310,3 +311,28 @@ def test_check_config_names_a_bad_holdings_line(tmp_path, capsys):
         f"collector check-config: {path}:8: holdings.BTC[1].kind: expected one of buy, sell, transfer_in, "
         "transfer_out, got 'sel'\n"
     )
+
+
+class _OneToOne:
+    def to_base(self, amount, currency, at):
+        return amount
+
+    def market_price(self, asset, at):
+        return None
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        'quantity: "1e1000000", price: "1"',  # overflows while checking that nothing is oversold
+        'quantity: "1e500000", price: "1e500000"',  # parses, then overflows in the ledger (every recompute)
+    ],
+)
+def test_a_number_too_large_for_decimal_is_a_named_config_error(numbers):
+    text = "holdings:\n  BTC:\n    - {date: 2026-01-10, kind: buy, " + numbers + "}\n"
+    try:
+        holdings = parse_config(text, "p.yml").holdings
+    except ConfigError as error:
+        assert str(error).startswith("p.yml:3: holdings.BTC[0]."), str(error)
+        return
+    timeline(holdings.assets["BTC"], holdings.cost_basis, _OneToOne())  # nothing accepted may overflow later
