@@ -145,6 +145,8 @@ def _transaction(doc: _Document, path: tuple, asset: str, base_currency: str) ->
     note = entry.get("note")
     if note is not None and not isinstance(note, str):
         doc.fail(path + ("note",), "text")
+    # no note is stored as none (an empty text field reads back as no field); line breaks as \n, the way they read
+    note = note.replace("\r\n", "\n") if note else None
     return TransactionLine(
         asset=asset,
         kind=kind,

@@ -159,6 +159,7 @@ def _points(rows):
                 if grouped == "true":
                     tags.append((name, cell))
                 elif cell != "":
-                    fields.append((name, float(cell) if kind == "double" else cell))
+                    # the CSV of a query ends a line inside a text cell with \r\n: a note's line breaks were \n
+                    fields.append((name, float(cell) if kind == "double" else cell.replace("\r\n", "\n")))
             measurement = row[header.index("_measurement")]
             yield measurement, tuple(sorted(tags)), int(row[header.index("_ns")]), tuple(sorted(fields))

@@ -206,3 +206,24 @@ def test_history_through_a_bridge_carries_prices_across_monthly_windows(
         "realized_pnl": 0.0,
         "pnl_pct": 21.25,  # 850 / 4000 × 100
     }
+
+
+def test_a_block_style_note_is_not_rewritten_by_a_second_run(collector_settings, tmp_path):
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-09T23:00:00Z", ["29000", "31000"]))
+    holdings = (
+        "  BTC:\n    - date: 2026-01-10T00:00:00Z\n      kind: buy\n      quantity: '1'\n      price: '30000'\n"
+        "      note: |\n        bought the dip\n"
+    )
+    assert _recompute(collector_settings, tmp_path, holdings).transactions.written == 1
+    second = _recompute(collector_settings, tmp_path, holdings)
+    assert (second.written, second.deleted) == (0, 0)
+
+
+def test_an_empty_note_is_not_rewritten_by_a_second_run(collector_settings, tmp_path):
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-09T23:00:00Z", ["29000", "31000"]))
+    holdings = (
+        "  BTC:\n    - {date: 2026-01-10T00:00:00Z, kind: buy, quantity: '1', price: '30000', note: ''}\n"
+    )
+    _recompute(collector_settings, tmp_path, holdings)
+    second = _recompute(collector_settings, tmp_path, holdings)
+    assert (second.written, second.deleted) == (0, 0)

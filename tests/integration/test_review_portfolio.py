@@ -32,37 +32,6 @@ def _recompute(settings, tmp_path, holdings: str, pairs: str = PAIRS):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="review: a multi-line note (YAML `note: |`) is read back from InfluxDB's CSV with \\r\\n, so its "
-    "transaction point differs from the computed one and is rewritten on every recompute",
-)
-def test_a_block_style_note_is_not_rewritten_by_a_second_run(collector_settings, tmp_path):
-    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-09T23:00:00Z", ["29000", "31000"]))
-    holdings = (
-        "  BTC:\n    - date: 2026-01-10T00:00:00Z\n      kind: buy\n      quantity: '1'\n      price: '30000'\n"
-        "      note: |\n        bought the dip\n"
-    )
-    assert _recompute(collector_settings, tmp_path, holdings).transactions.written == 1
-    second = _recompute(collector_settings, tmp_path, holdings)
-    assert (second.written, second.deleted) == (0, 0)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: an empty note is written as an empty string field, read back as no field, and so rewritten "
-    "on every recompute",
-)
-def test_an_empty_note_is_not_rewritten_by_a_second_run(collector_settings, tmp_path):
-    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-09T23:00:00Z", ["29000", "31000"]))
-    holdings = (
-        "  BTC:\n    - {date: 2026-01-10T00:00:00Z, kind: buy, quantity: '1', price: '30000', note: ''}\n"
-    )
-    _recompute(collector_settings, tmp_path, holdings)
-    second = _recompute(collector_settings, tmp_path, holdings)
-    assert (second.written, second.deleted) == (0, 0)
-
-
-@pytest.mark.xfail(
-    strict=True,
     reason="review: 'now' silently uses the newest stored price however old (here a candle from a year ago); "
     "the valuation neither says so nor names the price's time",
 )
