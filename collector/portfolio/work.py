@@ -8,7 +8,7 @@ from datetime import datetime
 from collector.config import Config
 from collector.influx_settings import InfluxSettings
 from collector.portfolio.history import HistoryRecompute, HistoryResult
-from collector.portfolio.prices import ClosesAt, LatestPrices, Prices, to_ns
+from collector.portfolio.prices import NS, ClosesAt, LatestPrices, Prices, old_prices, to_ns
 from collector.portfolio.routes import PriceRoutes
 from collector.portfolio.stale import TOTAL, merge, stale_live_samples
 from collector.portfolio.valuation import AssetTimeline, Valuation, build_timelines, has_figures, value_at
@@ -38,13 +38,17 @@ def value_portfolio(
         closes = Prices(routes, ClosesAt(store))
         timelines, problems = build_timelines(config.holdings, closes)
         if at is None:
-            at_ns, prices = time.time_ns(), Prices(routes, LatestPrices(store, routes.legs(timelines)))
+            at_ns, lookup = time.time_ns(), LatestPrices(store, routes.legs(timelines))
+            prices = Prices(routes, lookup)
         else:
-            at_ns, prices = to_ns(at), closes
+            at_ns, lookup, prices = to_ns(at), closes.leg_price, closes
         valuation = value_at(timelines, prices, at_ns, "live")
+        priced = [p.asset for p in valuation.positions if p.price is not None and p.quantity != 0]
+        # older than the latest two candles: the collector has not stored a price of it for a while
+        stale = old_prices(prices, lookup, priced, at_ns, 2 * config.backfill.interval_s * NS)
     finally:
         store.close()
-    problems += [prices.missing(asset, at) for asset in valuation.unpriced]
+    problems += [prices.missing(asset, at) for asset in valuation.unpriced] + stale
     if valuation.unpriced:
         problems.append(f"total: value unknown while {', '.join(valuation.unpriced)} has no price")
     return valuation, problems

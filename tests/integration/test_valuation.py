@@ -200,3 +200,22 @@ def test_total_unrealized_is_total_value_minus_total_cost_basis(collector_settin
     # the identity: unrealized = value - cost basis, whenever the total value is known
     assert total.value is None or total.value - total.cost_basis == total.unrealized_pnl
     _assert_totals_are_sums(valuation)
+
+
+def test_a_year_old_price_used_as_now_is_reported(collector_settings, tmp_path):
+    config = _config(
+        "BTC-USD", "  BTC:\n    - {date: 2025-01-01, kind: buy, quantity: '1', price: '30000'}\n"
+    )
+    # the only stored BTC-USD price: a candle that closed on 2025-01-02 01:00 UTC
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2025-01-02T00:00:00Z", ["29000"]))
+    valuation, problems = value_portfolio(collector_settings, config)
+    assert valuation.positions[0].value == D("29000")  # valued "now" at a price from 2025
+    assert any("BTC" in problem and "2025-01-02" in problem for problem in problems), problems
+    # --at the same: a price from long before the moment asked is named, one within two candles is not
+    _, problems = value_portfolio(collector_settings, config, at("2025-06-01T00:00:00Z"))
+    assert problems == [
+        "BTC: valued with the BTC-USD price of 2025-01-02 01:00 UTC, the latest stored then (run a backfill, or "
+        "check that the exchange still trades it)"
+    ]
+    _, problems = value_portfolio(collector_settings, config, at("2025-01-02T03:00:00Z"))  # 2 h after the close
+    assert problems == []
