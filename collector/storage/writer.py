@@ -109,6 +109,9 @@ class Writer:
         # for flush(): lines to settle (accepted here, found in the spool or adopted) against the lines settled
         # (written or dropped, straight away or from the spool), both only ever growing
         self._to_settle = spool.points
+        self._undelivered = (
+            0  # writes that failed for good (after the quick retries): their points wait in the spool
+        )
         self._round_done = threading.Condition()
 
     # --- called from any thread -----------------------------------------------------------------------
@@ -135,13 +138,14 @@ class Writer:
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything submitted before this call is in InfluxDB (or dropped), so a reader sees it: out of
-        the queue and out of the spool. False if that took longer than `timeout_s`, a write failed meanwhile (what
-        failed waits in the spool) or the writer is closing."""
+        the queue and out of the spool. False if that took longer than `timeout_s`, a write failed meanwhile even
+        after the quick retries (what failed waits in the spool; a retry that succeeds is no failure) or the writer
+        is closing."""
         with self._round_done:
-            target, errors = self._to_settle, self.stats.write_errors
+            target, undelivered = self._to_settle, self._undelivered
 
-            def given_up() -> bool:  # closing, or InfluxDB refused a write since the call: no point waiting
-                return self._closing.is_set() or self.stats.write_errors > errors
+            def given_up() -> bool:  # closing, or a write failed for good since the call: no point waiting
+                return self._closing.is_set() or self._undelivered > undelivered
 
             # lines settle in about the order they were accepted (the spool replays oldest first and newer lines
             # queue behind it; only a full in-memory queue lets newer lines overtake), so once as many are settled
@@ -153,6 +157,11 @@ class Writer:
     def _count_to_settle(self, lines: int) -> None:
         with self._round_done:
             self._to_settle += lines
+
+    def _count_undelivered(self) -> None:
+        with self._round_done:
+            self._undelivered += 1
+            self._round_done.notify_all()  # a flush() waiting now gives up: what failed waits in the spool
 
     def _settled(self) -> int:
         return self.stats.written_points + self.stats.dropped_points
@@ -275,6 +284,7 @@ class Writer:
             # a stop interrupts the wait: the batch then goes to the spool
             if self._pause(min(failure.retry_after_s or backoff.next(), self.options.max_backoff_s)):
                 break
+        self._count_undelivered()
         self._to_spool(kind, lines)
 
     def _replay_if_due(self) -> None:
@@ -299,6 +309,7 @@ class Writer:
                 if failure.outcome == HOLD and self._use_fresh_token():
                     continue
                 if failure.outcome != DROP:
+                    self._count_undelivered()
                     wait = failure.retry_after_s or self._replay_backoff.next()
                     self._replay_at = time.monotonic() + min(wait, self.options.max_backoff_s)
                     break
@@ -369,8 +380,6 @@ class Writer:
     def _report(self, failure: Failure) -> None:
         """Count every failure; log each kind once until writes succeed again (a HOLD again every minute)."""
         self.stats.write_errors += 1
-        with self._round_done:
-            self._round_done.notify_all()  # a flush() waiting now gives up: what failed waits in the spool
         key = failure.reason.split(":")[0]
         now = time.monotonic()
         last = self._reported.get(key)
