@@ -50,11 +50,11 @@ class Valuation:
 
 def build_timelines(holdings: Holdings, pricing: Prices) -> tuple[dict[str, AssetTimeline], list[str]]:
     """Each asset's states over time; an asset whose cost basis needs a rate that is not stored keeps its
-    quantities (so it is still valued) and the problem is reported."""
+    quantities (so it is still valued) and the problem is reported, as is a transfer_in that took the market price."""
     timelines, problems = {}, []
     for asset, holding in sorted(holdings.assets.items()):
         try:
-            entries = timeline(holding, holdings.cost_basis, pricing)
+            entries = timeline(holding, holdings.cost_basis, pricing, problems)
         except PriceUnavailable as exc:
             problems.append(f"{asset}: cost basis unknown: {exc}")
             entries = _quantities_only(holding)

@@ -1,15 +1,11 @@
 """Review of issue 7 (portfolio valuation): each test records a finding and fails until it is fixed."""
 
-import json
 from decimal import Decimal
-
-import pytest
 
 from collector.config import Buckets, parse_config
 from collector.portfolio.history import HistoryRecompute
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
-from tests.integration.harness import cli, collector_env
 from tests.integration.valuation_helpers import at, hourly_candles, seed, stored_points, writer
 
 D = Decimal
@@ -48,32 +44,3 @@ def test_a_figure_that_becomes_unknown_is_removed_not_left_stale(collector_setti
         assert all("value" not in fields and fields["cost_basis"] == 30000.0 for fields in points.values()), (
             points
         )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: `collector portfolio` never says that a transfer_in without a price took the market price "
-    "(the ledger logs it at INFO, and the command sets up no logging), though the issue says it does",
-)
-def test_portfolio_says_a_transfer_in_took_the_market_price(
-    collector_settings, tmp_path, monkeypatch, capsys
-):
-    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-09T23:00:00Z", ["29000", "31000"]))
-    path = tmp_path / "portfolio.yml"
-    path.write_text(
-        PAIRS + "holdings:\n  BTC:\n    - {date: 2026-01-10T00:00:00Z, kind: transfer_in, quantity: '1'}\n"
-    )
-    done = cli(
-        collector_env(collector_settings, tmp_path),
-        "portfolio",
-        "--config",
-        str(path),
-        "--at",
-        "2026-01-10T01:00",
-        "--json",
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-    position = json.loads(done.stdout)["positions"][0]
-    assert position["cost_basis"] == "29000.00"  # the close at 00:00 (the 23:00 candle)
-    assert "market price 29000" in done.stderr, done.stderr

@@ -217,5 +217,7 @@ def test_a_year_old_price_used_as_now_is_reported(collector_settings, tmp_path):
         "BTC: valued with the BTC-USD price of 2025-01-02 01:00 UTC, the latest stored then (run a backfill, or "
         "check that the exchange still trades it)"
     ]
-    _, problems = value_portfolio(collector_settings, config, at("2025-01-02T03:00:00Z"))  # 2 h after the close
+    _, problems = value_portfolio(
+        collector_settings, config, at("2025-01-02T03:00:00Z")
+    )  # 2 h after the close
     assert problems == []
