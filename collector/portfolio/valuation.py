@@ -146,10 +146,11 @@ def has_figures(portfolio: PortfolioValue) -> bool:
     )
 
 
-def percent(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
+def percent(part: Decimal | None, whole: Decimal | None, places: Decimal = PERCENT_PLACES) -> Decimal | None:
+    """part / whole × 100, rounded half up once to `places` (rounding an already rounded figure again can be off)."""
     if part is None or not whole:
         return None
-    return (part / whole * 100).quantize(PERCENT_PLACES)
+    return (part / whole * 100).quantize(places, ROUND_HALF_UP)
 
 
 def _round(amount: Decimal | None, unit: Decimal) -> Decimal | None:
