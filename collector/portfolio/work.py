@@ -6,9 +6,10 @@ import time
 from datetime import datetime
 
 from collector.config import Config
+from collector.holdings import describe_time
 from collector.influx_settings import InfluxSettings
 from collector.portfolio.history import HistoryRecompute, HistoryResult
-from collector.portfolio.prices import NS, ClosesAt, LatestPrices, Prices, old_prices, to_ns
+from collector.portfolio.prices import NS, ClosesAt, LatestPrices, Prices, from_ns, old_prices, to_ns
 from collector.portfolio.routes import PriceRoutes
 from collector.portfolio.stale import TOTAL, merge, stale_live_samples
 from collector.portfolio.valuation import AssetTimeline, Valuation, build_timelines, has_figures, value_at
@@ -49,9 +50,20 @@ def value_portfolio(
     finally:
         store.close()
     problems += [prices.missing(asset, at) for asset in valuation.unpriced] + stale
+    if not valuation.positions:
+        problems.append(_nothing_held(config, at_ns))
     if valuation.unpriced:
         problems.append(f"total: value unknown while {', '.join(valuation.unpriced)} has no price")
     return valuation, problems
+
+
+def _nothing_held(config: Config, at_ns: int) -> str:
+    """Why a valuation has no position: every asset's first transaction comes later (bare quantities are always
+    held, so there are none)."""
+    first = min(
+        holding.transactions[0].time for holding in config.holdings.assets.values() if holding.transactions
+    )
+    return f"nothing held at {from_ns(at_ns):%Y-%m-%d %H:%M} UTC: the first transaction is on {describe_time(first)}"
 
 
 class PortfolioWork:

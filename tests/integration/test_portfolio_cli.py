@@ -194,3 +194,22 @@ def test_portfolio_says_a_transfer_in_took_the_market_price(
     position = json.loads(done.stdout)["positions"][0]
     assert position["cost_basis"] == "29000.00"  # the close at 00:00 (the 23:00 candle)
     assert "market price 29000" in done.stderr, done.stderr
+
+
+def test_portfolio_at_a_time_before_the_first_transaction_says_nothing_was_held(
+    tmp_path, monkeypatch, capsys
+):
+    path = tmp_path / "portfolio.yml"
+    path.write_text(
+        "exchanges:\n  bitstamp:\n    pairs: [BTC-USD]\nholdings:\n  BTC:\n"
+        '    - {date: 2026-01-10, kind: buy, quantity: "1.0", price: "30000", fee: "10"}\n'
+    )
+    # nothing is held then, so nothing is read from InfluxDB (an unreachable URL proves it)
+    monkeypatch.setenv("INFLUXDB_V2_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("INFLUXDB_V2_ORG", "org")
+    monkeypatch.setenv("INFLUXDB_V2_TOKEN", "token")
+    assert main(["portfolio", "--config", str(path), "--at", "2025-01-01"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-01-10" in out, (
+        out
+    )  # e.g. "nothing held at that time; the first transaction is on 2026-01-10"
