@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
+from collector.errors import ConfigError
+
 if TYPE_CHECKING:
     from collector.config import _Document
 
@@ -96,7 +98,12 @@ def parse_holdings(doc: _Document, base_currency: str) -> Holdings:
 
 def _holding(doc: _Document, asset, base_currency: str) -> Holding:
     path = ("holdings", asset)
-    if not isinstance(asset, str) or not _SYMBOL.fullmatch(asset):
+    if not isinstance(asset, str):  # YAML reads ON, NO, YES or 1000 as a boolean or a number, not as text
+        raise ConfigError(
+            f"{doc.source}:{doc.line(path)}: holdings: an asset symbol that YAML reads as {asset!r}, not as text: "
+            "put it in quotes (YAML reads ON, OFF, YES, NO and numbers that way unquoted)"
+        )
+    if not _SYMBOL.fullmatch(asset):
         doc.error(path, "expected an asset symbol in upper case, such as BTC")
     value = doc.get(path)
     if not isinstance(value, list):

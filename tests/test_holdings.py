@@ -220,6 +220,11 @@ holdings:
             ('ETH: "10"', "eth: 10"),
             "p.yml:5: holdings.eth: expected an asset symbol in upper case, such as BTC",
         ),
+        (
+            ('ETH: "10"', 'ON: "10"'),  # a real symbol (Orion) that YAML reads as a boolean unless quoted
+            "p.yml:5: holdings: an asset symbol that YAML reads as True, not as text: put it in quotes (YAML reads "
+            "ON, OFF, YES, NO and numbers that way unquoted)",
+        ),
         (('ETH: "10"', 'ETH: "0"'), "p.yml:5: holdings.ETH: expected a quantity above 0, got '0'"),
         (
             ('ETH: "10"', "ETH: {quantity: 10}"),
