@@ -341,3 +341,14 @@ def test_a_number_too_large_for_decimal_is_a_named_config_error(numbers):
         assert str(error).startswith("p.yml:3: holdings.BTC[0]."), str(error)
         return
     timeline(holdings.assets["BTC"], holdings.cost_basis, _OneToOne())  # nothing accepted may overflow later
+
+
+def test_a_bare_quantity_with_more_digits_than_a_float_holds_is_exact():
+    """Guards the read-from-text path: str(float) would pass the 0.1 test but round 18 decimals (wei) to 17 digits."""
+    config = parse_config(
+        "holdings:\n  ETH:\n    - {date: 2026-01-10, kind: buy, quantity: 1.234567890123456789, price: 2000}\n"
+        "  BTC: 12345678.123456789\n",
+        "p.yml",
+    )
+    assert str(config.holdings.assets["ETH"].transactions[0].quantity) == "1.234567890123456789"
+    assert str(config.holdings.assets["BTC"].quantity) == "12345678.123456789"
