@@ -107,7 +107,7 @@ class Writer:
         self._beat_at = 0.0
         self._heartbeat_error: OSError | None = None
         # for flush(): lines to settle (accepted here, found in the spool or adopted) against the lines settled
-        # (written or dropped, straight away or from the spool), both only ever growing
+        # (written or dropped, straight away or from the spool, or set aside unreadable), both only ever growing
         self._to_settle = spool.points
         self._undelivered = (
             0  # writes that failed for good (after the quick retries): their points wait in the spool
@@ -164,7 +164,8 @@ class Writer:
             self._round_done.notify_all()  # a flush() waiting now gives up: what failed waits in the spool
 
     def _settled(self) -> int:
-        return self.stats.written_points + self.stats.dropped_points
+        """Lines whose fate is sealed: written, dropped, or in an unreadable spool segment (never replayed)."""
+        return self.stats.written_points + self.stats.dropped_points + self.spool.set_aside_points
 
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())

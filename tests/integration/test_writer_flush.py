@@ -3,7 +3,10 @@
 import threading
 import time
 
-from tests.integration.harness import count_points, wait_for
+from collector.config import Buckets
+from collector.storage.spool import Spool
+from collector.storage.writer import Writer
+from tests.integration.harness import FAST, count_points, wait_for
 from tests.integration.test_writer import writer_for
 
 
@@ -56,4 +59,20 @@ def test_flush_returns_under_a_steady_stream_of_other_points(collector_settings,
     finally:
         streaming.set()
         producer.join()
+        writer.close()
+
+
+def test_an_unreadable_spool_segment_does_not_hold_flush_up(collector_settings, tmp_path):
+    """Its points are set aside, never replayed: flush counts them as settled instead of waiting for them forever."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    (spool_dir / "0000000000000000.meta.lp").write_bytes(b"garbled \xff\xfe\xfd value=1\n")
+    (spool_dir / "0000000000000001.meta.lp").write_text("probe value=1 1700000000000000000\n")
+    writer = Writer(collector_settings, Buckets(), Spool(spool_dir), FAST.writer)
+    writer.start()
+    try:
+        writer.submit_line("meta", "probe value=2 1700000001000000000")
+        assert writer.flush(20)
+        assert writer.stats.written_points == 2 and writer.spool.set_aside_points == 1
+    finally:
         writer.close()
