@@ -23,10 +23,8 @@ ADDS = ("buy", "transfer_in")
 COST_BASIS_METHODS = ("fifo", "average")
 _TRANSACTION_KEYS = {"date", "kind", "quantity", "price", "currency", "fee", "note"}
 _SYMBOL = re.compile(r"[A-Z0-9]{2,12}")
-SMALLEST, LARGEST = (
-    Decimal("1e-30"),
-    Decimal("1e30"),
-)  # what a non-zero number of the holdings may be, in size
+# what a number of the holdings other than 0 may be, in size
+SMALLEST, LARGEST = Decimal("1e-30"), Decimal("1e30")
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,8 @@ class RunOptions:
     shutdown_s: float = 8.0  # SIGTERM to exit stays under 10 s: producers stop, then the writer flushes
     producers_stop_s: float = 1.5  # a stop ends every network wait at once; this bounds the rest
     flush_before_recompute_s: float = 30.0  # candles just backfilled must be stored before history reads them
-    recompute_retry_s: float = (
-        2.0  # a failed history recompute is tried again after this, doubling up to the max
-    )
+    # a failed history recompute is tried again after this, doubling up to the max
+    recompute_retry_s: float = 2.0
     recompute_retry_max_s: float = 60.0
     writer: WriterOptions = WriterOptions()
     stream: StreamOptions = StreamOptions()
@@ -71,9 +70,7 @@ class Collector:
         self.reader = Reader(settings, config.buckets)
         self.portfolio = PortfolioWork(settings, config, self.writer.submit)
         self._history_lock = asyncio.Lock()
-        self._history_requested = (
-            False  # a recompute waits for the lock: another request needs no task of its own
-        )
+        self._history_requested = False  # a recompute is waiting to start: another request needs no task
         self.exchanges: dict[str, ExchangeRuntime] = {}
         self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
         self._tasks: set[asyncio.Task] = set()

@@ -23,10 +23,8 @@ def stale_live_samples(old: Config, new: Config) -> dict[str | None, int]:
         return dict.fromkeys([*sorted(assets), TOTAL], 0)
     stale = {}
     for asset in sorted(assets):
-        before, after = (
-            _valued_lines(old.holdings.assets.get(asset)),
-            _valued_lines(new.holdings.assets.get(asset)),
-        )
+        before = _valued_lines(old.holdings.assets.get(asset))
+        after = _valued_lines(new.holdings.assets.get(asset))
         changed = (before - after) + (after - before)
         if changed:
             stale[asset] = min(moment for moment, *_ in changed)

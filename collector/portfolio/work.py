@@ -79,9 +79,8 @@ class PortfolioWork:
         self._reported: set[str] = set()
         self._failing: set[str] = set()
         self._store: StoredPrices | None = None
-        self._stale_live: dict[
-            str | None, int
-        ] = {}  # live samples edits made wrong, deleted by the next recompute
+        # asset (or TOTAL) -> since when edits made its live samples wrong; the next recompute deletes them
+        self._stale_live: dict[str | None, int] = {}
 
     def configure(self, config: Config) -> bool:
         """Take a new configuration; True when the history must be recomputed."""

@@ -109,9 +109,7 @@ class Writer:
         # for flush(): lines to settle (accepted here, found in the spool or adopted) against the lines settled
         # (written or dropped, straight away or from the spool, or set aside unreadable), both only ever growing
         self._to_settle = spool.points
-        self._undelivered = (
-            0  # writes that failed for good (after the quick retries): their points wait in the spool
-        )
+        self._undelivered = 0  # writes failed for good (after quick retries): their points wait in the spool
         self._round_done = threading.Condition()
 
     # --- called from any thread -----------------------------------------------------------------------
