@@ -137,6 +137,8 @@ class PortfolioWork:
         prices = Prices(routes, LatestPrices(self._store, routes.legs(timelines)))
         valuation = value_at(timelines, prices, time.time_ns(), "live")
         self._report([prices.missing(asset) for asset in valuation.unpriced])
+        if valuation_inputs(self.config) != inputs:
+            return None  # an edit landed meanwhile: this sample may be one its recompute is deleting
         self.submit(valuation.positions + ([valuation.total] if has_figures(valuation.total) else []))
         return valuation
 
