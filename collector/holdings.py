@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
+from collector.errors import ConfigError
+
 if TYPE_CHECKING:
     from collector.config import _Document
 
@@ -21,6 +23,8 @@ ADDS = ("buy", "transfer_in")
 COST_BASIS_METHODS = ("fifo", "average")
 _TRANSACTION_KEYS = {"date", "kind", "quantity", "price", "currency", "fee", "note"}
 _SYMBOL = re.compile(r"[A-Z0-9]{2,12}")
+# what a number of the holdings other than 0 may be, in size
+SMALLEST, LARGEST = Decimal("1e-30"), Decimal("1e30")
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,12 @@ def parse_holdings(doc: _Document, base_currency: str) -> Holdings:
 
 def _holding(doc: _Document, asset, base_currency: str) -> Holding:
     path = ("holdings", asset)
-    if not isinstance(asset, str) or not _SYMBOL.fullmatch(asset):
+    if not isinstance(asset, str):  # YAML reads ON, NO, YES or 1000 as a boolean or a number, not as text
+        raise ConfigError(
+            f"{doc.source}:{doc.line(path)}: holdings: an asset symbol that YAML reads as {asset!r}, not as text: "
+            "put it in quotes (YAML reads ON, OFF, YES, NO and numbers that way unquoted)"
+        )
+    if not _SYMBOL.fullmatch(asset):
         doc.error(path, "expected an asset symbol in upper case, such as BTC")
     value = doc.get(path)
     if not isinstance(value, list):
@@ -141,6 +150,8 @@ def _transaction(doc: _Document, path: tuple, asset: str, base_currency: str) ->
     note = entry.get("note")
     if note is not None and not isinstance(note, str):
         doc.fail(path + ("note",), "text")
+    # no note is stored as none (an empty text field reads back as no field); line breaks as \n, the way they read
+    note = note.replace("\r\n", "\n") if note else None
     return TransactionLine(
         asset=asset,
         kind=kind,
@@ -178,6 +189,9 @@ def _number(doc: _Document, path: tuple, expected: str) -> Decimal:
         doc.fail(path, expected)
     if not number.is_finite():
         doc.fail(path, expected)
+    if number and not SMALLEST <= number.copy_abs() <= LARGEST:  # copy_abs: abs() would round, and overflow
+        # far beyond any real amount, and its products would overflow Decimal later (in the ledger, every recompute)
+        doc.error(path, f"{text.strip()} is out of range: a number is 0 or between 1e-30 and 1e30 in size")
     return number
 
 

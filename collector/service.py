@@ -35,6 +35,9 @@ class RunOptions:
     shutdown_s: float = 8.0  # SIGTERM to exit stays under 10 s: producers stop, then the writer flushes
     producers_stop_s: float = 1.5  # a stop ends every network wait at once; this bounds the rest
     flush_before_recompute_s: float = 30.0  # candles just backfilled must be stored before history reads them
+    # a failed history recompute is tried again after this, doubling up to the max
+    recompute_retry_s: float = 2.0
+    recompute_retry_max_s: float = 60.0
     writer: WriterOptions = WriterOptions()
     stream: StreamOptions = StreamOptions()
 
@@ -70,6 +73,7 @@ class Collector:
         self.reader = Reader(settings, config.buckets)
         self.portfolio = PortfolioWork(settings, config, self.writer.submit)
         self._history_lock = asyncio.Lock()
+        self._history_requested = False  # a recompute is waiting to start: another request needs no task
         self.exchanges: dict[str, ExchangeRuntime] = {}
         self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
         self._tasks: set[asyncio.Task] = set()
@@ -293,22 +297,45 @@ class Collector:
                 result.requests,
                 f" ({result.detail})" if result.detail else "",
             )
-        await self._recompute_history()
+        self._request_history()
 
     # --- portfolio valuation ------------------------------------------------------------------------------
 
+    def _request_history(self) -> None:
+        """A history recompute soon (after a backfill or an edit), in a task of its own."""
+        if not self._history_requested:
+            self._history_requested = True
+            self._spawn(self._recompute_history())
+
     async def _recompute_history(self) -> None:
-        """Hourly history and transaction points brought in line with the holdings and the stored candles."""
+        """Hourly history and transaction points brought in line with the holdings and the stored candles; tried
+        again with backoff until it succeeds, so an edit made while InfluxDB is away still reaches the history."""
         async with self._history_lock:  # one at a time; a later request runs after the current one
-            try:
-                if not await asyncio.to_thread(self.writer.flush, self.options.flush_before_recompute_s):
-                    log.warning("portfolio: recomputing before every backfilled candle is stored")
-                await asyncio.to_thread(self.portfolio.recompute)
-                self.portfolio.succeeded("history recompute")
-            except Interrupted:
-                log.info("portfolio history recompute stopped")
-            except Exception:  # noqa: BLE001 - counted and logged; the next backfill or edit tries again
-                self.portfolio.failed("history recompute")
+            backoff = Backoff(self.options.recompute_retry_s, self.options.recompute_retry_max_s)
+            while True:
+                self._history_requested = False  # each attempt reads the configuration of that moment
+                if await self._recompute_history_once():
+                    return
+                await asyncio.sleep(backoff.next())  # a stop cancels the wait
+
+    async def _recompute_history_once(self) -> bool:
+        """True when the history is in line; False when it must be recomputed again."""
+        try:
+            # points submitted earlier (candles just backfilled, history points waiting in the spool) must be
+            # stored first: read too early they leave gaps, replayed after the recompute they bring back stale hours
+            settled = await self._blocking(self.writer.flush, self.options.flush_before_recompute_s)
+            await self._blocking(self.portfolio.recompute)
+        except Interrupted:
+            log.info("portfolio history recompute stopped")
+            return True
+        except Exception:  # noqa: BLE001 - counted and logged; tried again shortly
+            self.portfolio.failed("history recompute")
+            return False
+        if not settled:
+            self.portfolio.failed("history recompute", "points submitted before it were not all stored yet")
+            return False
+        self.portfolio.succeeded("history recompute")
+        return True
 
     async def _live_valuation(self) -> None:
         """A `position`/`portfolio` sample in the live bucket every `valuation.live_every`."""
@@ -343,7 +370,15 @@ class Collector:
             except ConfigError as exc:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 continue
-            await self._apply(config)
+            except Exception:  # noqa: BLE001 - a bug must not end hot reload until the next restart
+                log.exception("configuration not reloaded (unexpected error), keeping the previous one")
+                continue
+            try:
+                await self._apply(config)
+            except Exception:  # noqa: BLE001 - the same: log it, keep watching for the next edit
+                log.exception(
+                    "configuration only partly applied (unexpected error); still watching for edits"
+                )
 
     async def _apply(self, new: Config) -> None:
         old, self.config = self.config, new
@@ -380,7 +415,7 @@ class Collector:
             if added:
                 self._spawn(self._refresh(runtime, added))
         if self.portfolio.configure(self.config):
-            self._spawn(self._recompute_history())
+            self._request_history()
         log.info("configuration reloaded from %s", self.config_path)
 
 

@@ -9,6 +9,7 @@ from collector.cli import main
 from collector.config import Pair, load_config, parse_config
 from collector.errors import ConfigError
 from collector.holdings import Holding, Holdings, TransactionLine
+from collector.portfolio.ledger import timeline
 
 HOLDINGS = """\
 base_currency: USD
@@ -219,6 +220,11 @@ holdings:
             ('ETH: "10"', "eth: 10"),
             "p.yml:5: holdings.eth: expected an asset symbol in upper case, such as BTC",
         ),
+        (
+            ('ETH: "10"', 'ON: "10"'),  # a real symbol (Orion) that YAML reads as a boolean unless quoted
+            "p.yml:5: holdings: an asset symbol that YAML reads as True, not as text: put it in quotes (YAML reads "
+            "ON, OFF, YES, NO and numbers that way unquoted)",
+        ),
         (('ETH: "10"', 'ETH: "0"'), "p.yml:5: holdings.ETH: expected a quantity above 0, got '0'"),
         (
             ('ETH: "10"', "ETH: {quantity: 10}"),
@@ -310,3 +316,39 @@ def test_check_config_names_a_bad_holdings_line(tmp_path, capsys):
         f"collector check-config: {path}:8: holdings.BTC[1].kind: expected one of buy, sell, transfer_in, "
         "transfer_out, got 'sel'\n"
     )
+
+
+class _OneToOne:
+    def to_base(self, amount, currency, at):
+        return amount
+
+    def market_price(self, asset, at):
+        return None
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        'quantity: "1e1000000", price: "1"',  # overflows while checking that nothing is oversold
+        'quantity: "1e500000", price: "1e500000"',  # parses, then overflows in the ledger (every recompute)
+    ],
+)
+def test_a_number_too_large_for_decimal_is_a_named_config_error(numbers):
+    text = "holdings:\n  BTC:\n    - {date: 2026-01-10, kind: buy, " + numbers + "}\n"
+    try:
+        holdings = parse_config(text, "p.yml").holdings
+    except ConfigError as error:
+        assert str(error).startswith("p.yml:3: holdings.BTC[0]."), str(error)
+        return
+    timeline(holdings.assets["BTC"], holdings.cost_basis, _OneToOne())  # nothing accepted may overflow later
+
+
+def test_a_bare_quantity_with_more_digits_than_a_float_holds_is_exact():
+    """Guards the read-from-text path: str(float) would pass the 0.1 test but round 18 decimals (wei) to 17 digits."""
+    config = parse_config(
+        "holdings:\n  ETH:\n    - {date: 2026-01-10, kind: buy, quantity: 1.234567890123456789, price: 2000}\n"
+        "  BTC: 12345678.123456789\n",
+        "p.yml",
+    )
+    assert str(config.holdings.assets["ETH"].transactions[0].quantity) == "1.234567890123456789"
+    assert str(config.holdings.assets["BTC"].quantity) == "12345678.123456789"

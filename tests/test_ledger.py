@@ -1,6 +1,5 @@
 """The cost-basis ledger, figure by figure: each expected number is worked out by hand in the comment beside it."""
 
-import logging
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -105,10 +104,12 @@ def test_average_sells_a_share_of_one_pool():
     ]
 
 
-def test_transfer_in_without_price_takes_the_market_price_and_says_so(caplog):
-    caplog.set_level(logging.INFO, logger="collector.portfolio.ledger")
-    _states(TWO_LOTS, "fifo", JUNE_MARKET)
-    assert "p.yml:8: transfer_in of 0.1 BTC on 2026-06-01 at market price 60000" in caplog.text
+def test_transfer_in_without_price_takes_the_market_price_and_says_so():
+    notes = []
+    timeline(_holding(TWO_LOTS), "fifo", JUNE_MARKET, notes)
+    assert notes == [
+        "p.yml:8: transfer_in of 0.1 BTC on 2026-06-01 at market price 60000 (the line has no price)"
+    ]
 
 
 def test_transfer_in_without_price_or_market_price_is_named():

@@ -90,11 +90,15 @@ def test_position_and_total_arithmetic():
     )
 
     whole = total([btc, eth, xrp, gone], 0, "history")
-    assert whole.value == Decimal("29000.0")  # 9000 + 20000 + 0 (XRP unknown, left out)
+    assert whole.value is None  # XRP is held without a price: 9000 + 20000 + 0 would count it as 0
     assert whole.cost_basis == Decimal("6052")  # 6002 + 50 + 0
-    assert whole.unrealized_pnl == Decimal("2998.0")  # 2998 + 0
+    assert whole.unrealized_pnl is None and whole.pnl_pct is None  # XRP has a cost basis but no value
     assert whole.realized_pnl == Decimal("15981.5")  # 15994 + 0 − 12.5
-    assert whole.pnl_pct == Decimal("49.9500")  # 2998 / (6002 + 0) × 100: XRP has no unrealized P/L
+    # without XRP every figure is known: unrealized 2998 + 0 = value of those with a cost basis 9000 + 0 − 6002
+    priced = total([btc, eth, gone], 0, "history")
+    assert priced.value == Decimal("29000.0")  # 9000 + 20000 + 0
+    assert (priced.cost_basis, priced.unrealized_pnl) == (Decimal("6002"), Decimal("2998.0"))
+    assert priced.pnl_pct == Decimal("49.9500")  # 2998 / 6002 × 100: ETH, a bare quantity, has no P/L
 
 
 def test_money_is_rounded_to_the_cent_so_totals_are_exact_sums():

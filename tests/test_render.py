@@ -5,6 +5,8 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from collector.portfolio import valuation
+from collector.portfolio.ledger import PositionState
 from collector.portfolio.render import as_json, as_table
 from collector.records import PortfolioValue, Position
 
@@ -203,3 +205,16 @@ def test_long_decimals_next_to_large_figures_are_shown_whole():
     assert "5,187,000.560000000000000000000000" in table  # zeros added as text: the same number
     assert " 5,212,000.56 " in table and " 25,000.00 " in table  # the value column has two decimals at most
     assert " 0.000000000000000000000000 " in table  # ETH's unrealized P/L, in line with BTC's
+
+
+def test_the_table_shows_pnl_pct_rounded_once():
+    # 1 BTC costing 100000.00 valued at 112354.99: unrealized 12354.99, P/L % = 12.35499 exactly → 12.35 to 2 places
+    btc = valuation.position(
+        "BTC", PositionState(Decimal("1"), Decimal("100000"), Decimal("0")), Decimal("112354.99"), 0, "x"
+    )
+    assert btc.unrealized_pnl == Decimal("12354.99")
+    table = as_table(
+        "USD", datetime(2026, 1, 10, tzinfo=UTC), [btc], valuation.total([btc], 0, "x"), colour=False
+    )
+    row = next(line for line in table.splitlines() if line.startswith("BTC"))
+    assert row.split()[-1] == "12.35", row

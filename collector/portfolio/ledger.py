@@ -5,7 +5,6 @@ cost, a sell's fee reduces its proceeds, a transfer moves quantity and its cost 
 Amounts in another currency are converted into the base currency at the transaction's time by the given Pricing.
 """
 
-import logging
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,8 +12,6 @@ from decimal import Decimal
 from typing import Protocol
 
 from collector.holdings import ADDS, Holding, TransactionLine, describe_time
-
-log = logging.getLogger(__name__)
 
 BEGINNING = datetime.min.replace(tzinfo=UTC)
 ZERO = Decimal(0)
@@ -40,9 +37,12 @@ class Pricing(Protocol):
         """The asset's price in the base currency at `at` (for a transfer_in without a price)."""
 
 
-def timeline(holding: Holding, method: str, pricing: Pricing) -> list[tuple[datetime, PositionState]]:
+def timeline(
+    holding: Holding, method: str, pricing: Pricing, notes: list[str] | None = None
+) -> list[tuple[datetime, PositionState]]:
     """The state after each transaction, in time order; the state at any moment t is the last entry with time <= t
     (before the first: nothing held). A bare quantity gives [(BEGINNING, PositionState(q, None, None))].
+    What the user should know (a transfer_in that took the market price) is appended to `notes`.
 
     Expects holdings as `collector.holdings` parses them: no sell or transfer_out exceeds what is held.
     """
@@ -53,7 +53,7 @@ def timeline(holding: Holding, method: str, pricing: Pricing) -> list[tuple[date
     entries = []
     for line in holding.transactions:
         if line.kind in ADDS:
-            book.add(line.quantity, _cost(line, pricing))
+            book.add(line.quantity, _cost(line, pricing, notes if notes is not None else []))
         else:
             removed_cost = book.remove(line.quantity)
             if line.kind == "sell":
@@ -63,7 +63,7 @@ def timeline(holding: Holding, method: str, pricing: Pricing) -> list[tuple[date
     return entries
 
 
-def _cost(line: TransactionLine, pricing: Pricing) -> Decimal:
+def _cost(line: TransactionLine, pricing: Pricing, notes: list[str]) -> Decimal:
     if line.price is not None:
         return pricing.to_base(line.quantity * line.price + line.fee, line.currency, line.time)
     price = pricing.market_price(line.asset, line.time)
@@ -73,13 +73,9 @@ def _cost(line: TransactionLine, pricing: Pricing) -> Decimal:
             f"{line.source}: transfer_in of {line.quantity} {line.asset} on {when} has no price and no "
             f"{line.asset} price is stored for that time; add its price to the line"
         )
-    log.info(
-        "%s: transfer_in of %s %s on %s at market price %s",
-        line.source,
-        line.quantity,
-        line.asset,
-        when,
-        price,
+    notes.append(
+        f"{line.source}: transfer_in of {line.quantity} {line.asset} on {when} at market price {price} (the line "
+        "has no price)"
     )
     return line.quantity * price
 

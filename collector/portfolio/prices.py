@@ -71,13 +71,21 @@ class ClosesAt:
 
     def __init__(self, store: StoredPrices):
         self.store = store
-        self._cache: dict[tuple[Leg, int], Decimal | None] = {}
+        self._cache: dict[tuple[Leg, int], tuple[int, Decimal] | None] = {}
 
     def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
+        found = self._found(leg, at_ns)
+        return found[1] if found else None
+
+    def time(self, leg: Leg, at_ns: int) -> int | None:
+        """When the price used at `at` was taken (its candle's close time)."""
+        found = self._found(leg, at_ns)
+        return found[0] if found else None
+
+    def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
         key = (leg, at_ns)
         if key not in self._cache:
-            found = self.store.close_at(leg.exchange, leg.pair, at_ns)
-            self._cache[key] = found[1] if found else None
+            self._cache[key] = self.store.close_at(leg.exchange, leg.pair, at_ns)
         return self._cache[key]
 
 
@@ -111,10 +119,34 @@ class LatestPrices:
     """The newest stored price of each leg (latest trade or latest close, whichever is more recent)."""
 
     def __init__(self, store: StoredPrices, legs: Iterable[Leg]):
-        self._latest: dict[tuple[str, object], Decimal] = {}
+        self._latest: dict[tuple[str, object], tuple[int, Decimal]] = {}
         for exchange in sorted({leg.exchange for leg in legs}):
-            for pair, (_, price) in store.latest(exchange).items():
-                self._latest[(exchange, pair)] = price
+            for pair, found in store.latest(exchange).items():
+                self._latest[(exchange, pair)] = found
 
     def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
-        return self._latest.get((leg.exchange, leg.pair))
+        found = self._latest.get((leg.exchange, leg.pair))
+        return found[1] if found else None
+
+    def time(self, leg: Leg, at_ns: int) -> int | None:
+        """When the newest price was taken (the trade's time, or its candle's close time)."""
+        found = self._latest.get((leg.exchange, leg.pair))
+        return found[0] if found else None
+
+
+def old_prices(
+    prices: Prices, lookup: ClosesAt | LatestPrices, assets, at_ns: int, max_age_ns: int
+) -> list[str]:
+    """A line for each asset valued with a price taken more than `max_age_ns` before `at` (the newest stored may be
+    a year old: a valuation "now" must say so), naming the price's time."""
+    problems = []
+    for asset in assets:
+        route = prices.route(asset)
+        for leg in route.legs if route else ():
+            taken = lookup.time(leg, at_ns)
+            if taken is not None and at_ns - taken > max_age_ns:
+                problems.append(
+                    f"{asset}: valued with the {leg.pair} price of {from_ns(taken):%Y-%m-%d %H:%M} UTC, the latest "
+                    f"stored then (run a backfill, or check that the exchange still trades it)"
+                )
+    return problems

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from collector.portfolio.valuation import percent
 from collector.records import PortfolioValue, Position
 
 UNKNOWN = "—"
@@ -54,7 +55,7 @@ def as_table(
     """The positions, one row each, then the totals; gains green and losses red when `colour` is on. `problems`
     (e.g. an asset without a price source and how to add one) are listed under the table."""
     rows = [[position.asset] + [_figure(position, name) for name, _, _ in _COLUMNS] for position in positions]
-    rows.append(["total", "", ""] + [_shown(name, getattr(total, name)) for name in _TOTAL_FIELDS])
+    rows.append(["total", "", ""] + [_shown(total, name) for name in _TOTAL_FIELDS])
     headings = ["asset"] + [heading for _, heading, _ in _COLUMNS]
     columns = [[row[0] for row in rows]] + [
         _cells([row[index] for row in rows], least_decimals)
@@ -83,15 +84,17 @@ def as_table(
 
 
 def _figure(position: Position, name: str) -> Decimal | str | None:
-    value = getattr(position, name)
-    if name == "price" and value is None and position.quantity != 0:
+    if name == "price" and position.price is None and position.quantity != 0:
         return NO_PRICE
-    return _shown(name, value)
+    return _shown(position, name)
 
 
-def _shown(name: str, value: Decimal | None) -> Decimal | None:
-    """A percentage is read, not added up: two decimals are enough in the table (JSON keeps all of them)."""
-    return value.quantize(PERCENT_SHOWN) if name == "pnl_pct" and value is not None else value
+def _shown(row: Position | PortfolioValue, name: str) -> Decimal | None:
+    """A percentage is read, not added up: two decimals are enough in the table (JSON keeps four). They are
+    rounded once from the row's P/L and cost basis, as the four were: rounding those four again can be off."""
+    if name == "pnl_pct":
+        return percent(row.unrealized_pnl, row.cost_basis, PERCENT_SHOWN)
+    return getattr(row, name)
 
 
 def _exact(value: Decimal | None) -> str | None:

@@ -3,9 +3,11 @@
 value = quantity × price; unrealized P/L = value − remaining cost basis; P/L % = unrealized P/L / cost basis × 100.
 Money figures are rounded half up to the cent of the base currency (to 8 decimals when the base is a coin such as
 BTC), each on its own, so a total is the exact sum of the rows shown; P/L % has 4 decimals.
-A figure that cannot be known (no price, a bare quantity without cost basis) stays None: never 0. The total of each
-column is the sum of the positions where that column is known, so totals always equal the sum of their rows; the
-total P/L % relates the unrealized P/L to the cost basis of the positions that have one.
+A figure that cannot be known (no price, a bare quantity without cost basis) stays None: never 0. The totals are
+sums of the rows: the total value is unknown while any asset held has no price (counting it as 0 would understate
+the portfolio); the total cost basis, unrealized and realized P/L cover the positions that have a cost basis (a bare
+quantity has none), and the total unrealized P/L (so P/L %) is unknown while one of those has no price. So a known
+total unrealized P/L is always the total value of those positions minus their cost basis.
 """
 
 from bisect import bisect_right
@@ -48,11 +50,11 @@ class Valuation:
 
 def build_timelines(holdings: Holdings, pricing: Prices) -> tuple[dict[str, AssetTimeline], list[str]]:
     """Each asset's states over time; an asset whose cost basis needs a rate that is not stored keeps its
-    quantities (so it is still valued) and the problem is reported."""
+    quantities (so it is still valued) and the problem is reported, as is a transfer_in that took the market price."""
     timelines, problems = {}, []
     for asset, holding in sorted(holdings.assets.items()):
         try:
-            entries = timeline(holding, holdings.cost_basis, pricing)
+            entries = timeline(holding, holdings.cost_basis, pricing, problems)
         except PriceUnavailable as exc:
             problems.append(f"{asset}: cost basis unknown: {exc}")
             entries = _quantities_only(holding)
@@ -117,15 +119,17 @@ def position(
 
 
 def total(positions: list[Position], time_ns: int, bucket: str) -> PortfolioValue:
-    unrealized = _sum(p.unrealized_pnl for p in positions)
+    with_cost_basis = [p for p in positions if p.cost_basis is not None]
+    cost_basis = _sum(p.cost_basis for p in with_cost_basis)
+    unrealized = _sum_of_all(p.unrealized_pnl for p in with_cost_basis)
     return PortfolioValue(
         time_ns=time_ns,
         bucket=bucket,
-        value=_sum(p.value for p in positions),
-        cost_basis=_sum(p.cost_basis for p in positions),
+        value=_sum_of_all(p.value for p in positions),
+        cost_basis=cost_basis,
         unrealized_pnl=unrealized,
         realized_pnl=_sum(p.realized_pnl for p in positions),
-        pnl_pct=percent(unrealized, _sum(p.cost_basis for p in positions if p.unrealized_pnl is not None)),
+        pnl_pct=percent(unrealized, cost_basis),
     )
 
 
@@ -142,10 +146,11 @@ def has_figures(portfolio: PortfolioValue) -> bool:
     )
 
 
-def percent(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
+def percent(part: Decimal | None, whole: Decimal | None, places: Decimal = PERCENT_PLACES) -> Decimal | None:
+    """part / whole × 100, rounded half up once to `places` (rounding an already rounded figure again can be off)."""
     if part is None or not whole:
         return None
-    return (part / whole * 100).quantize(PERCENT_PLACES)
+    return (part / whole * 100).quantize(places, ROUND_HALF_UP)
 
 
 def _round(amount: Decimal | None, unit: Decimal) -> Decimal | None:
@@ -153,5 +158,12 @@ def _round(amount: Decimal | None, unit: Decimal) -> Decimal | None:
 
 
 def _sum(values) -> Decimal | None:
+    """The sum of the known values; None when none is known."""
     known = [value for value in values if value is not None]
     return sum(known, Decimal(0)) if known else None
+
+
+def _sum_of_all(values) -> Decimal | None:
+    """The sum, or None when there is nothing to add or any value is unknown."""
+    values = list(values)
+    return None if not values or None in values else sum(values, Decimal(0))

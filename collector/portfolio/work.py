@@ -6,10 +6,12 @@ import time
 from datetime import datetime
 
 from collector.config import Config
+from collector.holdings import describe_time
 from collector.influx_settings import InfluxSettings
 from collector.portfolio.history import HistoryRecompute, HistoryResult
-from collector.portfolio.prices import ClosesAt, LatestPrices, Prices, to_ns
+from collector.portfolio.prices import NS, ClosesAt, LatestPrices, Prices, from_ns, old_prices, to_ns
 from collector.portfolio.routes import PriceRoutes
+from collector.portfolio.stale import TOTAL, merge, stale_live_samples
 from collector.portfolio.valuation import AssetTimeline, Valuation, build_timelines, has_figures, value_at
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
@@ -37,14 +39,31 @@ def value_portfolio(
         closes = Prices(routes, ClosesAt(store))
         timelines, problems = build_timelines(config.holdings, closes)
         if at is None:
-            at_ns, prices = time.time_ns(), Prices(routes, LatestPrices(store, routes.legs(timelines)))
+            at_ns, lookup = time.time_ns(), LatestPrices(store, routes.legs(timelines))
+            prices = Prices(routes, lookup)
         else:
-            at_ns, prices = to_ns(at), closes
+            at_ns, lookup, prices = to_ns(at), closes.leg_price, closes
         valuation = value_at(timelines, prices, at_ns, "live")
+        priced = [p.asset for p in valuation.positions if p.price is not None and p.quantity != 0]
+        # older than the latest two candles: the collector has not stored a price of it for a while
+        stale = old_prices(prices, lookup, priced, at_ns, 2 * config.backfill.interval_s * NS)
     finally:
         store.close()
-    problems += [prices.missing(asset, at) for asset in valuation.unpriced]
+    problems += [prices.missing(asset, at) for asset in valuation.unpriced] + stale
+    if not valuation.positions:
+        problems.append(_nothing_held(config, at_ns))
+    if valuation.unpriced:
+        problems.append(f"total: value unknown while {', '.join(valuation.unpriced)} has no price")
     return valuation, problems
+
+
+def _nothing_held(config: Config, at_ns: int) -> str:
+    """Why a valuation has no position: every asset's first transaction comes later (bare quantities are always
+    held, so there are none)."""
+    first = min(
+        holding.transactions[0].time for holding in config.holdings.assets.values() if holding.transactions
+    )
+    return f"nothing held at {from_ns(at_ns):%Y-%m-%d %H:%M} UTC: the first transaction is on {describe_time(first)}"
 
 
 class PortfolioWork:
@@ -60,10 +79,14 @@ class PortfolioWork:
         self._reported: set[str] = set()
         self._failing: set[str] = set()
         self._store: StoredPrices | None = None
+        # asset (or TOTAL) -> since when edits made its live samples wrong; the next recompute deletes them
+        self._stale_live: dict[str | None, int] = {}
 
     def configure(self, config: Config) -> bool:
         """Take a new configuration; True when the history must be recomputed."""
         changed = valuation_inputs(config) != valuation_inputs(self.config)
+        if changed:
+            self._stale_live = merge(self._stale_live, stale_live_samples(self.config, config))
         self.config = config
         return changed
 
@@ -74,6 +97,7 @@ class PortfolioWork:
         )
         sync = PointSync(self.settings, config.buckets, SERVICE_QUERY_TIMEOUT_S)
         try:
+            self._delete_stale_live_samples(sync)
             result = HistoryRecompute(config, store, sync, self.submit, self.stop).run()
         finally:
             store.close()
@@ -81,6 +105,17 @@ class PortfolioWork:
         self._report(result.problems)
         self._timelines = None  # rebuilt by the next sample: a rate missing before may be stored now
         return result
+
+    def _delete_stale_live_samples(self, sync: PointSync) -> None:
+        """Live samples cannot be recomputed (they were taken from the prices of their moment): the ones an edit
+        made wrong are deleted, and the next samples are taken with the new holdings."""
+        now = time.time_ns()
+        for asset, since in sorted(self._stale_live.items(), key=lambda item: item[0] or ""):
+            if asset is TOTAL:
+                sync.delete_range("live", "portfolio", (), since, now)
+            else:
+                sync.delete_range("live", "position", (("asset", asset),), since, now)
+            del self._stale_live[asset]  # done: a failure later keeps only what is left
 
     def sample(self) -> Valuation | None:
         """One live sample of every position and the total, from the latest stored prices."""
@@ -102,15 +137,21 @@ class PortfolioWork:
         prices = Prices(routes, LatestPrices(self._store, routes.legs(timelines)))
         valuation = value_at(timelines, prices, time.time_ns(), "live")
         self._report([prices.missing(asset) for asset in valuation.unpriced])
+        if valuation_inputs(self.config) != inputs:
+            return None  # an edit landed meanwhile: this sample may be one its recompute is deleting
         self.submit(valuation.positions + ([valuation.total] if has_figures(valuation.total) else []))
         return valuation
 
-    def failed(self, what: str) -> None:
-        """Count a failed job; log it (with its traceback) once until that job succeeds again."""
+    def failed(self, what: str, reason: str | None = None) -> None:
+        """Count a failed job; log it once until that job succeeds again, with the `reason` given or else with
+        the traceback of the exception being handled."""
         self.errors += 1
         if what not in self._failing:
             self._failing.add(what)
-            log.exception("portfolio %s failed; trying again on the next occasion", what)
+            if reason:
+                log.warning("portfolio %s failed (%s); trying again shortly", what, reason)
+            else:
+                log.exception("portfolio %s failed; trying again shortly", what)
 
     def succeeded(self, what: str) -> None:
         if what in self._failing:

@@ -56,6 +56,7 @@ class Spool:
         found = sorted(path for path in self.directory.iterdir() if SEGMENT.match(path.name))
         self._segments = {path: _count_lines(path) for path in found}  # oldest first, with their points
         self._points = sum(self._segments.values())
+        self.set_aside_points = 0  # of unreadable segments set aside: they will never be replayed
         self._next = int(found[-1].name.split(".")[0]) + 1 if found else 0
         self.adopt_guests()
 
@@ -181,7 +182,9 @@ class Spool:
                 where = f"moved to {target}"
             except OSError as move_error:
                 where = f"left in place, cannot be moved: {move_error.strerror}"
-            self._points -= self._segments.pop(path)
+            points = self._segments.pop(path)
+            self._points -= points
+            self.set_aside_points += points
         log.error(
             "spool segment %s cannot be read (%s: %s); its points are not replayed (%s)",
             path,

@@ -112,11 +112,12 @@ class PointSync:
                     run.append(time_ns)
                     continue
                 if run:
-                    self._delete_range(kind, measurement, tags, run[0], run[-1])
+                    self.delete_range(kind, measurement, tags, run[0], run[-1])
                     run = []
         return len(doomed)
 
-    def _delete_range(self, kind: str, measurement: str, tags: tuple, first_ns: int, last_ns: int) -> None:
+    def delete_range(self, kind: str, measurement: str, tags: tuple, first_ns: int, last_ns: int) -> None:
+        """Every point of one series (measurement and tags) from `first` to `last`, both included."""
         predicate = " AND ".join(
             f"{name}={flux_string(value)}" for name, value in (("_measurement", measurement), *tags)
         )
@@ -158,6 +159,7 @@ def _points(rows):
                 if grouped == "true":
                     tags.append((name, cell))
                 elif cell != "":
-                    fields.append((name, float(cell) if kind == "double" else cell))
+                    # the CSV of a query ends a line inside a text cell with \r\n: a note's line breaks were \n
+                    fields.append((name, float(cell) if kind == "double" else cell.replace("\r\n", "\n")))
             measurement = row[header.index("_measurement")]
             yield measurement, tuple(sorted(tags)), int(row[header.index("_ns")]), tuple(sorted(fields))

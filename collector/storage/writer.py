@@ -106,8 +106,10 @@ class Writer:
         self._progress = time.time()
         self._beat_at = 0.0
         self._heartbeat_error: OSError | None = None
-        self._rounds = 0  # rounds of the writer loop completed, and whether the last ended idle: for flush()
-        self._idle = False
+        # for flush(): lines to settle (accepted here, found in the spool or adopted) against the lines settled
+        # (written or dropped, straight away or from the spool, or set aside unreadable), both only ever growing
+        self._to_settle = spool.points
+        self._undelivered = 0  # writes failed for good (after quick retries): their points wait in the spool
         self._round_done = threading.Condition()
 
     # --- called from any thread -----------------------------------------------------------------------
@@ -123,28 +125,45 @@ class Writer:
 
     def submit(self, records) -> None:
         """Never blocks: records are queued and written by the writer thread."""
-        self._inbox.put([to_line(record) for record in records], records=True)
+        lines = [to_line(record) for record in records]
+        self._count_to_settle(len(lines))
+        self._inbox.put(lines, records=True)
 
     def submit_line(self, kind: str, line: str) -> None:
         """A point already in line protocol, for bucket `kind` (live, history or meta)."""
+        self._count_to_settle(1)
         self._inbox.put([(kind, line)], records=False)
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything submitted before this call is in InfluxDB (or dropped), so a reader sees it: out of
-        the queue and out of the spool. False if that took longer than `timeout_s`, a write failed meanwhile (what
-        failed waits in the spool) or the writer is closing."""
+        the queue and out of the spool. False if that took longer than `timeout_s`, a write failed meanwhile even
+        after the quick retries (what failed waits in the spool; a retry that succeeds is no failure) or the writer
+        is closing."""
         with self._round_done:
-            start, errors = self._rounds, self.stats.write_errors
+            target, undelivered = self._to_settle, self._undelivered
 
-            def given_up() -> bool:  # closing, or InfluxDB refused a write since the call: no point waiting
-                return self._closing.is_set() or self.stats.write_errors > errors
+            def given_up() -> bool:  # closing, or a write failed for good since the call: no point waiting
+                return self._closing.is_set() or self._undelivered > undelivered
 
-            # the round in progress now may have begun before the call; a round begun after it that ends with
-            # nothing in memory and nothing in the spool has delivered everything submitted before the call
-            done = self._round_done.wait_for(
-                lambda: given_up() or (self._rounds >= start + 2 and self._idle), timeout_s
-            )
+            # lines settle in about the order they were accepted (the spool replays oldest first and newer lines
+            # queue behind it; only a full in-memory queue lets newer lines overtake), so once as many are settled
+            # as were waiting at the call, those are: unlike waiting for an idle moment, this ends under a steady
+            # stream of newer points
+            done = self._round_done.wait_for(lambda: given_up() or self._settled() >= target, timeout_s)
             return done and not given_up()
+
+    def _count_to_settle(self, lines: int) -> None:
+        with self._round_done:
+            self._to_settle += lines
+
+    def _count_undelivered(self) -> None:
+        with self._round_done:
+            self._undelivered += 1
+            self._round_done.notify_all()  # a flush() waiting now gives up: what failed waits in the spool
+
+    def _settled(self) -> int:
+        """Lines whose fate is sealed: written, dropped, or in an unreadable spool segment (never replayed)."""
+        return self.stats.written_points + self.stats.dropped_points + self.spool.set_aside_points
 
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
@@ -226,9 +245,7 @@ class Writer:
 
     def _end_round(self) -> None:
         with self._round_done:
-            self._rounds += 1
-            self._idle = not self._inbox and not self._in_flight and not self.spool
-            self._round_done.notify_all()
+            self._round_done.notify_all()  # a flush() waiting now checks what was settled meanwhile
 
     def _collect(self, closing: bool) -> dict[str, list[str]]:
         wait = 0.0 if closing else self.options.flush_interval_s
@@ -266,13 +283,16 @@ class Writer:
             # a stop interrupts the wait: the batch then goes to the spool
             if self._pause(min(failure.retry_after_s or backoff.next(), self.options.max_backoff_s)):
                 break
+        self._count_undelivered()
         self._to_spool(kind, lines)
 
     def _replay_if_due(self) -> None:
         now = time.monotonic()
         if now >= self._adopt_at:
             self._adopt_at = now + ADOPT_S
+            before = self.spool.points
             if self.spool.adopt_guests():
+                self._count_to_settle(self.spool.points - before)  # older points, now ahead of flush()'s
                 self.stats.spool_points = self.spool.points
         if self.spool and now >= self._replay_at:
             self._replay()
@@ -288,6 +308,7 @@ class Writer:
                 if failure.outcome == HOLD and self._use_fresh_token():
                     continue
                 if failure.outcome != DROP:
+                    self._count_undelivered()
                     wait = failure.retry_after_s or self._replay_backoff.next()
                     self._replay_at = time.monotonic() + min(wait, self.options.max_backoff_s)
                     break
@@ -358,8 +379,6 @@ class Writer:
     def _report(self, failure: Failure) -> None:
         """Count every failure; log each kind once until writes succeed again (a HOLD again every minute)."""
         self.stats.write_errors += 1
-        with self._round_done:
-            self._round_done.notify_all()  # a flush() waiting now gives up: what failed waits in the spool
         key = failure.reason.split(":")[0]
         now = time.monotonic()
         last = self._reported.get(key)

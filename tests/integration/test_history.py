@@ -17,9 +17,9 @@ BTC_SECOND = '    - {date: 2026-01-10T02:00:00Z, kind: buy, quantity: "0.5", pri
 ETH_BUY = '  ETH:\n    - {date: 2026-01-10T01:00:00Z, kind: buy, quantity: "2", price: "%s", note: first}\n'
 
 
-def _recompute(settings, tmp_path, holdings: str, written: list | None = None):
+def _recompute(settings, tmp_path, holdings: str, written: list | None = None, pairs: str = PAIRS):
     """One recompute at NOW; what it submits is appended to `written`; flushed before the next run reads."""
-    config = parse_config(PAIRS + "holdings:\n" + holdings, "p.yml")
+    config = parse_config(pairs + "holdings:\n" + holdings, "p.yml")
     store, sync = StoredPrices(settings, Buckets(), 3600), PointSync(settings, Buckets())
     try:
         with writer(settings, tmp_path) as instance:
@@ -206,3 +206,47 @@ def test_history_through_a_bridge_carries_prices_across_monthly_windows(
         "realized_pnl": 0.0,
         "pnl_pct": 21.25,  # 850 / 4000 × 100
     }
+
+
+def test_a_block_style_note_is_not_rewritten_by_a_second_run(collector_settings, tmp_path):
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-09T23:00:00Z", ["29000", "31000"]))
+    holdings = (
+        "  BTC:\n    - date: 2026-01-10T00:00:00Z\n      kind: buy\n      quantity: '1'\n      price: '30000'\n"
+        "      note: |\n        bought the dip\n"
+    )
+    assert _recompute(collector_settings, tmp_path, holdings).transactions.written == 1
+    second = _recompute(collector_settings, tmp_path, holdings)
+    assert (second.written, second.deleted) == (0, 0)
+
+
+def test_an_empty_note_is_not_rewritten_by_a_second_run(collector_settings, tmp_path):
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-09T23:00:00Z", ["29000", "31000"]))
+    holdings = (
+        "  BTC:\n    - {date: 2026-01-10T00:00:00Z, kind: buy, quantity: '1', price: '30000', note: ''}\n"
+    )
+    _recompute(collector_settings, tmp_path, holdings)
+    second = _recompute(collector_settings, tmp_path, holdings)
+    assert (second.written, second.deleted) == (0, 0)
+
+
+def test_a_figure_that_becomes_unknown_is_removed_not_left_stale(collector_settings, admin_client, tmp_path):
+    """Guards sync's delete-before-rewrite: no other test notices if a stored value survives its price's removal."""
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-09T23:00:00Z", ["29000", "31000"]))
+    holdings = "  BTC:\n    - {date: 2026-01-10T00:00:00Z, kind: buy, quantity: '1', price: '30000'}\n"
+    _recompute(collector_settings, tmp_path, holdings)
+    assert (
+        stored_points(admin_client, collector_settings.org, "position")[("BTC", "2026-01-10T01:00:00Z")][
+            "value"
+        ]
+        == 31000.0
+    )
+    # the pair goes: BTC has no price source any more, so no hour may keep a value
+    _recompute(
+        collector_settings, tmp_path, holdings, pairs="exchanges:\n  bitstamp:\n    pairs: [ETH-USD]\n"
+    )
+    for measurement in ("position", "portfolio"):
+        points = stored_points(admin_client, collector_settings.org, measurement)
+        assert len(points) == 5, points  # 00:00 … 04:00
+        assert all("value" not in fields and fields["cost_basis"] == 30000.0 for fields in points.values()), (
+            points
+        )

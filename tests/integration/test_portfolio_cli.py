@@ -11,6 +11,7 @@ from collector.config import load_config
 from collector.service import Collector
 from tests.influxd import ROOT, free_port
 from tests.integration.harness import FAST, cli, collector_env
+from tests.integration.valuation_helpers import hourly_candles, seed
 from tests.replay.bitstamp import synthetic_candle
 
 DAY = 86400
@@ -84,7 +85,17 @@ def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, t
         assert total[column] == sum(known), name
     assert rows["XRP"][3] is None  # a bare quantity has no cost basis
     assert all(row[2] is not None for row in rows.values())  # every asset has a stored price
-    assert lines[8:] == []  # no problem to report
+    # the one note under the table: the example's transfer_in without a price took the market price, the close of
+    # the daily candle that closed on its date (opened the day before)
+    eth_close = Decimal(
+        synthetic_candle("ethusd", int(datetime(2022, 9, 14, tzinfo=UTC).timestamp()))["close"]
+    )
+    assert lines[8] == "" and lines[10:] == [], lines[8:]
+    note = re.fullmatch(
+        r"\S*portfolio\.yml:51: transfer_in of 1\.5 ETH on 2022-09-15 at market price (\S+) \(the line has no price\)",
+        lines[9],
+    )
+    assert note and Decimal(note[1]) == eth_close, lines[9]
     assert result.stderr == ""
 
     as_json = cli(env, "portfolio", "--json", cwd=tmp_path)
@@ -159,3 +170,46 @@ def test_check_config_names_each_price_source_and_what_to_add(tmp_path, capsys):
         "pairs in portfolio.yml",
         "    ETH: priced from ETH-USDT × USDT-USD on bitstamp",
     ]
+
+
+def test_portfolio_says_a_transfer_in_took_the_market_price(
+    collector_settings, tmp_path, monkeypatch, capsys
+):
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-09T23:00:00Z", ["29000", "31000"]))
+    path = tmp_path / "portfolio.yml"
+    path.write_text(
+        "exchanges:\n  bitstamp:\n    pairs: [BTC-USD]\nholdings:\n  BTC:\n    - {date: 2026-01-10T00:00:00Z, kind: transfer_in, quantity: '1'}\n"
+    )
+    done = cli(
+        collector_env(collector_settings, tmp_path),
+        "portfolio",
+        "--config",
+        str(path),
+        "--at",
+        "2026-01-10T01:00",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    position = json.loads(done.stdout)["positions"][0]
+    assert position["cost_basis"] == "29000.00"  # the close at 00:00 (the 23:00 candle)
+    assert "market price 29000" in done.stderr, done.stderr
+
+
+def test_portfolio_at_a_time_before_the_first_transaction_says_nothing_was_held(
+    tmp_path, monkeypatch, capsys
+):
+    path = tmp_path / "portfolio.yml"
+    path.write_text(
+        "exchanges:\n  bitstamp:\n    pairs: [BTC-USD]\nholdings:\n  BTC:\n"
+        '    - {date: 2026-01-10, kind: buy, quantity: "1.0", price: "30000", fee: "10"}\n'
+    )
+    # nothing is held then, so nothing is read from InfluxDB (an unreachable URL proves it)
+    monkeypatch.setenv("INFLUXDB_V2_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("INFLUXDB_V2_ORG", "org")
+    monkeypatch.setenv("INFLUXDB_V2_TOKEN", "token")
+    assert main(["portfolio", "--config", str(path), "--at", "2025-01-01"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-01-10" in out, (
+        out
+    )  # e.g. "nothing held at that time; the first transaction is on 2026-01-10"

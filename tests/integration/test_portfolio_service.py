@@ -3,6 +3,7 @@
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ from collector.config import Buckets, parse_config
 from collector.portfolio.history import HistoryRecompute, Interrupted
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
-from tests.integration.harness import running, wait_for, write_config
+from tests.integration.harness import FAST, running, wait_for, write_config
 from tests.integration.valuation_helpers import stored_points
 from tests.replay.bitstamp import synthetic_candle
 
@@ -153,3 +154,60 @@ def test_a_stop_interrupts_a_recompute_between_windows(collector_settings, tmp_p
         sync.close()
     positions = [record for record in submitted if record.__class__.__name__ == "Position"]
     assert len(positions) == 30 * 24  # one 30-day window of the ~2 years to value, then it stopped
+
+
+def test_an_edit_made_during_an_outage_reaches_the_history_once_influxdb_is_back(
+    collector_settings, admin_client, replay, tmp_path, outage, caplog
+):
+    caplog.set_level(logging.INFO, logger="collector.portfolio.work")
+    org = collector_settings.org
+    wait_for(lambda: time.time() % HOUR < HOUR - 120, timeout=125, what="not the last minutes of an hour")
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 6 * HOUR
+    bought = now_hour - 4 * HOUR
+    path = tmp_path / "portfolio.yml"
+    config = write_config(path, replay, extra=_holdings("2", bought))
+    options = replace(FAST, flush_before_recompute_s=1.0)
+
+    def history_assets():
+        return {asset for asset, _ in stored_points(admin_client, org, "position")}
+
+    with running(path, config, collector_settings, tmp_path / "spool", options) as runner:
+        wait_for(lambda: history_assets() == {"BTC"}, what="hourly BTC history after the backfill")
+        outage.stop()
+        # the lot moves from BTC to ETH: BTC's hourly points are stale, ETH's are new (no ETH price: quantity and cost)
+        write_config(path, replay, extra=_holdings("2", bought).replace("BTC:", "ETH:"))
+        wait_for(
+            lambda: "portfolio history recompute failed" in caplog.text, what="the edit's recompute to fail"
+        )
+        outage.start()
+        wait_for(admin_client.ping, timeout=30, what="InfluxDB back")
+        # the removed BTC lot must leave no stale points (and ETH's hours appear), without waiting 12 h
+        wait_for(lambda: history_assets() == {"ETH"}, timeout=60, what="the edit applied to the history")
+        assert runner.stop() < 10
+
+
+def test_a_removed_asset_leaves_no_live_samples_behind(collector_settings, admin_client, replay, tmp_path):
+    org = collector_settings.org
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 3 * HOUR
+    path = tmp_path / "portfolio.yml"
+    btc = _holdings("2", now_hour - 2 * HOUR)
+    config = write_config(path, replay, extra=btc.replace("valuation:", "  USD: '100'\nvaluation:"))
+    assert set(config.holdings.assets) == {"BTC", "USD"}
+
+    def live_assets():
+        return {asset for asset, _ in stored_points(admin_client, org, "position", bucket="crypto_live")}
+
+    def history_assets():
+        return {asset for asset, _ in stored_points(admin_client, org, "position")}
+
+    with running(path, config, collector_settings, tmp_path / "spool") as runner:
+        wait_for(lambda: live_assets() == {"BTC", "USD"}, what="live samples of both assets")
+        wait_for(lambda: history_assets() == {"BTC", "USD"}, what="the hourly history of both assets")
+        write_config(path, replay, extra=btc)  # USD is no longer held
+        wait_for(
+            lambda: history_assets() == {"BTC"}, what="the hourly history without USD (the edit applied)"
+        )
+        assert live_assets() == {"BTC"}
+        assert runner.stop() < 10

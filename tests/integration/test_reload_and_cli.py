@@ -4,6 +4,7 @@ import logging
 import os
 import time
 
+import collector.service
 from collector.config import Pair
 from tests.influxd import ROOT
 from tests.integration.harness import (
@@ -180,3 +181,30 @@ def test_a_candle_interval_the_exchange_does_not_offer_is_refused_by_check_confi
         assert runner.collector.config.backfill.interval_s == 900
         assert runner.collector.config.exchanges["bitstamp"].pairs == (Pair("BTC", "USD"),)
         assert replay.subscribed("ethusd") == 0
+
+
+def test_an_unexpected_error_while_reloading_keeps_the_watcher_alive(
+    collector_settings, replay, tmp_path, caplog, monkeypatch
+):
+    """A bug in loading or applying an edit is logged with its traceback; hot reload keeps working for the next."""
+    path = tmp_path / "portfolio.yml"
+    config = write_config(path, replay, pairs=("BTC-USD",))
+    real_load = collector.service.load_checked_config
+    failures = iter([ArithmeticError("a bug")])
+
+    def load_once_broken(config_path):
+        for failure in failures:
+            raise failure
+        return real_load(config_path)
+
+    monkeypatch.setattr(collector.service, "load_checked_config", load_once_broken)
+    with running(path, config, collector_settings, tmp_path / "spool") as runner:
+        replay.wait_subscribed("btcusd")
+        with caplog.at_level(logging.ERROR, logger="collector.service"):
+            write_config(path, replay, pairs=("BTC-USD", "LTC-USD"))
+            wait_for(lambda: "unexpected error" in caplog.text, what="the failed reload logged")
+        assert "ArithmeticError: a bug" in caplog.text  # with its traceback
+        assert runner.collector.config.exchanges["bitstamp"].pairs == (Pair("BTC", "USD"),)
+        write_config(path, replay, pairs=("BTC-USD", "ETH-USD"))  # the next edit still applies
+        replay.wait_subscribed("ethusd")
+        assert runner.collector.config.exchanges["bitstamp"].pairs == (Pair("BTC", "USD"), Pair("ETH", "USD"))

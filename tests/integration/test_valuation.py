@@ -27,7 +27,14 @@ def _by_asset(valuation):
 
 
 def _assert_totals_are_sums(valuation):
-    for name in ("value", "cost_basis", "unrealized_pnl", "realized_pnl"):
+    """Totals are sums of rows; the value and unrealized P/L only while every row that counts has one."""
+    with_cost_basis = [p for p in valuation.positions if p.cost_basis is not None]
+    for name, rows in (("value", valuation.positions), ("unrealized_pnl", with_cost_basis)):
+        figures = [getattr(p, name) for p in rows]
+        assert getattr(valuation.total, name) == (
+            None if not figures or None in figures else sum(figures, D(0))
+        ), name
+    for name in ("cost_basis", "realized_pnl"):
         known = [getattr(p, name) for p in valuation.positions if getattr(p, name) is not None]
         assert getattr(valuation.total, name) == (sum(known, D(0)) if known else None), name
 
@@ -130,10 +137,11 @@ def test_an_asset_without_a_price_source_is_reported_and_left_unvalued(collector
     assert (xrp.price, xrp.value, xrp.unrealized_pnl, xrp.pnl_pct) == (None, None, None, None)  # never 0
     assert problems == [
         "XRP: no price source: add a pair such as XRP-USD (or XRP-USDT with USDT-USD) under an exchange's "
-        "pairs in portfolio.yml"
+        "pairs in portfolio.yml",
+        "total: value unknown while XRP has no price",
     ]
     assert positions["BTC"].value == D("20000")  # 0.5 × 40000
-    assert valuation.total.value == D("20000")  # XRP is unknown, not 0
+    assert valuation.total.value is None  # XRP is unknown, not 0: 20000 would be a wrong total
     assert valuation.total.cost_basis == D("50.0")
     _assert_totals_are_sums(valuation)
 
@@ -167,3 +175,49 @@ def test_now_uses_the_latest_trade_or_close_whichever_is_newer(collector_setting
     assert _by_asset(valuation)["BTC"].value == D(
         "79999.0"
     )  # 2 × 39999.5, closed at most 1 h after the trade
+
+
+def test_total_unrealized_is_total_value_minus_total_cost_basis(collector_settings, tmp_path):
+    config = _config(
+        "BTC-USD",
+        "  BTC:\n    - {date: 2026-01-10, kind: buy, quantity: '1', price: '30000', fee: '10'}\n"
+        "  ETH:\n    - {date: 2026-01-10, kind: buy, quantity: '2', price: '2000'}\n",  # no ETH price source
+    )
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-10T00:00:00Z", ["31000"]))
+    valuation, problems = value_portfolio(collector_settings, config, at("2026-01-10T02:00:00Z"))
+    assert any(problem.startswith("ETH: no price source") for problem in problems)
+    assert "total: value unknown while ETH has no price" in problems
+    total = valuation.total
+    # BTC: value 31000, cost 30010, unrealized 990; ETH: cost 4000, value unknown. Counting ETH as 0 would give a
+    # total value of 31000 against a cost of 34010 with an unrealized +990: the value and P/L are unknown instead
+    assert (total.value, total.cost_basis, total.unrealized_pnl, total.pnl_pct) == (
+        None,
+        D("34010"),
+        None,
+        None,
+    )
+    assert total.realized_pnl == D("0")
+    # the issue's identity: unrealized = value - cost basis, whenever the total value is known
+    assert total.value is None or total.value - total.cost_basis == total.unrealized_pnl
+    _assert_totals_are_sums(valuation)
+
+
+def test_a_year_old_price_used_as_now_is_reported(collector_settings, tmp_path):
+    config = _config(
+        "BTC-USD", "  BTC:\n    - {date: 2025-01-01, kind: buy, quantity: '1', price: '30000'}\n"
+    )
+    # the only stored BTC-USD price: a candle that closed on 2025-01-02 01:00 UTC
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2025-01-02T00:00:00Z", ["29000"]))
+    valuation, problems = value_portfolio(collector_settings, config)
+    assert valuation.positions[0].value == D("29000")  # valued "now" at a price from 2025
+    assert any("BTC" in problem and "2025-01-02" in problem for problem in problems), problems
+    # --at the same: a price from long before the moment asked is named, one within two candles is not
+    _, problems = value_portfolio(collector_settings, config, at("2025-06-01T00:00:00Z"))
+    assert problems == [
+        "BTC: valued with the BTC-USD price of 2025-01-02 01:00 UTC, the latest stored then (run a backfill, or "
+        "check that the exchange still trades it)"
+    ]
+    _, problems = value_portfolio(
+        collector_settings, config, at("2025-01-02T03:00:00Z")
+    )  # 2 h after the close
+    assert problems == []
