@@ -1,0 +1,71 @@
+"""Review of the bounded, supervised writer (issue 6 part B): findings recorded as strict xfails."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from collector.config import Buckets
+from collector.records import Asset
+from collector.storage.spool import Spool
+from collector.storage.writer import Writer
+from tests.integration.harness import FAST, count_points, wait_for
+from tests.integration.test_writer_failures import probe_lines
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: one point the HTTP client cannot encode (a lone surrogate from exchange JSON) is an "
+    "unknown failure: the writer restarts with the same batch until it gives up, and the good points of "
+    "that batch never reach InfluxDB",
+)
+def test_a_point_that_cannot_be_encoded_costs_only_itself(collector_settings, admin_client, tmp_path):
+    # json.loads accepts a lone surrogate escape, e.g. a coin name cut in the middle of an emoji
+    name = json.loads('"Broken \\ud83d coin"')
+    writer = Writer(collector_settings, Buckets(), Spool(tmp_path / "spool"), FAST.writer)
+    writer.start()
+    for line in probe_lines("neighbour", 20):
+        writer.submit_line("meta", line)
+    writer.submit([Asset(symbol="BRK", time_ns=1_700_000_000_000_000_000, name=name)])
+    wait_for(
+        lambda: writer.failed.is_set() or writer.stats.written_points >= 20,
+        what="the writer giving up or writing the good points",
+    )
+    writer.close()
+    assert not writer.failed.is_set()
+    assert count_points(admin_client, collector_settings.org, "neighbour") == 20
+    assert writer.stats.dropped_points == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: flush() needs a round that ends with an empty queue; under a steady stream of points "
+    "it never sees one and times out although everything submitted before it was written long ago",
+)
+def test_flush_returns_under_a_steady_stream(collector_settings, admin_client, tmp_path):
+    writer = Writer(collector_settings, Buckets(), Spool(tmp_path / "spool"), FAST.writer)
+    writer.start()
+    writer.submit_line("meta", probe_lines("before_flush", 1)[0])
+    streaming = threading.Event()
+    streaming.set()
+
+    def stream():  # a busy market: a point every millisecond or so
+        second = 1_700_100_000
+        while streaming.is_set():
+            second += 1
+            writer.submit_line("meta", f"busy value=1 {second}000000000")
+            time.sleep(0.001)
+
+    producer = threading.Thread(target=stream, daemon=True)
+    producer.start()
+    try:
+        wait_for(
+            lambda: count_points(admin_client, collector_settings.org, "before_flush") == 1,
+            what="the point submitted before the flush stored",
+        )
+        assert writer.flush(10)
+    finally:
+        streaming.clear()
+        producer.join()
+        writer.close()
