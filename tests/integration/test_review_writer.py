@@ -1,0 +1,253 @@
+"""Review of the bounded, supervised writer (issue 6 part B): findings recorded as strict xfails."""
+
+import json
+import time
+
+import pytest
+
+from collector import heartbeat
+from collector.bootstrap import Bootstrap
+from collector.config import Buckets
+from collector.influx_settings import InfluxSettings
+from collector.portfolio.work import PortfolioWork
+from collector.records import Asset
+from collector.storage.spool import Spool
+from collector.storage.writer import Writer
+from tests.integration.harness import (
+    FAST,
+    collector_env,
+    count_points,
+    quiet,
+    run_process,
+    sigterm,
+    wait_for,
+    write_config,
+)
+from tests.integration.test_writer_failures import InjectedFault, probe_lines
+from tests.replay.hanging import HangingServer
+from tests.test_review_spool import files_limited_to
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: one point the HTTP client cannot encode (a lone surrogate from exchange JSON) is an "
+    "unknown failure: the writer restarts with the same batch until it gives up, and the good points of "
+    "that batch never reach InfluxDB",
+)
+def test_a_point_that_cannot_be_encoded_costs_only_itself(collector_settings, admin_client, tmp_path):
+    # json.loads accepts a lone surrogate escape, e.g. a coin name cut in the middle of an emoji
+    name = json.loads('"Broken \\ud83d coin"')
+    writer = Writer(collector_settings, Buckets(), Spool(tmp_path / "spool"), FAST.writer)
+    writer.start()
+    for line in probe_lines("neighbour", 20):
+        writer.submit_line("meta", line)
+    writer.submit([Asset(symbol="BRK", time_ns=1_700_000_000_000_000_000, name=name)])
+    wait_for(
+        lambda: writer.failed.is_set() or writer.stats.written_points >= 20,
+        what="the writer giving up or writing the good points",
+    )
+    writer.close()
+    assert not writer.failed.is_set()
+    assert count_points(admin_client, collector_settings.org, "neighbour") == 20
+    assert writer.stats.dropped_points == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: flush() needs a round that ends with an empty queue; when a point arrives during every "
+    "write (a busy market) it never sees one and times out although everything submitted before it is stored",
+)
+def test_flush_returns_under_a_steady_stream(collector_settings, admin_client, tmp_path):
+    writer = Writer(collector_settings, Buckets(), Spool(tmp_path / "spool"), FAST.writer)
+    real_write = writer._write_api.write
+    arrivals = iter(range(1_700_100_000, 1_800_000_000))
+
+    def write_while_trades_arrive(*args, **kwargs):  # a busy market: a trade arrives during every write
+        real_write(*args, **kwargs)
+        writer.submit_line("meta", f"busy value=1 {next(arrivals)}000000000")
+
+    writer._write_api.write = write_while_trades_arrive
+    writer.start()
+    writer.submit_line("meta", probe_lines("before_flush", 1)[0])
+    try:
+        wait_for(
+            lambda: count_points(admin_client, collector_settings.org, "before_flush") == 1,
+            what="the point submitted before the flush stored",
+        )
+        assert writer.flush(10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: with holdings, a live-sample query (10 s timeout) in flight on a hung InfluxDB holds "
+    "`collector run` past the 10 s after SIGTERM: the process waits for the worker thread to finish",
+)
+def test_sigterm_during_a_valuation_query_on_a_hung_influxdb_exits_in_time(
+    collector_settings, replay, tmp_path
+):
+    quiet(replay)
+    write_config(
+        tmp_path / "portfolio.yml", replay, extra="holdings:\n  BTC: '0.5'\nvaluation:\n  live_every: 1s\n"
+    )
+    with HangingServer() as hung:
+        env = collector_env(collector_settings, tmp_path, INFLUXDB_V2_URL=hung.url)
+        with run_process(env, tmp_path / "portfolio.yml") as process:
+            replay.wait_subscribed("btcusd", timeout=30)
+            # only the valuation's price queries read from the beginning of time: SIGTERM the moment one is sent
+            marker = b"range(start: 0"
+            seen = hung.received().count(marker)
+            deadline = time.monotonic() + 30
+            while hung.received().count(marker) == seen:
+                assert time.monotonic() < deadline, "no valuation query reached the server"
+                time.sleep(0.001)
+            elapsed, output = sigterm(process)
+    assert process.returncode == 0, output
+    assert elapsed < 10, output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a 422 partial write (points outside the bucket's retention, a field type conflict) stores "
+    "the rest of the batch, yet the writer counts the whole batch in dropped_points and logs 'dropping the batch'",
+)
+def test_a_partial_write_counts_only_the_points_influxdb_refused(collector_settings, admin_client, tmp_path):
+    writer = Writer(collector_settings, Buckets(), Spool(tmp_path / "spool"), FAST.writer)
+    now_s = int(time.time())
+    writer.submit_line(
+        "live", f"partial value=0 {now_s - 200 * 86400}000000000"
+    )  # older than the 90-day bucket
+    for i in range(1, 10):
+        writer.submit_line("live", f"partial value={i} {now_s - i}000000000")
+    writer.start()
+    assert writer.flush(20)
+    writer.close()
+    assert count_points(admin_client, collector_settings.org, "partial", bucket="crypto_live") == 9
+    assert writer.stats.dropped_points == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: the spool reads a segment back with str.splitlines(), which also splits inside a string "
+    "field at \\u2028, \\r, \\x85, \\x0c...; the pieces are sent joined by \\n, so the stored text differs from the "
+    "text a direct write stores (and spool_points counts a \\n inside a field as a second point)",
+)
+def test_a_string_field_with_a_line_separator_survives_the_spool(
+    collector_settings, admin_client, tmp_path, outage
+):
+    writer = Writer(collector_settings, Buckets(), Spool(tmp_path / "spool"), FAST.writer)
+    outage.stop()
+    writer.start()
+    for line in probe_lines("spooled_neighbour", 20):
+        writer.submit_line("meta", line)
+    writer.submit([Asset(symbol="SEP", time_ns=1_700_000_000_000_000_000, name="Line\u2028Separator")])
+    wait_for(lambda: writer.stats.spool_points == 21, what="every point in the spool")
+    outage.start()
+    wait_for(lambda: not writer.spool, timeout=60, what="the spool replayed")
+    writer.close()
+    org = collector_settings.org
+    assert count_points(admin_client, org, "spooled_neighbour") == 20
+    assert stored_names(admin_client, org) == ["Line\u2028Separator"]
+    assert writer.stats.dropped_points == 0
+
+
+def stored_names(client, org) -> list[str]:
+    query = 'from(bucket: "crypto_meta") |> range(start: 0) |> filter(fn: (r) => r._measurement == "asset")'
+    return [record.get_value() for table in client.query_api().query(query, org=org) for record in table]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: the valuation's InfluxDB readers (StoredPrices, PointSync) keep the token they started with: "
+    "after a token is replaced by bootstrap, the writer and Reader recover but every live sample and history "
+    "recompute fails with 401 until a restart (README: a replaced token is used without a restart)",
+)
+def test_a_replaced_token_is_picked_up_by_the_valuation(influx, admin_client, replay, tmp_path):
+    secrets_dir = tmp_path / "secrets"
+    Bootstrap(influx, Buckets(), secrets_dir, report=lambda line: None).run()
+    token_file = secrets_dir / "collector.token"
+    settings = InfluxSettings.from_env(
+        {
+            "INFLUXDB_V2_URL": influx.url,
+            "INFLUXDB_V2_ORG": influx.org,
+            "INFLUXDB_V2_TOKEN_FILE": str(token_file),
+        }
+    )
+    config = write_config(tmp_path / "portfolio.yml", replay, extra="holdings:\n  BTC: '0.5'\n")
+    work = PortfolioWork(settings, config, submit=lambda records: None)
+    work.sample()  # works with the first token
+    auths = admin_client.authorizations_api()
+    for auth in auths.find_authorizations():
+        if auth.description == "hodlboard collector":
+            auths.delete_authorization(auth)
+    Bootstrap(influx, Buckets(), secrets_dir, report=lambda line: None).run()  # a new token in the file
+    try:
+        work.sample()
+        work.recompute()
+    finally:
+        work.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: close() with InfluxDB down and a full disk spins: every failed append is put back and "
+    "retried at once (the 1 s pause ends at once while closing), leaving a partial .tmp each time (over a "
+    "thousand in 3 s) and counting a write error each time; the thread keeps spinning after close() returns",
+)
+def test_close_on_a_full_disk_gives_up_calmly(collector_settings, tmp_path, outage):
+    writer = Writer(collector_settings, Buckets(), Spool(tmp_path / "spool"), FAST.writer)
+    outage.stop()
+    with files_limited_to(4096):  # a batch of these probes no longer fits: the disk is full
+        writer.start()
+        for line in probe_lines("full_disk", 500):
+            writer.submit_line("meta", line)
+        wait_for(lambda: writer.stats.write_errors >= 2, what="the spool failing")
+        writer.close(timeout_s=3)
+        errors_at_close = writer.stats.write_errors
+        still_running = writer._thread.is_alive()
+        leftovers = len(list((tmp_path / "spool").glob("*.tmp")))
+    # the disk has room again: a spinning writer thread now spools what it held and ends
+    wait_for(lambda: not writer._thread.is_alive(), what="the writer thread ending")
+    assert not still_running
+    assert leftovers <= 5 and errors_at_close <= 20
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: after one unknown failure the heartbeat says 'failed' until a whole round completes, and a "
+    "round includes replaying the entire spool: a writer replaying a long outage's spool, writing all along, "
+    "is reported unhealthy for the whole replay",
+)
+def test_a_writer_replaying_after_a_restart_is_healthy_while_it_writes(collector_settings, tmp_path):
+    spool_dir = tmp_path / "spool"
+    outage_spool = Spool(spool_dir)
+    for batch in range(20):
+        outage_spool.append("meta", probe_lines("after_restart", 10, first_s=1_700_000_000 + batch * 10))
+    outage_spool.close()
+    alive = tmp_path / "alive"
+    writer = Writer(collector_settings, Buckets(), Spool(spool_dir), FAST.writer, alive)
+    real_write = writer._write_api.write
+    calls = iter(range(1_000_000))
+
+    def slow_write_failing_once(*args, **kwargs):
+        if next(calls) == 0:
+            raise InjectedFault("one failure the writer does not know")
+        time.sleep(0.3)  # a slow InfluxDB (simulated latency, not synchronisation)
+        return real_write(*args, **kwargs)
+
+    writer._write_api.write = slow_write_failing_once
+    writer.start()
+    try:
+
+        def replay_state():
+            if not writer.spool:
+                return "replayed"
+            if writer.stats.written_points and heartbeat.judge(heartbeat.read_beat(alive)) is None:
+                return "healthy while replaying"
+            return None
+
+        outcome = wait_for(replay_state, timeout=30, what="the writer healthy again or the replay over")
+        assert outcome == "healthy while replaying"
+    finally:
+        writer.close()
