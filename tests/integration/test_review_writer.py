@@ -28,12 +28,6 @@ from tests.replay.hanging import HangingServer
 from tests.test_review_spool import files_limited_to
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: one point the HTTP client cannot encode (a lone surrogate from exchange JSON) is an "
-    "unknown failure: the writer restarts with the same batch until it gives up, and the good points of "
-    "that batch never reach InfluxDB",
-)
 def test_a_point_that_cannot_be_encoded_costs_only_itself(collector_settings, admin_client, tmp_path):
     # json.loads accepts a lone surrogate escape, e.g. a coin name cut in the middle of an emoji
     name = json.loads('"Broken \\ud83d coin"')
