@@ -22,11 +22,6 @@ def files_limited_to(size: int):
         signal.signal(signal.SIGXFSZ, previous)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: an append that fails part way (disk full) leaves its partial .tmp file behind, one more "
-    "per retry (the writer retries every second), holding the space it took until the next start",
-)
 def test_a_failed_append_leaves_no_partial_file(tmp_path):
     spool = Spool(tmp_path / "spool")
     lines = [f"m value={i} {i}" for i in range(2000)]

@@ -80,7 +80,7 @@ def test_a_guest_left_by_a_dead_process_is_adopted_when_the_spool_is_opened(tmp_
     owner.close()
     reopened = Spool(tmp_path)
     assert reopened.points == 2
-    assert [path.name for path in tmp_path.glob("*.lp")] == ["0000000000000000.history.lp"]
+    assert [path.name for path in tmp_path.glob("*.lp")] == ["0000000000000000.history.2.lp"]
 
 
 def test_an_unreadable_segment_is_set_aside_and_the_next_one_is_served(tmp_path, caplog):
@@ -96,3 +96,20 @@ def test_an_unreadable_segment_is_set_aside_and_the_next_one_is_served(tmp_path,
     assert len(list((tmp_path / "unreadable").iterdir())) == 3  # kept for a person to look at
     spool.remove(path)
     assert spool.oldest() is None and spool.points == 0
+
+
+def test_string_fields_with_line_breaks_come_back_as_sent_and_count_once(tmp_path):
+    lines = [
+        'asset name="two\nlines" 1',
+        'asset name="Line\u2028Sep\rara\x85tor\x0c" 2',
+        "asset decimals=8i 3",
+    ]
+    spool = Spool(tmp_path)
+    spool.append("meta", lines)
+    assert spool.points == 3
+    spool.close()
+    reopened = Spool(tmp_path)
+    assert reopened.points == 3  # the newline inside the first field is not a point of its own
+    path, kind, pieces = reopened.oldest()
+    assert "\n".join(pieces) == "\n".join(lines)  # the payload sent is the payload spooled, byte for byte
+    assert reopened.points_in(path) == 3

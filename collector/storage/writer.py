@@ -246,7 +246,7 @@ class Writer:
         while attempt < attempts:
             attempt += 1
             try:
-                self._write(kind, lines)
+                self._write(kind, lines, len(lines))
                 return
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
@@ -280,8 +280,9 @@ class Writer:
     def _replay(self) -> None:
         while not self._closing.is_set() and (oldest := self.spool.oldest()) is not None:
             path, kind, lines = oldest
+            points = self.spool.points_in(path)
             try:
-                self._write(kind, lines)
+                self._write(kind, lines, points)
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
                 self._report(failure)
@@ -291,7 +292,7 @@ class Writer:
                     wait = failure.retry_after_s or self._replay_backoff.next()
                     self._replay_at = time.monotonic() + min(wait, self.options.max_backoff_s)
                     break
-                self._count_dropped(len(lines))
+                self._count_dropped(points)
             self.spool.remove(path)
             self.stats.spool_points = self.spool.points
             self._beat()
@@ -302,7 +303,7 @@ class Writer:
                 log.info("InfluxDB takes writes again; the spool is empty")
                 self._reported.clear()
 
-    def _write(self, kind: str, lines: list[str]) -> None:
+    def _write(self, kind: str, lines: list[str], points: int) -> None:
         timeout_s = min(self.options.timeout_s, self._deadline - CLOSE_RESERVE_S - time.monotonic())
         if timeout_s < 0.1:
             raise OutOfTime()
@@ -316,7 +317,7 @@ class Writer:
         else:
             self._write_api.write(**request, write_precision=WritePrecision.NS)
         self.stats.write_latency_ms = (time.monotonic() - started) * 1000
-        self.stats.written_points += len(lines)
+        self.stats.written_points += points
         self._made_progress()
 
     def _use_fresh_token(self) -> bool:

@@ -121,12 +121,6 @@ def test_a_partial_write_counts_only_the_points_influxdb_refused(collector_setti
     assert writer.stats.dropped_points == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: the spool reads a segment back with str.splitlines(), which also splits inside a string "
-    "field at \\u2028, \\r, \\x85, \\x0c...; the pieces are sent joined by \\n, so the stored text differs from the "
-    "text a direct write stores (and spool_points counts a \\n inside a field as a second point)",
-)
 def test_a_string_field_with_a_line_separator_survives_the_spool(
     collector_settings, admin_client, tmp_path, outage
 ):
