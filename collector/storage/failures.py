@@ -2,9 +2,12 @@
 
 Network errors, 429 and 5xx are retried with backoff honouring Retry-After; other 4xx are dropped and
 counted; 401/403 and a missing bucket (404) are configuration problems: the points wait in the spool.
+A partial write (422, e.g. points older than the bucket's retention) stored the rest of the batch: the answer
+says how many points were refused (`dropped=N`), and only those are dropped.
 Anything else is not classified: it is re-raised for the writer's supervisor to log with its traceback.
 """
 
+import re
 from dataclasses import dataclass
 
 import urllib3
@@ -14,6 +17,7 @@ from collector.influx_settings import api_error_message
 from collector.retry import retry_after_seconds
 
 RETRY, DROP, HOLD = "retry", "drop", "hold"
+REFUSED = re.compile(r"\bdropped[= ](\d+)")  # "partial write: points beyond retention policy dropped=1"
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,10 @@ class Failure:
     outcome: str  # RETRY, DROP or HOLD
     reason: str
     retry_after_s: float | None = None
+    refused: int | None = None  # of a DROP: how many points InfluxDB refused, when it says (a partial write)
+
+    def refused_of(self, points: int) -> int:
+        return points if self.refused is None else min(self.refused, points)
 
 
 class OutOfTime(Exception):
@@ -41,7 +49,8 @@ def classify(exc: Exception) -> Failure:
             )
         if status == 404:
             return Failure(HOLD, f"{reason}: bucket missing (run bootstrap again)")
-        return Failure(DROP, reason)
+        refused = REFUSED.search(reason)
+        return Failure(DROP, reason, refused=int(refused.group(1)) if refused else None)
     if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
         return Failure(RETRY, f"InfluxDB unreachable: {exc.__class__.__name__}")
     raise exc

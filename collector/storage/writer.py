@@ -250,11 +250,10 @@ class Writer:
                 return
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
-            self._report(failure)
             if failure.outcome == DROP:  # handled for good: progress, unlike points lost to a full disk
-                self._count_dropped(len(lines))
-                self._made_progress()
+                self._drop(failure, len(lines))
                 return
+            self._report(failure)
             if failure.outcome == HOLD:
                 if self._use_fresh_token():
                     attempt -= 1  # a new token deserves a try of its own
@@ -285,14 +284,14 @@ class Writer:
                 self._write(kind, lines, points)
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
-                self._report(failure)
-                if failure.outcome == HOLD and self._use_fresh_token():
-                    continue
                 if failure.outcome != DROP:
+                    self._report(failure)
+                    if failure.outcome == HOLD and self._use_fresh_token():
+                        continue
                     wait = failure.retry_after_s or self._replay_backoff.next()
                     self._replay_at = time.monotonic() + min(wait, self.options.max_backoff_s)
                     break
-                self._count_dropped(points)
+                self._drop(failure, points)
             self.spool.remove(path)
             self.stats.spool_points = self.spool.points
             self._beat()
@@ -356,11 +355,22 @@ class Writer:
     def _count_dropped(self, points: int) -> None:
         self.stats.dropped_points += points
 
-    def _report(self, failure: Failure) -> None:
-        """Count every failure; log each kind once until writes succeed again (a HOLD again every minute)."""
-        self.stats.write_errors += 1
-        with self._round_done:
-            self._round_done.notify_all()  # a flush() waiting now gives up: what failed waits in the spool
+    def _drop(self, failure: Failure, points: int) -> None:
+        """A batch InfluxDB refused for good: all of it, or (a partial write) the points it says it refused."""
+        refused = failure.refused_of(points)
+        self._report(failure, stored=points - refused)
+        self._count_dropped(refused)
+        self.stats.written_points += points - refused
+        self._made_progress()
+
+    def _report(self, failure: Failure, stored: int = 0) -> None:
+        """Count every failed write; log each kind once until writes succeed again (a HOLD again every minute).
+        A partial write (`stored` points of it taken) is no failed write: what InfluxDB refused is counted in
+        dropped_points."""
+        if not stored:
+            self.stats.write_errors += 1
+            with self._round_done:
+                self._round_done.notify_all()  # a flush() waiting now gives up: what failed waits in the spool
         key = failure.reason.split(":")[0]
         now = time.monotonic()
         last = self._reported.get(key)
@@ -370,7 +380,9 @@ class Writer:
         level = logging.ERROR if failure.outcome == HOLD else logging.WARNING
         action = {
             RETRY: "keeping the points in the spool and retrying",
-            DROP: "dropping the batch",
+            DROP: f"{failure.refused} points dropped, InfluxDB stored the other {stored}"
+            if stored
+            else "dropping the batch",
             HOLD: "keeping the points in the spool",
         }
         log.log(level, "write to InfluxDB failed (%s); %s", failure.reason, action[failure.outcome])

@@ -101,11 +101,6 @@ def test_sigterm_during_a_valuation_query_on_a_hung_influxdb_exits_in_time(
     assert elapsed < 10, output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a 422 partial write (points outside the bucket's retention, a field type conflict) stores "
-    "the rest of the batch, yet the writer counts the whole batch in dropped_points and logs 'dropping the batch'",
-)
 def test_a_partial_write_counts_only_the_points_influxdb_refused(collector_settings, admin_client, tmp_path):
     writer = Writer(collector_settings, Buckets(), Spool(tmp_path / "spool"), FAST.writer)
     now_s = int(time.time())
