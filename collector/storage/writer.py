@@ -25,9 +25,9 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 
 from collector import heartbeat
 from collector.config import Buckets
-from collector.errors import ConfigError
 from collector.influx_settings import InfluxSettings
 from collector.retry import Backoff
+from collector.storage.current_token import CurrentTokenClient
 from collector.storage.failures import DROP, HOLD, RETRY, Failure, OutOfTime, classify
 from collector.storage.inbox import Inbox, group_by_kind
 from collector.storage.points import health_point, to_line
@@ -82,7 +82,6 @@ class Writer:
         options: WriterOptions = WriterOptions(),
         heartbeat_file: Path | None = None,
     ):
-        self.settings = settings
         self.buckets = buckets
         self.spool = spool
         self.options = options
@@ -95,8 +94,8 @@ class Writer:
         self._closing = threading.Event()
         self._deadline = float("inf")  # set by close()
         self._thread = threading.Thread(target=self._supervise, name="influx-writer", daemon=True)
-        self._client = settings.client(options.timeout_s)
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._influx = CurrentTokenClient(settings, options.timeout_s)
+        self._write_api = self._influx.client.write_api(write_options=SYNCHRONOUS)
         self._replay_at = 0.0
         self._adopt_at = 0.0
         self._replay_backoff = Backoff(options.backoff_s, options.max_backoff_s)
@@ -169,7 +168,7 @@ class Writer:
             self._spill(self._inbox.take_all())
             if self._state != heartbeat.DEAD:
                 self._set_state(heartbeat.STOPPED)
-        self._client.close()
+        self._influx.close()
         self.spool.close()
 
     # --- writer thread: supervision ----------------------------------------------------------------------
@@ -307,9 +306,10 @@ class Writer:
         if timeout_s < 0.1:
             raise OutOfTime()
         started = time.monotonic()
-        request = dict(bucket=getattr(self.buckets, kind), org=self.settings.org, record=lines)
+        settings = self._influx.settings
+        request = dict(bucket=getattr(self.buckets, kind), org=settings.org, record=lines)
         if timeout_s < self.options.timeout_s:  # closing: this write may only use the time left
-            with self.settings.client(timeout_s) as client:
+            with settings.client(timeout_s) as client:
                 client.write_api(write_options=SYNCHRONOUS).write(
                     **request, write_precision=WritePrecision.NS
                 )
@@ -321,18 +321,9 @@ class Writer:
 
     def _use_fresh_token(self) -> bool:
         """Read the token file again; True when it holds a new token, now in use."""
-        try:
-            fresh = self.settings.with_current_token()
-        except ConfigError as exc:
-            log.error("cannot read the token again: %s", exc)
+        if not self._influx.renew():
             return False
-        if fresh.token == self.settings.token:
-            return False
-        log.warning("the collector token in %s was replaced; writing with the new one", fresh.token_file)
-        self._client.close()
-        self.settings = fresh
-        self._client = fresh.client(self.options.timeout_s)
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._write_api = self._influx.client.write_api(write_options=SYNCHRONOUS)
         return True
 
     def _to_spool(self, kind: str, lines: list[str]) -> None:

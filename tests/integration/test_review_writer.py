@@ -140,12 +140,6 @@ def stored_names(client, org) -> list[str]:
     return [record.get_value() for table in client.query_api().query(query, org=org) for record in table]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: the valuation's InfluxDB readers (StoredPrices, PointSync) keep the token they started with: "
-    "after a token is replaced by bootstrap, the writer and Reader recover but every live sample and history "
-    "recompute fails with 401 until a restart (README: a replaced token is used without a restart)",
-)
 def test_a_replaced_token_is_picked_up_by_the_valuation(influx, admin_client, replay, tmp_path):
     secrets_dir = tmp_path / "secrets"
     Bootstrap(influx, Buckets(), secrets_dir, report=lambda line: None).run()
