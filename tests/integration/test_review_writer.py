@@ -73,11 +73,6 @@ def test_flush_returns_under_a_steady_stream(collector_settings, admin_client, t
         writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: with holdings, a live-sample query (10 s timeout) in flight on a hung InfluxDB holds "
-    "`collector run` past the 10 s after SIGTERM: the process waits for the worker thread to finish",
-)
 def test_sigterm_during_a_valuation_query_on_a_hung_influxdb_exits_in_time(
     collector_settings, replay, tmp_path
 ):
