@@ -391,6 +391,8 @@ class Writer:
 
     def _made_progress(self) -> None:
         self._progress = time.time()
+        if self._state == heartbeat.FAILED:  # writing or spooling again since the restart: healthy, mid-round
+            self._set_state(heartbeat.RUNNING)
 
     def _set_state(self, state: str, error: str = "") -> None:
         if (state, error) != (self._state, self._error):
@@ -404,7 +406,7 @@ class Writer:
         self._beat_at = now + BEAT_S
         waiting = self.queued_points
         if not waiting:
-            self._made_progress()
+            self._progress = time.time()  # nothing waits: nothing is stuck
         beat = heartbeat.Beat(
             pid=os.getpid(),
             state=self._state,

@@ -185,12 +185,6 @@ def test_close_on_a_full_disk_gives_up_calmly(collector_settings, tmp_path, outa
     assert leftovers <= 5 and errors_at_close <= 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: after one unknown failure the heartbeat says 'failed' until a whole round completes, and a "
-    "round includes replaying the entire spool: a writer replaying a long outage's spool, writing all along, "
-    "is reported unhealthy for the whole replay",
-)
 def test_a_writer_replaying_after_a_restart_is_healthy_while_it_writes(collector_settings, tmp_path):
     spool_dir = tmp_path / "spool"
     outage_spool = Spool(spool_dir)
