@@ -98,7 +98,7 @@ class Inbox:
                 spooled += len(lines)
             except OSError as exc:
                 log.error(
-                    "%d points dropped: the in-memory queue is full and the spool cannot take them (%s)",
+                    "%d points lost: they cannot be kept in memory and the spool cannot take them (%s)",
                     len(lines),
                     exc.strerror or exc,
                 )

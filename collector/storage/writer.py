@@ -108,6 +108,11 @@ class Writer:
         self._rounds = 0  # rounds of the writer loop completed, and whether the last ended idle: for flush()
         self._idle = False
         self._round_done = threading.Condition()
+        self._end_lock = (
+            threading.Lock()
+        )  # who spools what is left and unlocks the spool: close() or the thread
+        self._ended = False  # the writer thread has ended
+        self._abandoned = False  # close() returned while the thread was still running
 
     # --- called from any thread -----------------------------------------------------------------------
 
@@ -156,24 +161,42 @@ class Writer:
             self._round_done.notify_all()  # a flush() waiting now returns: nothing more will be replayed
         if self._thread.ident is not None:
             self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        with self._end_lock:
+            ended = self._ended or self._thread.ident is None
+            self._abandoned = not ended
+        if ended:  # never started, ended normally (nothing left) or gave up
+            self._finish()
+        else:  # the spool stays locked: the thread may still append to it
             log.error(
-                "writer did not finish within %.0f s; %d points in memory are lost",
+                "the writer did not finish within %.0f s (a write in flight); it spools the %d points it holds "
+                "when that write ends, unless the process exits first",
                 timeout_s,
                 self.queued_points,
             )
-        else:  # never started, ended normally (nothing left) or gave up: spool what it held
-            self._spill([(kind, line) for kind, lines in self._in_flight.items() for line in lines])
-            self._in_flight = {}
-            self._spill(self._inbox.take_all())
-            if self._state != heartbeat.DEAD:
-                self._set_state(heartbeat.STOPPED)
+
+    def _finish(self) -> None:
+        """Spool what is left in memory, then let go of the spool: once the writer thread can no longer append."""
+        self._spill([(kind, line) for kind, lines in self._in_flight.items() for line in lines])
+        self._in_flight = {}
+        self._spill(self._inbox.take_all())
+        if self._state != heartbeat.DEAD:
+            self._set_state(heartbeat.STOPPED)
         self._influx.close()
         self.spool.close()
 
     # --- writer thread: supervision ----------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        try:
+            self._run_restarting()
+        finally:
+            with self._end_lock:
+                self._ended = True
+                abandoned = self._abandoned
+            if abandoned:  # close() gave up waiting and left the spool to this thread
+                self._finish()
+
+    def _run_restarting(self) -> None:
         backoff = Backoff(self.options.backoff_s, self.options.max_backoff_s)
         while True:
             try:
@@ -210,7 +233,8 @@ class Writer:
                 self._beat()  # before a write that may hang: the heartbeat shows what was just taken
             while self._in_flight:  # a batch stays here until written, dropped or spooled
                 kind = next(iter(self._in_flight))
-                self._deliver(kind, self._in_flight[kind], closing)
+                if not self._deliver(kind, self._in_flight[kind], closing):
+                    return  # closing, and the spool fails: what is left is close()'s to count as lost
                 del self._in_flight[kind]
             self._spill(self._inbox.take_overflow())
             if closing and not self._inbox:
@@ -235,10 +259,10 @@ class Writer:
 
     # --- writer thread: delivery ---------------------------------------------------------------------------
 
-    def _deliver(self, kind: str, lines: list[str], closing: bool) -> None:
+    def _deliver(self, kind: str, lines: list[str], closing: bool) -> bool:
+        """Write, drop or spool a batch; False when it is still in hand (closing, and the spool failed)."""
         if self.spool:  # older data waits on disk: keep the order
-            self._to_spool(kind, lines)
-            return
+            return self._to_spool(kind, lines)
         attempts = 1 if closing else self.options.retry_attempts
         backoff = Backoff(self.options.backoff_s, self.options.max_backoff_s)
         attempt = 0
@@ -246,12 +270,12 @@ class Writer:
             attempt += 1
             try:
                 self._write(kind, lines, len(lines))
-                return
+                return True
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
             if failure.outcome == DROP:  # handled for good: progress, unlike points lost to a full disk
                 self._drop(failure, len(lines))
-                return
+                return True
             self._report(failure)
             if failure.outcome == HOLD:
                 if self._use_fresh_token():
@@ -264,7 +288,7 @@ class Writer:
             # a stop interrupts the wait: the batch then goes to the spool
             if self._pause(min(failure.retry_after_s or backoff.next(), self.options.max_backoff_s)):
                 break
-        self._to_spool(kind, lines)
+        return self._to_spool(kind, lines)
 
     def _replay_if_due(self) -> None:
         now = time.monotonic()
@@ -326,17 +350,27 @@ class Writer:
         self._write_api = self._influx.client.write_api(write_options=SYNCHRONOUS)
         return True
 
-    def _to_spool(self, kind: str, lines: list[str]) -> None:
+    def _to_spool(self, kind: str, lines: list[str]) -> bool:
+        """True when the batch left the writer's hands: spooled, or back in memory to be tried again shortly
+        (the spool failing, e.g. a full disk). While closing, a failing spool ends the round at once: False."""
         try:
             self.spool.append(kind, lines)
         except OSError as exc:
-            # e.g. a full disk: keep the points in memory (they were there already) and try again shortly
-            self._report(Failure(HOLD, f"spool unusable: {exc.strerror or exc}"))
+            closing = self._closing.is_set()
+            then = (
+                "stopping: what is left is counted as lost"
+                if closing
+                else "the points stay in memory for now"
+            )
+            self._report(Failure(HOLD, f"the spool cannot take points: {exc.strerror or exc}"), action=then)
+            if closing:
+                return False
             self._inbox.put_back([(kind, line) for line in lines])
             self._pause(1.0)
-            return
+            return True
         self.stats.spool_points = self.spool.points
         self._made_progress()
+        return True
 
     def _spill(self, items) -> None:
         if items and self._inbox.spill(items):
@@ -354,7 +388,7 @@ class Writer:
         self.stats.written_points += points - refused
         self._made_progress()
 
-    def _report(self, failure: Failure, stored: int = 0) -> None:
+    def _report(self, failure: Failure, stored: int = 0, action: str = "") -> None:
         """Count every failed write; log each kind once until writes succeed again (a HOLD again every minute).
         A partial write (`stored` points of it taken) is no failed write: what InfluxDB refused is counted in
         dropped_points."""
@@ -369,14 +403,17 @@ class Writer:
             return
         self._reported[key] = now
         level = logging.ERROR if failure.outcome == HOLD else logging.WARNING
-        action = {
+        if action:
+            log.log(level, "%s; %s", failure.reason, action)
+            return
+        actions = {
             RETRY: "keeping the points in the spool and retrying",
             DROP: f"{failure.refused} points dropped, InfluxDB stored the other {stored}"
             if stored
             else "dropping the batch",
             HOLD: "keeping the points in the spool",
         }
-        log.log(level, "write to InfluxDB failed (%s); %s", failure.reason, action[failure.outcome])
+        log.log(level, "write to InfluxDB failed (%s); %s", failure.reason, actions[failure.outcome])
 
     # --- heartbeat ---------------------------------------------------------------------------------------------
 
