@@ -2,8 +2,9 @@
 
 A failed write is retried, dropped or held by its error class (`failures.py`); on a 401/403 the token file is
 read again, since a later `collector bootstrap` may have replaced the token. Whatever cannot be written now
-goes to the on-disk spool and is replayed, oldest first, when InfluxDB takes writes again; newer batches
-queue behind it. At most `queue_limit` points wait in memory; more go straight to the spool.
+goes to the on-disk spool and is replayed, first spooled first, when InfluxDB takes writes again; newer
+batches queue behind it (an adopted guest's or an overflow's batches may be older than ones before them: every
+point carries its own time, so the order changes nothing stored). At most `queue_limit` points wait in memory; more go straight to the spool.
 
 The writer thread is supervised: a failure it does not know is logged with its traceback and the thread
 starts over with the batch it held; after `restarts` failures in a row it gives up (`failed` is set) and the
