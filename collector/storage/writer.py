@@ -14,11 +14,9 @@ written by then is spooled.
 """
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from influxdb_client import WritePrecision
@@ -29,49 +27,16 @@ from collector.config import Buckets
 from collector.influx_settings import InfluxSettings
 from collector.retry import Backoff
 from collector.storage.current_token import CurrentTokenClient
-from collector.storage.failures import DROP, HOLD, RETRY, Failure, OutOfTime, classify
+from collector.storage.failures import DROP, HOLD, Failure, FailureLog, OutOfTime, classify
 from collector.storage.inbox import Inbox, group_by_kind
 from collector.storage.points import health_point, to_line
 from collector.storage.spool import Spool
+from collector.storage.writer_options import WriterOptions, WriterStats
 
 log = logging.getLogger(__name__)
 
-BEAT_S = 1.0  # heartbeat period
 ADOPT_S = 5.0  # how often ended guests' spools are looked for
-RELOG_HOLD_S = 60.0  # a configuration problem (401/403/404) is logged again this often while it lasts
 CLOSE_RESERVE_S = 1.0  # of close()'s time, kept for spooling what could not be written
-
-
-@dataclass(frozen=True)
-class WriterOptions:
-    batch_size: int = 5000
-    flush_interval_s: float = 1.0
-    timeout_s: float = 4.0  # per HTTP request
-    retry_attempts: int = 3  # quick retries before a batch is spooled
-    backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    queue_limit: int = 50_000  # points held in memory; beyond it, new points go straight to the spool
-    restarts: int = 5  # failures of the writer thread in a row before it gives up
-
-
-@dataclass
-class WriterStats:
-    written_points: int = 0
-    dropped_points: int = 0
-    write_errors: int = 0
-    retries: int = 0
-    restarts: int = 0
-    write_latency_ms: float = 0.0
-    spool_points: int = 0
-
-    def health(self) -> dict[str, int | float]:
-        """The writer's fields of the `collector` measurement."""
-        return {
-            "dropped_points": self.dropped_points,
-            "write_errors": self.write_errors,
-            "write_latency_ms": float(self.write_latency_ms),
-            "spool_points": self.spool_points,
-        }
 
 
 class Writer:
@@ -80,13 +45,13 @@ class Writer:
         settings: InfluxSettings,
         buckets: Buckets,
         spool: Spool,
-        options: WriterOptions = WriterOptions(),
+        options: WriterOptions | None = None,
         heartbeat_file: Path | None = None,
     ):
         self.buckets = buckets
         self.spool = spool
+        options = options or WriterOptions()
         self.options = options
-        self.heartbeat_file = heartbeat_file
         self.stats = WriterStats(spool_points=spool.points)
         self.failed = threading.Event()  # the writer gave up: the process should exit non-zero
         self.on_failed: Callable[[], None] | None = None  # called from the writer thread when it gives up
@@ -100,26 +65,31 @@ class Writer:
         self._replay_at = 0.0
         self._adopt_at = 0.0
         self._replay_backoff = Backoff(options.backoff_s, options.max_backoff_s)
-        self._reported: dict[str, float] = {}  # failure kind -> when it was last logged
+        self._failure_log = FailureLog(log)
         self._failures = 0  # in a row, reset by every complete round
-        self._state, self._error = heartbeat.RUNNING, ""
-        self._progress = time.time()
-        self._beat_at = 0.0
-        self._heartbeat_error: OSError | None = None
+        self._pulse = heartbeat.Pulse(heartbeat_file, self._figures)
         self._rounds = 0  # rounds of the writer loop completed, and whether the last ended idle: for flush()
         self._idle = False
         self._round_done = threading.Condition()
-        self._end_lock = (
-            threading.Lock()
-        )  # who spools what is left and unlocks the spool: close() or the thread
+        # which of close() and the writer thread spools what is left and lets go of the spool: the last to end
+        self._end_lock = threading.Lock()
         self._ended = False  # the writer thread has ended
         self._abandoned = False  # close() returned while the thread was still running
 
     # --- called from any thread -----------------------------------------------------------------------
 
     def start(self) -> None:
-        self._beat(force=True)
+        self._pulse.beat(force=True)
         self._thread.start()
+
+    def _figures(self) -> dict[str, int]:
+        """For the heartbeat."""
+        return dict(
+            waiting=self.queued_points,
+            accepted=self._inbox.accepted_records,
+            written=self.stats.written_points,
+            spooled=self.spool.points,
+        )
 
     @property
     def queued_points(self) -> int:
@@ -180,8 +150,8 @@ class Writer:
         self._spill([(kind, line) for kind, lines in self._in_flight.items() for line in lines])
         self._in_flight = {}
         self._spill(self._inbox.take_all())
-        if self._state != heartbeat.DEAD:
-            self._set_state(heartbeat.STOPPED)
+        if self._pulse.state != heartbeat.DEAD:
+            self._pulse.set(heartbeat.STOPPED)
         self._influx.close()
         self.spool.close()
 
@@ -206,7 +176,7 @@ class Writer:
             except Exception as exc:  # noqa: BLE001 - the supervisor's job: log it, start over
                 self._failures += 1
                 self.stats.restarts += 1
-                self._set_state(heartbeat.FAILED, f"{exc.__class__.__name__}: {exc}")
+                self._pulse.set(heartbeat.FAILED, f"{exc.__class__.__name__}: {exc}")
                 if self._closing.is_set():
                     log.exception("the writer failed while stopping; what it held is spooled")
                     return
@@ -217,7 +187,7 @@ class Writer:
                         self._failures,
                         exc_info=True,
                     )
-                    self._set_state(heartbeat.DEAD, self._error)
+                    self._pulse.set(heartbeat.DEAD, self._pulse.error)
                     self.failed.set()
                     if self.on_failed:
                         self.on_failed()
@@ -231,7 +201,7 @@ class Writer:
             closing = self._closing.is_set()
             if not self._in_flight:
                 self._in_flight = self._collect(closing)
-                self._beat()  # before a write that may hang: the heartbeat shows what was just taken
+                self._pulse.beat()  # before a write that may hang: the heartbeat shows what was just taken
             while self._in_flight:  # a batch stays here until written, dropped or spooled
                 kind = next(iter(self._in_flight))
                 if not self._deliver(kind, self._in_flight[kind], closing):
@@ -244,8 +214,8 @@ class Writer:
                 self._replay_if_due()
             self._failures = 0
             self.stats.spool_points = self.spool.points  # producers may have spilled into it too
-            self._set_state(heartbeat.RUNNING)
-            self._beat()
+            self._pulse.set(heartbeat.RUNNING)
+            self._pulse.beat()
             self._end_round()
 
     def _end_round(self) -> None:
@@ -318,13 +288,12 @@ class Writer:
                 self._drop(failure, points)
             self.spool.remove(path)
             self.stats.spool_points = self.spool.points
-            self._beat()
+            self._pulse.beat()
         self.stats.spool_points = self.spool.points
         if not self.spool:
             self._replay_backoff.reset()
-            if self._reported:
+            if self._failure_log.recovered():
                 log.info("InfluxDB takes writes again; the spool is empty")
-                self._reported.clear()
 
     def _write(self, kind: str, lines: list[str], points: int) -> None:
         timeout_s = min(self.options.timeout_s, self._deadline - CLOSE_RESERVE_S - time.monotonic())
@@ -342,7 +311,7 @@ class Writer:
             self._write_api.write(**request, write_precision=WritePrecision.NS)
         self.stats.write_latency_ms = (time.monotonic() - started) * 1000
         self.stats.written_points += points
-        self._made_progress()
+        self._pulse.progressed()
 
     def _use_fresh_token(self) -> bool:
         """Read the token file again; True when it holds a new token, now in use."""
@@ -370,13 +339,13 @@ class Writer:
             self._pause(1.0)
             return True
         self.stats.spool_points = self.spool.points
-        self._made_progress()
+        self._pulse.progressed()
         return True
 
     def _spill(self, items) -> None:
         if items and self._inbox.spill(items):
             self.stats.spool_points = self.spool.points
-            self._made_progress()
+            self._pulse.progressed()
 
     def _count_dropped(self, points: int) -> None:
         self.stats.dropped_points += points
@@ -387,7 +356,7 @@ class Writer:
         self._report(failure, stored=points - refused)
         self._count_dropped(refused)
         self.stats.written_points += points - refused
-        self._made_progress()
+        self._pulse.progressed()
 
     def _report(self, failure: Failure, stored: int = 0, action: str = "") -> None:
         """Count every failed write; log each kind once until writes succeed again (a HOLD again every minute).
@@ -397,24 +366,7 @@ class Writer:
             self.stats.write_errors += 1
             with self._round_done:
                 self._round_done.notify_all()  # a flush() waiting now gives up: what failed waits in the spool
-        key = failure.reason.split(":")[0]
-        now = time.monotonic()
-        last = self._reported.get(key)
-        if last is not None and (failure.outcome != HOLD or now - last < RELOG_HOLD_S):
-            return
-        self._reported[key] = now
-        level = logging.ERROR if failure.outcome == HOLD else logging.WARNING
-        if action:
-            log.log(level, "%s; %s", failure.reason, action)
-            return
-        actions = {
-            RETRY: "keeping the points in the spool and retrying",
-            DROP: f"{failure.refused} points dropped, InfluxDB stored the other {stored}"
-            if stored
-            else "dropping the batch",
-            HOLD: "keeping the points in the spool",
-        }
-        log.log(level, "write to InfluxDB failed (%s); %s", failure.reason, actions[failure.outcome])
+        self._failure_log.log(failure, stored, action)
 
     # --- heartbeat ---------------------------------------------------------------------------------------------
 
@@ -422,44 +374,7 @@ class Writer:
         """Wait, still beating; True when a stop cut the wait short."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            if self._closing.wait(min(left, BEAT_S)):
+            if self._closing.wait(min(left, heartbeat.BEAT_S)):
                 return True
-            self._beat()
+            self._pulse.beat()
         return self._closing.is_set()
-
-    def _made_progress(self) -> None:
-        self._progress = time.time()
-        if self._state == heartbeat.FAILED:  # writing or spooling again since the restart: healthy, mid-round
-            self._set_state(heartbeat.RUNNING)
-
-    def _set_state(self, state: str, error: str = "") -> None:
-        if (state, error) != (self._state, self._error):
-            self._state, self._error = state, error
-            self._beat(force=True)
-
-    def _beat(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.heartbeat_file is None or (not force and now < self._beat_at):
-            return
-        self._beat_at = now + BEAT_S
-        waiting = self.queued_points
-        if not waiting:
-            self._progress = time.time()  # nothing waits: nothing is stuck
-        beat = heartbeat.Beat(
-            pid=os.getpid(),
-            state=self._state,
-            time=time.time(),
-            progress=self._progress,
-            waiting=waiting,
-            accepted=self._inbox.accepted_records,
-            written=self.stats.written_points,
-            spooled=self.spool.points,
-            error=self._error,
-        )
-        try:
-            heartbeat.write_beat(self.heartbeat_file, beat)
-            self._heartbeat_error = None
-        except OSError as exc:
-            if self._heartbeat_error is None:  # once until it works again: it is tried every second
-                log.error("cannot write the heartbeat file %s: %s", self.heartbeat_file, exc.strerror)
-            self._heartbeat_error = exc
