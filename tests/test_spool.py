@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 from collector.storage.spool import Spool
 from tests.influxd import ROOT
@@ -113,3 +114,16 @@ def test_string_fields_with_line_breaks_come_back_as_sent_and_count_once(tmp_pat
     path, kind, pieces = reopened.oldest()
     assert "\n".join(pieces) == "\n".join(lines)  # the payload sent is the payload spooled, byte for byte
     assert reopened.points_in(path) == 3
+
+
+def test_a_guest_directory_abandoned_while_being_set_up_is_removed_and_a_fresh_one_kept(tmp_path):
+    guests = tmp_path / "guests"
+    abandoned, fresh = guests / ".guest-killed", guests / ".guest-now"
+    for directory in (abandoned, fresh):
+        directory.mkdir(parents=True)
+        (directory / ".lock").write_text("")
+    an_hour_ago = time.time() - 3600
+    os.utime(abandoned, (an_hour_ago, an_hour_ago))
+    spool = Spool(tmp_path)
+    assert sorted(path.name for path in guests.iterdir()) == [".guest-now"]  # one may be setting up right now
+    assert spool.points == 0

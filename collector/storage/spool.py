@@ -34,6 +34,7 @@ LOCK = ".lock"
 GUESTS = "guests"
 UNREADABLE = "unreadable"  # segments that could not be read or parsed, kept for a person to look at
 KINDS = frozenset(f.name for f in fields(Buckets))
+STAGING_S = 60.0  # a guest directory still under its hidden set-up name after this long was abandoned
 SEGMENT = re.compile(r"^(\d{16})\.([a-z]+)(?:\.(\d+))?\.lp$")  # sequence, kind, points
 
 
@@ -126,7 +127,8 @@ class Spool:
             return 0
         adopted = 0
         for guest in sorted(guests.iterdir()):
-            if guest.name.startswith("."):
+            staging = guest.name.startswith(".")
+            if staging and not _older_than(guest, STAGING_S):
                 continue  # a guest still being set up
             try:
                 fd = _try_lock(guest)
@@ -135,7 +137,9 @@ class Spool:
             if fd is None:
                 continue  # still running: its segments are its own
             try:
-                adopted += self._adopt(guest)
+                adopted += self._adopt(
+                    guest
+                )  # a staging one, left by a process killed while setting it up: none
             finally:
                 os.close(fd)
         return adopted
@@ -237,6 +241,13 @@ def _new_guest(root: Path) -> tuple[Path, int]:
     guest = root / GUESTS / f"{os.getpid()}-{time.time_ns()}"
     staging.rename(guest)
     return guest, fd
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False  # gone meanwhile
 
 
 def _remove_empty_dir(directory: Path) -> None:
