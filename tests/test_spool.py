@@ -2,10 +2,15 @@
 
 import logging
 import os
+import resource
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
+
+import pytest
 
 from collector.storage.spool import Spool
 from tests.influxd import ROOT
@@ -127,3 +132,29 @@ def test_a_guest_directory_abandoned_while_being_set_up_is_removed_and_a_fresh_o
     spool = Spool(tmp_path)
     assert sorted(path.name for path in guests.iterdir()) == [".guest-now"]  # one may be setting up right now
     assert spool.points == 0
+
+
+@contextmanager
+def files_limited_to(size: int):
+    """Every file this process writes stops growing at `size` bytes (EFBIG), as a full disk stops it (ENOSPC)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing us
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_a_failed_append_leaves_no_partial_file(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    lines = [f"m value={i} {i}" for i in range(2000)]
+    with files_limited_to(4096):
+        for _ in range(3):
+            with pytest.raises(OSError):
+                spool.append("meta", lines)
+    leftovers = sorted(path.name for path in spool.directory.glob("*.tmp"))
+    spool.close()
+    assert leftovers == []
+    assert not spool

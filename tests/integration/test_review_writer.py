@@ -1,4 +1,5 @@
-"""Review of the bounded, supervised writer (issue 6 part B): findings recorded as strict xfails."""
+"""The writer and the service's queries under the review's findings (issue 6 part B): one test per finding,
+each failing without its fix (flush() under a steady stream is still a strict xfail: its fix is done apart)."""
 
 import json
 import threading
@@ -27,7 +28,7 @@ from tests.integration.harness import (
 )
 from tests.integration.test_writer_failures import InjectedFault, probe_lines
 from tests.replay.hanging import HangingServer
-from tests.test_review_spool import files_limited_to
+from tests.test_spool import files_limited_to
 
 
 def test_a_point_that_cannot_be_encoded_costs_only_itself(collector_settings, admin_client, tmp_path):
