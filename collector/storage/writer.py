@@ -4,7 +4,8 @@ A failed write is retried, dropped or held by its error class (`failures.py`); o
 read again, since a later `collector bootstrap` may have replaced the token. Whatever cannot be written now
 goes to the on-disk spool and is replayed, first spooled first, when InfluxDB takes writes again; newer
 batches queue behind it (an adopted guest's or an overflow's batches may be older than ones before them: every
-point carries its own time, so the order changes nothing stored). At most `queue_limit` points wait in memory; more go straight to the spool.
+point carries its own time, so the order changes nothing stored). At most `queue_limit` points wait in memory;
+more go straight to the spool.
 
 The writer thread is supervised: a failure it does not know is logged with its traceback and the thread
 starts over with the batch it held; after `restarts` failures in a row it gives up (`failed` is set) and the
@@ -81,15 +82,6 @@ class Writer:
     def start(self) -> None:
         self._pulse.beat(force=True)
         self._thread.start()
-
-    def _figures(self) -> dict[str, int]:
-        """For the heartbeat."""
-        return dict(
-            waiting=self.queued_points,
-            accepted=self._inbox.accepted_records,
-            written=self.stats.written_points,
-            spooled=self.spool.points,
-        )
 
     @property
     def queued_points(self) -> int:
@@ -378,3 +370,12 @@ class Writer:
                 return True
             self._pulse.beat()
         return self._closing.is_set()
+
+    def _figures(self) -> dict[str, int]:
+        """What the heartbeat shows besides the state."""
+        return dict(
+            waiting=self.queued_points,
+            accepted=self._inbox.accepted_records,
+            written=self.stats.written_points,
+            spooled=self.spool.points,
+        )
