@@ -5,11 +5,16 @@ other task that could keep running while the writer is dead.
 """
 
 import json
+import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
+BEAT_S = 1.0  # how often the writer thread writes the file
 STALE_S = 30.0  # no beat for this long: the writer thread is dead or hung
 STUCK_S = 120.0  # points waiting, and nothing written or spooled for this long
 
@@ -39,6 +44,54 @@ def write_beat(path: Path, beat: Beat) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     partial.write_text(json.dumps(asdict(beat)), encoding="utf-8")
     os.replace(partial, path)
+
+
+class Pulse:
+    """The writer thread's side: its state and progress, written to the file at most every BEAT_S, and at once
+    when the state changes. `figures()` gives the Beat's waiting, accepted, written and spooled now."""
+
+    def __init__(self, path: Path | None, figures: Callable[[], dict[str, int]]):
+        self.path = path
+        self.state, self.error = RUNNING, ""
+        self._figures = figures
+        self._progress = time.time()
+        self._due = 0.0
+        self._failing: OSError | None = None
+
+    def progressed(self) -> None:
+        """Points were written or spooled: a writer that failed is running again, even in mid-round."""
+        self._progress = time.time()
+        if self.state == FAILED:
+            self.set(RUNNING)
+
+    def set(self, state: str, error: str = "") -> None:
+        if (state, error) != (self.state, self.error):
+            self.state, self.error = state, error
+            self.beat(force=True)
+
+    def beat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.path is None or (not force and now < self._due):
+            return
+        self._due = now + BEAT_S
+        figures = self._figures()
+        if not figures["waiting"]:
+            self._progress = time.time()  # nothing waits: nothing is stuck
+        beat = Beat(
+            pid=os.getpid(),
+            state=self.state,
+            time=time.time(),
+            progress=self._progress,
+            error=self.error,
+            **figures,
+        )
+        try:
+            write_beat(self.path, beat)
+            self._failing = None
+        except OSError as exc:
+            if self._failing is None:  # once until it works again: it is tried every second
+                log.error("cannot write the heartbeat file %s: %s", self.path, exc.strerror)
+            self._failing = exc
 
 
 def read_beat(path: Path) -> Beat | None:

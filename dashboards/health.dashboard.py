@@ -38,7 +38,7 @@ TRADE_RATE = (
 
 # Counter increase per window, one series per counter and exchange.
 INCIDENTS = (
-    collector(["reconnects", "errors", "rate_limited", "dropped_points"], "last")
+    collector(["reconnects", "errors", "rate_limited", "dropped_points", "writer_restarts"], "last")
     + "  |> difference(nonNegative: true)\n"
     + keep("exchange", "_field")
 )
@@ -88,7 +88,7 @@ trade_rate = p.timeseries(
     "Trades per second", TRADE_RATE, "short", "Trades received per second, per exchange.", extra=BY_EXCHANGE
 )
 incidents = p.timeseries(
-    "Reconnects, errors, rate limits, dropped points",
+    "Reconnects, errors, rate limits, dropped points, writer restarts",
     INCIDENTS,
     "short",
     "How many happened in each window.",

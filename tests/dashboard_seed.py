@@ -153,6 +153,7 @@ def health_lines(now: int):
                 "reconnects": since // 7200,
                 "gap_filled": since // 600,
                 "dropped_points": 0,
+                "writer_restarts": since // (30 * DAY),
                 "rate_limited": since // 86400,
                 "connected": 1,
                 "last_message_age_s": float(t % 7),

@@ -2,9 +2,15 @@
 
 import logging
 import os
+import resource
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from contextlib import contextmanager
+
+import pytest
 
 from collector.storage.spool import Spool
 from tests.influxd import ROOT
@@ -80,7 +86,7 @@ def test_a_guest_left_by_a_dead_process_is_adopted_when_the_spool_is_opened(tmp_
     owner.close()
     reopened = Spool(tmp_path)
     assert reopened.points == 2
-    assert [path.name for path in tmp_path.glob("*.lp")] == ["0000000000000000.history.lp"]
+    assert [path.name for path in tmp_path.glob("*.lp")] == ["0000000000000000.history.2.lp"]
 
 
 def test_an_unreadable_segment_is_set_aside_and_the_next_one_is_served(tmp_path, caplog):
@@ -96,3 +102,59 @@ def test_an_unreadable_segment_is_set_aside_and_the_next_one_is_served(tmp_path,
     assert len(list((tmp_path / "unreadable").iterdir())) == 3  # kept for a person to look at
     spool.remove(path)
     assert spool.oldest() is None and spool.points == 0
+
+
+def test_string_fields_with_line_breaks_come_back_as_sent_and_count_once(tmp_path):
+    lines = [
+        'asset name="two\nlines" 1',
+        'asset name="Line\u2028Sep\rara\x85tor\x0c" 2',
+        "asset decimals=8i 3",
+    ]
+    spool = Spool(tmp_path)
+    spool.append("meta", lines)
+    assert spool.points == 3
+    spool.close()
+    reopened = Spool(tmp_path)
+    assert reopened.points == 3  # the newline inside the first field is not a point of its own
+    path, kind, pieces = reopened.oldest()
+    assert "\n".join(pieces) == "\n".join(lines)  # the payload sent is the payload spooled, byte for byte
+    assert reopened.points_in(path) == 3
+
+
+def test_a_guest_directory_abandoned_while_being_set_up_is_removed_and_a_fresh_one_kept(tmp_path):
+    guests = tmp_path / "guests"
+    abandoned, fresh = guests / ".guest-killed", guests / ".guest-now"
+    for directory in (abandoned, fresh):
+        directory.mkdir(parents=True)
+        (directory / ".lock").write_text("")
+    an_hour_ago = time.time() - 3600
+    os.utime(abandoned, (an_hour_ago, an_hour_ago))
+    spool = Spool(tmp_path)
+    assert sorted(path.name for path in guests.iterdir()) == [".guest-now"]  # one may be setting up right now
+    assert spool.points == 0
+
+
+@contextmanager
+def files_limited_to(size: int):
+    """Every file this process writes stops growing at `size` bytes (EFBIG), as a full disk stops it (ENOSPC)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing us
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_a_failed_append_leaves_no_partial_file(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    lines = [f"m value={i} {i}" for i in range(2000)]
+    with files_limited_to(4096):
+        for _ in range(3):
+            with pytest.raises(OSError):
+                spool.append("meta", lines)
+    leftovers = sorted(path.name for path in spool.directory.glob("*.tmp"))
+    spool.close()
+    assert leftovers == []
+    assert not spool

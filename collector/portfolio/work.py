@@ -14,12 +14,14 @@ from collector.portfolio.routes import PriceRoutes
 from collector.portfolio.stale import TOTAL, merge, stale_live_samples
 from collector.portfolio.valuation import AssetTimeline, Valuation, build_timelines, has_figures, value_at
 from collector.storage.prices import StoredPrices
+from collector.storage.reader import READ_TIMEOUT_S
 from collector.storage.sync import PointSync
 
 log = logging.getLogger(__name__)
 
-# every query of the service is small (one market, or one month of points); a hung one must not hold up a stop long
-SERVICE_QUERY_TIMEOUT_S = 10
+# every query of the service is small (one market, or one month of points); one in flight at SIGTERM must end, like
+# the Reader's, well inside the 10 s a stop may take: the process waits for the thread that runs it
+SERVICE_QUERY_TIMEOUT_S = READ_TIMEOUT_S
 
 
 def valuation_inputs(config: Config) -> tuple:

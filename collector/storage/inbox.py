@@ -31,6 +31,7 @@ class Inbox:
         return len(self._items) + len(self._overflow)
 
     def put(self, items: list[Item], records: bool) -> None:
+        items = self._encodable(items)
         spill = None
         with self._ready:
             if records:
@@ -43,6 +44,23 @@ class Inbox:
             self._ready.notify()
         if spill:
             self.spill(spill)
+
+    def _encodable(self, items: list[Item]) -> list[Item]:
+        """The points that can be sent as UTF-8. One that cannot (a lone surrogate, which json.loads accepts, e.g.
+        a coin name cut inside an emoji) is dropped here, counted and logged: taken in, it would fail its whole
+        batch on every write and spool append."""
+        if all(line.isascii() for _, line in items):  # the usual case, and a cheap test
+            return items
+        kept = []
+        for kind, line in items:
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                log.error("a point dropped: it cannot be encoded as UTF-8 (%s): %.200r", exc.reason, line)
+                self._on_dropped(1)
+            else:
+                kept.append((kind, line))
+        return kept
 
     def put_back(self, items: list[Item]) -> None:
         """Points the writer had taken and could not deliver: first in line again (they were in memory)."""
@@ -80,7 +98,7 @@ class Inbox:
                 spooled += len(lines)
             except OSError as exc:
                 log.error(
-                    "%d points dropped: the in-memory queue is full and the spool cannot take them (%s)",
+                    "%d points lost: they cannot be kept in memory and the spool cannot take them (%s)",
                     len(lines),
                     exc.strerror or exc,
                 )

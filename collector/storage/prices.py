@@ -12,6 +12,7 @@ from influxdb_client.rest import ApiException
 from collector.config import Buckets, Pair
 from collector.errors import RuntimeFailure
 from collector.influx_settings import InfluxSettings, api_error_message
+from collector.storage.current_token import CurrentTokenClient
 from collector.storage.points import interval_name
 from collector.storage.reader import flux_query, rfc3339_ns
 
@@ -65,8 +66,7 @@ class StoredPrices:
         self.url = settings.url
         self.buckets = buckets
         self.interval_s = interval_s
-        self._client = settings.client(timeout_s)
-        self._query = self._client.query_api()
+        self._query = CurrentTokenClient(settings, timeout_s)
 
     def closes(self, exchange: str, pair: Pair, start_ns: int, stop_ns: int) -> list[tuple[int, Decimal]]:
         """(close time ns, close) of every candle that closed in [start, stop), oldest first."""
@@ -127,7 +127,7 @@ class StoredPrices:
             ) from exc
 
     def close(self) -> None:
-        self._client.close()
+        self._query.close()
 
 
 def _ns(record) -> int:

@@ -2,10 +2,9 @@
 
 from datetime import UTC, datetime
 
-from influxdb_client.rest import ApiException
-
 from collector.config import Buckets, Pair
 from collector.influx_settings import InfluxSettings
+from collector.storage.current_token import CurrentTokenClient
 from collector.storage.points import interval_name
 
 # OSS InfluxDB has no query parameters: values enter as escaped Flux string literals (see flux_string).
@@ -49,20 +48,7 @@ READ_TIMEOUT_S = 5.0
 class Reader:
     def __init__(self, settings: InfluxSettings, buckets: Buckets, timeout_s: float = READ_TIMEOUT_S):
         self.buckets = buckets
-        self.settings = settings
-        self.timeout_s = timeout_s
-        self._client = settings.client(timeout_s)
-
-    def _query(self, query: str):
-        try:
-            return self._client.query_api().query(query)
-        except ApiException as exc:
-            fresh = self.settings.with_current_token() if exc.status in (401, 403) else self.settings
-            if fresh is self.settings:
-                raise
-            self._client.close()  # a later `collector bootstrap` replaced the token: use the new one
-            self.settings, self._client = fresh, fresh.client(self.timeout_s)
-            return self._client.query_api().query(query)
+        self._client = CurrentTokenClient(settings, timeout_s)
 
     def last_candle_open_s(self, exchange: str, pair: Pair, interval_s: int, since_s: int) -> int | None:
         query = flux_query(
@@ -73,14 +59,14 @@ class Reader:
             pair=str(pair),
             interval=interval_name(interval_s),
         )
-        times = [record.get_time() for table in self._query(query) for record in table]
+        times = [record.get_time() for table in self._client.query(query) for record in table]
         return int(max(times).timestamp()) if times else None
 
     def last_trade_s(self, exchange: str, since_s: int = 0) -> dict[Pair, int]:
         """Each pair's last stored trade time; by default over the whole live bucket (its retention bounds it)."""
         query = flux_query(LAST_TRADES, bucket=self.buckets.live, since=_rfc3339(since_s), exchange=exchange)
         result: dict[Pair, int] = {}
-        for table in self._query(query):
+        for table in self._client.query(query):
             for record in table:
                 result[Pair.parse(record.values["pair"])] = int(record.get_time().timestamp())
         return result

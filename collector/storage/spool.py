@@ -1,7 +1,11 @@
 """A durable FIFO of line-protocol batches on disk, for while InfluxDB cannot take them.
 
-One file per batch, named by a rising sequence number and the bucket kind, written to a temporary name,
-fsynced and renamed, so a crash leaves either the whole batch or none of it.
+One file per batch, named by a rising sequence number, the bucket kind and the number of points
+(`0000000000000007.live.250.lp`), written to a temporary name, fsynced and renamed, so a crash leaves either the
+whole batch or none of it. A file holds the batch exactly as it is sent: its points joined by newlines. A string
+field may hold a newline of its own, so the count comes from the name, and a file is split on newlines only
+(never at the other line breaks str.splitlines() knows, which string fields keep): joined again, it is the same
+payload. A name without a count (written by an earlier version) is counted by its lines.
 
 A spool directory belongs to one process at a time: it holds an exclusive lock on `.lock` (flock, released by
 the OS when the process dies, however it dies). A second process, e.g. `collector backfill` run next to
@@ -30,7 +34,8 @@ LOCK = ".lock"
 GUESTS = "guests"
 UNREADABLE = "unreadable"  # segments that could not be read or parsed, kept for a person to look at
 KINDS = frozenset(f.name for f in fields(Buckets))
-SEGMENT = re.compile(r"^(\d{16})\.([a-z]+)\.lp$")
+STAGING_S = 60.0  # a guest directory still under its hidden set-up name after this long was abandoned
+SEGMENT = re.compile(r"^(\d{16})\.([a-z]+)(?:\.(\d+))?\.lp$")  # sequence, kind, points
 
 
 class Spool:
@@ -54,7 +59,7 @@ class Spool:
         for leftover in self.directory.glob("*.tmp"):
             leftover.unlink()  # an append that never finished renaming: never acknowledged (the lock is ours)
         found = sorted(path for path in self.directory.iterdir() if SEGMENT.match(path.name))
-        self._segments = {path: _count_lines(path) for path in found}  # oldest first, with their points
+        self._segments = {path: _points_in(path) for path in found}  # oldest first, with their points
         self._points = sum(self._segments.values())
         self.set_aside_points = 0  # of unreadable segments set aside: they will never be replayed
         self._next = int(found[-1].name.split(".")[0]) + 1 if found else 0
@@ -72,14 +77,19 @@ class Spool:
         return bool(self._segments)
 
     def append(self, kind: str, lines: list[str]) -> None:
+        payload = ("\n".join(lines) + "\n").encode("utf-8")
         with self._lock:
-            path = self._next_path(kind)
+            path = self._next_path(f"{kind}.{len(lines)}")
             partial = path.with_suffix(".tmp")
-            with partial.open("w", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            partial.rename(path)
+            try:
+                with partial.open("wb") as handle:
+                    handle.write(payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                partial.rename(path)
+            except BaseException:
+                partial.unlink(missing_ok=True)  # e.g. a full disk: a partial file only takes space
+                raise
             _fsync_dir(self.directory)
             self._add(path, len(lines))
 
@@ -94,9 +104,17 @@ class Spool:
             try:
                 if kind not in KINDS:
                     raise ValueError(f"unknown bucket kind {kind!r}")
-                return path, kind, path.read_bytes().decode("utf-8").splitlines()
+                lines = path.read_bytes().decode("utf-8").split("\n")
+                if lines[-1] == "":
+                    lines.pop()  # the newline that ends the last point
+                return path, kind, lines
             except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
                 self._set_aside(path, exc)
+
+    def points_in(self, path: Path) -> int:
+        """The points of a segment (its lines may be more: a string field may hold a newline)."""
+        with self._lock:
+            return self._segments[path]
 
     def remove(self, path: Path) -> None:
         with self._lock:
@@ -110,7 +128,8 @@ class Spool:
             return 0
         adopted = 0
         for guest in sorted(guests.iterdir()):
-            if guest.name.startswith("."):
+            staging = guest.name.startswith(".")
+            if staging and not _older_than(guest, STAGING_S):
                 continue  # a guest still being set up
             try:
                 fd = _try_lock(guest)
@@ -119,7 +138,9 @@ class Spool:
             if fd is None:
                 continue  # still running: its segments are its own
             try:
-                adopted += self._adopt(guest)
+                adopted += self._adopt(
+                    guest
+                )  # a staging one, left by a process killed while setting it up: none
             finally:
                 os.close(fd)
         return adopted
@@ -152,8 +173,9 @@ class Spool:
         self._segments[path] = points
         self._points += points
 
-    def _next_path(self, kind: str) -> Path:
-        path = self.directory / f"{self._next:016d}.{kind}{SUFFIX}"
+    def _next_path(self, name: str) -> Path:
+        """The next segment's path; `name` is what follows the sequence number: kind and points."""
+        path = self.directory / f"{self._next:016d}.{name}{SUFFIX}"
         self._next += 1
         return path
 
@@ -161,9 +183,9 @@ class Spool:
         segments = sorted(path for path in guest.iterdir() if SEGMENT.match(path.name))
         with self._lock:
             for segment in segments:
-                target = self._next_path(SEGMENT.match(segment.name).group(2))
+                target = self._next_path(segment.name.split(".", 1)[1].removesuffix(SUFFIX))
                 segment.rename(target)
-                self._add(target, _count_lines(target))
+                self._add(target, _points_in(target))
             _fsync_dir(self.directory)
         for leftover in guest.glob("*.tmp"):
             leftover.unlink()
@@ -224,6 +246,13 @@ def _new_guest(root: Path) -> tuple[Path, int]:
     return guest, fd
 
 
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False  # gone meanwhile
+
+
 def _remove_empty_dir(directory: Path) -> None:
     try:
         directory.rmdir()
@@ -231,8 +260,11 @@ def _remove_empty_dir(directory: Path) -> None:
         log.warning("cannot remove %s: %s", directory, exc.strerror)
 
 
-def _count_lines(path: Path) -> int:
-    try:
+def _points_in(path: Path) -> int:
+    points = SEGMENT.match(path.name).group(3)
+    if points is not None:
+        return int(points)
+    try:  # a segment named by an earlier version: one point a line
         with path.open("rb") as handle:
             return sum(1 for _ in handle)
     except OSError:

@@ -12,6 +12,7 @@ from influxdb_client import Dialect
 
 from collector.config import Buckets
 from collector.influx_settings import InfluxSettings
+from collector.storage.current_token import CurrentTokenClient
 from collector.storage.points import valuation_parts
 from collector.storage.reader import flux_string, rfc3339_ns
 
@@ -51,9 +52,8 @@ class PointSync:
     def __init__(self, settings: InfluxSettings, buckets: Buckets, timeout_s: float = 60):
         self.settings = settings
         self.buckets = buckets
-        self._client = settings.client(timeout_s)
-        self._query = self._client.query_api()
-        self._delete = self._client.delete_api()
+        self._client = CurrentTokenClient(settings, timeout_s)
+        self._query = self._delete = self._client  # its query(), query_csv() and delete() are the client's
 
     def first_ns(self, kind: str, measurements: tuple[str, ...]) -> int | None:
         """The time of the oldest stored point of these measurements, if any."""

@@ -2,8 +2,10 @@
 
 A failed write is retried, dropped or held by its error class (`failures.py`); on a 401/403 the token file is
 read again, since a later `collector bootstrap` may have replaced the token. Whatever cannot be written now
-goes to the on-disk spool and is replayed, oldest first, when InfluxDB takes writes again; newer batches
-queue behind it. At most `queue_limit` points wait in memory; more go straight to the spool.
+goes to the on-disk spool and is replayed, first spooled first, when InfluxDB takes writes again; newer
+batches queue behind it (an adopted guest's or an overflow's batches may be older than ones before them: every
+point carries its own time, so the order changes nothing stored). At most `queue_limit` points wait in memory;
+more go straight to the spool.
 
 The writer thread is supervised: a failure it does not know is logged with its traceback and the thread
 starts over with the batch it held; after `restarts` failures in a row it gives up (`failed` is set) and the
@@ -13,11 +15,9 @@ written by then is spooled.
 """
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from influxdb_client import WritePrecision
@@ -25,52 +25,19 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 
 from collector import heartbeat
 from collector.config import Buckets
-from collector.errors import ConfigError
 from collector.influx_settings import InfluxSettings
 from collector.retry import Backoff
-from collector.storage.failures import DROP, HOLD, RETRY, Failure, OutOfTime, classify
+from collector.storage.current_token import CurrentTokenClient
+from collector.storage.failures import DROP, HOLD, Failure, FailureLog, OutOfTime, classify
 from collector.storage.inbox import Inbox, group_by_kind
 from collector.storage.points import health_point, to_line
 from collector.storage.spool import Spool
+from collector.storage.writer_options import WriterOptions, WriterStats
 
 log = logging.getLogger(__name__)
 
-BEAT_S = 1.0  # heartbeat period
 ADOPT_S = 5.0  # how often ended guests' spools are looked for
-RELOG_HOLD_S = 60.0  # a configuration problem (401/403/404) is logged again this often while it lasts
 CLOSE_RESERVE_S = 1.0  # of close()'s time, kept for spooling what could not be written
-
-
-@dataclass(frozen=True)
-class WriterOptions:
-    batch_size: int = 5000
-    flush_interval_s: float = 1.0
-    timeout_s: float = 4.0  # per HTTP request
-    retry_attempts: int = 3  # quick retries before a batch is spooled
-    backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    queue_limit: int = 50_000  # points held in memory; beyond it, new points go straight to the spool
-    restarts: int = 5  # failures of the writer thread in a row before it gives up
-
-
-@dataclass
-class WriterStats:
-    written_points: int = 0
-    dropped_points: int = 0
-    write_errors: int = 0
-    retries: int = 0
-    restarts: int = 0
-    write_latency_ms: float = 0.0
-    spool_points: int = 0
-
-    def health(self) -> dict[str, int | float]:
-        """The writer's fields of the `collector` measurement."""
-        return {
-            "dropped_points": self.dropped_points,
-            "write_errors": self.write_errors,
-            "write_latency_ms": float(self.write_latency_ms),
-            "spool_points": self.spool_points,
-        }
 
 
 class Writer:
@@ -79,14 +46,13 @@ class Writer:
         settings: InfluxSettings,
         buckets: Buckets,
         spool: Spool,
-        options: WriterOptions = WriterOptions(),
+        options: WriterOptions | None = None,
         heartbeat_file: Path | None = None,
     ):
-        self.settings = settings
         self.buckets = buckets
         self.spool = spool
+        options = options or WriterOptions()
         self.options = options
-        self.heartbeat_file = heartbeat_file
         self.stats = WriterStats(spool_points=spool.points)
         self.failed = threading.Event()  # the writer gave up: the process should exit non-zero
         self.on_failed: Callable[[], None] | None = None  # called from the writer thread when it gives up
@@ -95,27 +61,28 @@ class Writer:
         self._closing = threading.Event()
         self._deadline = float("inf")  # set by close()
         self._thread = threading.Thread(target=self._supervise, name="influx-writer", daemon=True)
-        self._client = settings.client(options.timeout_s)
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._influx = CurrentTokenClient(settings, options.timeout_s)
+        self._write_api = self._influx.client.write_api(write_options=SYNCHRONOUS)
         self._replay_at = 0.0
         self._adopt_at = 0.0
         self._replay_backoff = Backoff(options.backoff_s, options.max_backoff_s)
-        self._reported: dict[str, float] = {}  # failure kind -> when it was last logged
+        self._failure_log = FailureLog(log)
         self._failures = 0  # in a row, reset by every complete round
-        self._state, self._error = heartbeat.RUNNING, ""
-        self._progress = time.time()
-        self._beat_at = 0.0
-        self._heartbeat_error: OSError | None = None
+        self._pulse = heartbeat.Pulse(heartbeat_file, self._figures)
         # for flush(): lines to settle (accepted here, found in the spool or adopted) against the lines settled
         # (written or dropped, straight away or from the spool, or set aside unreadable), both only ever growing
         self._to_settle = spool.points
         self._undelivered = 0  # writes failed for good (after quick retries): their points wait in the spool
         self._round_done = threading.Condition()
+        # which of close() and the writer thread spools what is left and lets go of the spool: the last to end
+        self._end_lock = threading.Lock()
+        self._ended = False  # the writer thread has ended
+        self._abandoned = False  # close() returned while the thread was still running
 
     # --- called from any thread -----------------------------------------------------------------------
 
     def start(self) -> None:
-        self._beat(force=True)
+        self._pulse.beat(force=True)
         self._thread.start()
 
     @property
@@ -176,24 +143,42 @@ class Writer:
             self._round_done.notify_all()  # a flush() waiting now returns: nothing more will be replayed
         if self._thread.ident is not None:
             self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        with self._end_lock:
+            ended = self._ended or self._thread.ident is None
+            self._abandoned = not ended
+        if ended:  # never started, ended normally (nothing left) or gave up
+            self._finish()
+        else:  # the spool stays locked: the thread may still append to it
             log.error(
-                "writer did not finish within %.0f s; %d points in memory are lost",
+                "the writer did not finish within %.0f s (a write in flight); it spools the %d points it holds "
+                "when that write ends, unless the process exits first",
                 timeout_s,
                 self.queued_points,
             )
-        else:  # never started, ended normally (nothing left) or gave up: spool what it held
-            self._spill([(kind, line) for kind, lines in self._in_flight.items() for line in lines])
-            self._in_flight = {}
-            self._spill(self._inbox.take_all())
-            if self._state != heartbeat.DEAD:
-                self._set_state(heartbeat.STOPPED)
-        self._client.close()
+
+    def _finish(self) -> None:
+        """Spool what is left in memory, then let go of the spool: once the writer thread can no longer append."""
+        self._spill([(kind, line) for kind, lines in self._in_flight.items() for line in lines])
+        self._in_flight = {}
+        self._spill(self._inbox.take_all())
+        if self._pulse.state != heartbeat.DEAD:
+            self._pulse.set(heartbeat.STOPPED)
+        self._influx.close()
         self.spool.close()
 
     # --- writer thread: supervision ----------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        try:
+            self._run_restarting()
+        finally:
+            with self._end_lock:
+                self._ended = True
+                abandoned = self._abandoned
+            if abandoned:  # close() gave up waiting and left the spool to this thread
+                self._finish()
+
+    def _run_restarting(self) -> None:
         backoff = Backoff(self.options.backoff_s, self.options.max_backoff_s)
         while True:
             try:
@@ -202,7 +187,7 @@ class Writer:
             except Exception as exc:  # noqa: BLE001 - the supervisor's job: log it, start over
                 self._failures += 1
                 self.stats.restarts += 1
-                self._set_state(heartbeat.FAILED, f"{exc.__class__.__name__}: {exc}")
+                self._pulse.set(heartbeat.FAILED, f"{exc.__class__.__name__}: {exc}")
                 if self._closing.is_set():
                     log.exception("the writer failed while stopping; what it held is spooled")
                     return
@@ -213,7 +198,7 @@ class Writer:
                         self._failures,
                         exc_info=True,
                     )
-                    self._set_state(heartbeat.DEAD, self._error)
+                    self._pulse.set(heartbeat.DEAD, self._pulse.error)
                     self.failed.set()
                     if self.on_failed:
                         self.on_failed()
@@ -227,10 +212,11 @@ class Writer:
             closing = self._closing.is_set()
             if not self._in_flight:
                 self._in_flight = self._collect(closing)
-                self._beat()  # before a write that may hang: the heartbeat shows what was just taken
+                self._pulse.beat()  # before a write that may hang: the heartbeat shows what was just taken
             while self._in_flight:  # a batch stays here until written, dropped or spooled
                 kind = next(iter(self._in_flight))
-                self._deliver(kind, self._in_flight[kind], closing)
+                if not self._deliver(kind, self._in_flight[kind], closing):
+                    return  # closing, and the spool fails: what is left is close()'s to count as lost
                 del self._in_flight[kind]
             self._spill(self._inbox.take_overflow())
             if closing and not self._inbox:
@@ -239,8 +225,8 @@ class Writer:
                 self._replay_if_due()
             self._failures = 0
             self.stats.spool_points = self.spool.points  # producers may have spilled into it too
-            self._set_state(heartbeat.RUNNING)
-            self._beat()
+            self._pulse.set(heartbeat.RUNNING)
+            self._pulse.beat()
             self._end_round()
 
     def _end_round(self) -> None:
@@ -253,25 +239,24 @@ class Writer:
 
     # --- writer thread: delivery ---------------------------------------------------------------------------
 
-    def _deliver(self, kind: str, lines: list[str], closing: bool) -> None:
+    def _deliver(self, kind: str, lines: list[str], closing: bool) -> bool:
+        """Write, drop or spool a batch; False when it is still in hand (closing, and the spool failed)."""
         if self.spool:  # older data waits on disk: keep the order
-            self._to_spool(kind, lines)
-            return
+            return self._to_spool(kind, lines)
         attempts = 1 if closing else self.options.retry_attempts
         backoff = Backoff(self.options.backoff_s, self.options.max_backoff_s)
         attempt = 0
         while attempt < attempts:
             attempt += 1
             try:
-                self._write(kind, lines)
-                return
+                self._write(kind, lines, len(lines))
+                return True
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
-            self._report(failure)
             if failure.outcome == DROP:  # handled for good: progress, unlike points lost to a full disk
-                self._count_dropped(len(lines))
-                self._made_progress()
-                return
+                self._drop(failure, len(lines))
+                return True
+            self._report(failure)
             if failure.outcome == HOLD:
                 if self._use_fresh_token():
                     attempt -= 1  # a new token deserves a try of its own
@@ -284,7 +269,7 @@ class Writer:
             if self._pause(min(failure.retry_after_s or backoff.next(), self.options.max_backoff_s)):
                 break
         self._count_undelivered()
-        self._to_spool(kind, lines)
+        return self._to_spool(kind, lines)
 
     def _replay_if_due(self) -> None:
         now = time.monotonic()
@@ -300,98 +285,99 @@ class Writer:
     def _replay(self) -> None:
         while not self._closing.is_set() and (oldest := self.spool.oldest()) is not None:
             path, kind, lines = oldest
+            points = self.spool.points_in(path)
             try:
-                self._write(kind, lines)
+                self._write(kind, lines, points)
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
-                self._report(failure)
-                if failure.outcome == HOLD and self._use_fresh_token():
-                    continue
                 if failure.outcome != DROP:
+                    self._report(failure)
+                    if failure.outcome == HOLD and self._use_fresh_token():
+                        continue
                     self._count_undelivered()
                     wait = failure.retry_after_s or self._replay_backoff.next()
                     self._replay_at = time.monotonic() + min(wait, self.options.max_backoff_s)
                     break
-                self._count_dropped(len(lines))
+                self._drop(failure, points)
             self.spool.remove(path)
             self.stats.spool_points = self.spool.points
-            self._beat()
+            self._pulse.beat()
         self.stats.spool_points = self.spool.points
         if not self.spool:
             self._replay_backoff.reset()
-            if self._reported:
+            if self._failure_log.recovered():
                 log.info("InfluxDB takes writes again; the spool is empty")
-                self._reported.clear()
 
-    def _write(self, kind: str, lines: list[str]) -> None:
+    def _write(self, kind: str, lines: list[str], points: int) -> None:
         timeout_s = min(self.options.timeout_s, self._deadline - CLOSE_RESERVE_S - time.monotonic())
         if timeout_s < 0.1:
             raise OutOfTime()
         started = time.monotonic()
-        request = dict(bucket=getattr(self.buckets, kind), org=self.settings.org, record=lines)
+        settings = self._influx.settings
+        request = dict(bucket=getattr(self.buckets, kind), org=settings.org, record=lines)
         if timeout_s < self.options.timeout_s:  # closing: this write may only use the time left
-            with self.settings.client(timeout_s) as client:
+            with settings.client(timeout_s) as client:
                 client.write_api(write_options=SYNCHRONOUS).write(
                     **request, write_precision=WritePrecision.NS
                 )
         else:
             self._write_api.write(**request, write_precision=WritePrecision.NS)
         self.stats.write_latency_ms = (time.monotonic() - started) * 1000
-        self.stats.written_points += len(lines)
-        self._made_progress()
+        self.stats.written_points += points
+        self._pulse.progressed()
 
     def _use_fresh_token(self) -> bool:
         """Read the token file again; True when it holds a new token, now in use."""
-        try:
-            fresh = self.settings.with_current_token()
-        except ConfigError as exc:
-            log.error("cannot read the token again: %s", exc)
+        if not self._influx.renew():
             return False
-        if fresh.token == self.settings.token:
-            return False
-        log.warning("the collector token in %s was replaced; writing with the new one", fresh.token_file)
-        self._client.close()
-        self.settings = fresh
-        self._client = fresh.client(self.options.timeout_s)
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._write_api = self._influx.client.write_api(write_options=SYNCHRONOUS)
         return True
 
-    def _to_spool(self, kind: str, lines: list[str]) -> None:
+    def _to_spool(self, kind: str, lines: list[str]) -> bool:
+        """True when the batch left the writer's hands: spooled, or back in memory to be tried again shortly
+        (the spool failing, e.g. a full disk). While closing, a failing spool ends the round at once: False."""
         try:
             self.spool.append(kind, lines)
         except OSError as exc:
-            # e.g. a full disk: keep the points in memory (they were there already) and try again shortly
-            self._report(Failure(HOLD, f"spool unusable: {exc.strerror or exc}"))
+            closing = self._closing.is_set()
+            then = (
+                "stopping: what is left is counted as lost"
+                if closing
+                else "the points stay in memory for now"
+            )
+            self._report(Failure(HOLD, f"the spool cannot take points: {exc.strerror or exc}"), action=then)
+            if closing:
+                return False
             self._inbox.put_back([(kind, line) for line in lines])
             self._pause(1.0)
-            return
+            return True
         self.stats.spool_points = self.spool.points
-        self._made_progress()
+        self._pulse.progressed()
+        return True
 
     def _spill(self, items) -> None:
         if items and self._inbox.spill(items):
             self.stats.spool_points = self.spool.points
-            self._made_progress()
+            self._pulse.progressed()
 
     def _count_dropped(self, points: int) -> None:
         self.stats.dropped_points += points
 
-    def _report(self, failure: Failure) -> None:
-        """Count every failure; log each kind once until writes succeed again (a HOLD again every minute)."""
-        self.stats.write_errors += 1
-        key = failure.reason.split(":")[0]
-        now = time.monotonic()
-        last = self._reported.get(key)
-        if last is not None and (failure.outcome != HOLD or now - last < RELOG_HOLD_S):
-            return
-        self._reported[key] = now
-        level = logging.ERROR if failure.outcome == HOLD else logging.WARNING
-        action = {
-            RETRY: "keeping the points in the spool and retrying",
-            DROP: "dropping the batch",
-            HOLD: "keeping the points in the spool",
-        }
-        log.log(level, "write to InfluxDB failed (%s); %s", failure.reason, action[failure.outcome])
+    def _drop(self, failure: Failure, points: int) -> None:
+        """A batch InfluxDB refused for good: all of it, or (a partial write) the points it says it refused."""
+        refused = failure.refused_of(points)
+        self._report(failure, stored=points - refused)
+        self._count_dropped(refused)
+        self.stats.written_points += points - refused
+        self._pulse.progressed()
+
+    def _report(self, failure: Failure, stored: int = 0, action: str = "") -> None:
+        """Count every failed write; log each kind once until writes succeed again (a HOLD again every minute).
+        A partial write (`stored` points of it taken) is no failed write: what InfluxDB refused is counted in
+        dropped_points."""
+        if not stored:
+            self.stats.write_errors += 1
+        self._failure_log.log(failure, stored, action)
 
     # --- heartbeat ---------------------------------------------------------------------------------------------
 
@@ -399,42 +385,16 @@ class Writer:
         """Wait, still beating; True when a stop cut the wait short."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            if self._closing.wait(min(left, BEAT_S)):
+            if self._closing.wait(min(left, heartbeat.BEAT_S)):
                 return True
-            self._beat()
+            self._pulse.beat()
         return self._closing.is_set()
 
-    def _made_progress(self) -> None:
-        self._progress = time.time()
-
-    def _set_state(self, state: str, error: str = "") -> None:
-        if (state, error) != (self._state, self._error):
-            self._state, self._error = state, error
-            self._beat(force=True)
-
-    def _beat(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.heartbeat_file is None or (not force and now < self._beat_at):
-            return
-        self._beat_at = now + BEAT_S
-        waiting = self.queued_points
-        if not waiting:
-            self._made_progress()
-        beat = heartbeat.Beat(
-            pid=os.getpid(),
-            state=self._state,
-            time=time.time(),
-            progress=self._progress,
-            waiting=waiting,
+    def _figures(self) -> dict[str, int]:
+        """What the heartbeat shows besides the state."""
+        return dict(
+            waiting=self.queued_points,
             accepted=self._inbox.accepted_records,
             written=self.stats.written_points,
             spooled=self.spool.points,
-            error=self._error,
         )
-        try:
-            heartbeat.write_beat(self.heartbeat_file, beat)
-            self._heartbeat_error = None
-        except OSError as exc:
-            if self._heartbeat_error is None:  # once until it works again: it is tried every second
-                log.error("cannot write the heartbeat file %s: %s", self.heartbeat_file, exc.strerror)
-            self._heartbeat_error = exc

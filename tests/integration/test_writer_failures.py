@@ -24,6 +24,7 @@ from tests.integration.harness import (
     wait_for,
     write_config,
 )
+from tests.integration.test_writer import health_rows
 
 
 def probe_lines(measurement: str, count: int, first_s: int = 1_700_000_000) -> list[str]:
@@ -85,9 +86,12 @@ def test_an_unknown_failure_restarts_the_writer_with_nothing_lost_and_the_health
     failures = [r for r in caplog.records if "the writer failed; it starts over" in r.getMessage()]
     assert failures and failures[0].exc_info[0] is InjectedFault  # logged with its traceback
     wait_for(lambda: healthcheck(alive).returncode == 0, what="healthy again")
+    writer.submit_health("bitstamp", writer.stats.health())  # as the service does every 10 s
     writer.close()
     assert count_points(admin_client, collector_settings.org, "survivor") == 50
     assert writer.stats.dropped_points == 0 and not writer.spool
+    restarts = [row["writer_restarts"] for row in health_rows(admin_client, collector_settings.org)]
+    assert restarts == [writer.stats.restarts]  # a restarting writer shows in Grafana
 
 
 def test_a_writer_that_keeps_failing_ends_run_nonzero_with_everything_spooled(
