@@ -2,11 +2,18 @@
 
 import json
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from influxdb_client import InfluxDBClient
 
+from collector.bootstrap import Bootstrap
+from collector.config import Buckets
+from collector.influx_settings import InfluxSettings
 from tests.grafana_flux import (
     Datasource,
     FluxResult,
@@ -194,3 +201,79 @@ def variable_defaults(variables: dict[str, Variable]) -> dict[str, Variable]:
             name, variable.options, current, variable.multi, variable.include_all, variable.all_value
         )
     return single
+
+
+class Stack:
+    """An organisation's data as Grafana reads it: the provisioned data source, the read-only token, `now_s`."""
+
+    def __init__(self, url: str, org: str, token: str, now_s: int, dashboards: dict[str, dict]):
+        self.url, self.org, self.token, self.now_s = url, org, token, now_s
+        self.dashboards = dashboards
+        self.datasource = load_datasource(org)
+        self._variables: dict = {}
+
+    def window(self, range_name: str) -> tuple[int, int]:
+        to_ms = self.now_s * 1000
+        return to_ms - RANGES_S[range_name] * 1000, to_ms
+
+    def variables(self, dashboard: str, range_name: str):
+        key = (dashboard, range_name)
+        if key not in self._variables:
+            from_ms, to_ms = self.window(range_name)
+            board = self.dashboards[dashboard]
+            self._variables[key] = resolve_variables(
+                board, self.datasource, self.url, self.token, from_ms, to_ms
+            )
+        return self._variables[key]
+
+    def run(self, target: Target, range_name: str, variables=None, local=None, query=None) -> Outcome:
+        from_ms, to_ms = self.window(range_name)
+        variables = self.variables(target.dashboard, range_name) if variables is None else variables
+        if query is not None:
+            target = Target(target.dashboard, target.title, target.panel, query, target.repeat)
+        return run_target(target, variables, self.datasource, self.url, self.token, from_ms, to_ms, local)
+
+    def run_all(self, target: Target, range_name: str, variables=None, query=None) -> list[Outcome]:
+        """A repeated panel is one query per option, each with that option as a single value."""
+        if not target.repeat:
+            return [self.run(target, range_name, variables, query=query)]
+        options = self.variables(target.dashboard, range_name)[target.repeat].options
+        return [self.run(target, range_name, variables, {target.repeat: option}, query) for option in options]
+
+
+def alert_outcome(stack: Stack, rule: dict) -> Outcome:
+    query = rule["data"][0]
+    span = query["relativeTimeRange"]
+    to_ms = (stack.now_s - span["to"]) * 1000
+    from_ms = (stack.now_s - span["from"]) * 1000
+    # alert_query.go InitDefaults: intervalMs 1000, so v.windowPeriod is 1s; no dashboard variables
+    flux = backend_macros(
+        query["model"]["query"], stack.datasource, from_ms, to_ms, query["model"]["intervalMs"]
+    )
+    started = time.monotonic()
+    result = run_flux(stack.url, stack.token, stack.org, flux)
+    return Outcome(flux, result, time.monotonic() - started)
+
+
+@dataclass(frozen=True)
+class Organisation:
+    admin: InfluxDBClient
+    name: str
+    collector: InfluxSettings  # what the collector writes with: its scoped token
+    grafana_token: str  # what Grafana's data source reads with: read-only
+
+
+@contextmanager
+def bootstrapped_organisation(influx_server, work: Path, prefix: str) -> Iterator[Organisation]:
+    """A fresh organisation set up by `collector bootstrap`, deleted afterwards."""
+    with InfluxDBClient(url=influx_server.url, token=influx_server.admin_token, timeout=30_000) as admin:
+        org = admin.organizations_api().create_organization(name=f"{prefix}-{uuid.uuid4().hex[:12]}")
+        try:
+            settings = InfluxSettings(url=influx_server.url, org=org.name, token=influx_server.admin_token)
+            Bootstrap(settings, Buckets(), work / "secrets", report=lambda line: None).run()
+            collector = InfluxSettings(
+                influx_server.url, org.name, (work / "secrets" / "collector.token").read_text()
+            )
+            yield Organisation(admin, org.name, collector, (work / "secrets" / "grafana.token").read_text())
+        finally:
+            admin.organizations_api().delete_organization(org.id)

@@ -6,31 +6,25 @@ provisions, so what is tested is what Grafana loads. Reading uses the read-only 
 """
 
 import time
-import uuid
 from datetime import UTC, datetime
 
 import pytest
-from influxdb_client import InfluxDBClient
 
-from collector.bootstrap import Bootstrap
 from collector.config import Buckets
-from collector.influx_settings import InfluxSettings
 from collector.records import PortfolioValue
 from tests.dashboard_queries import (
     RANGES_S,
-    Outcome,
+    Stack,
     Target,
+    alert_outcome,
     alert_queries,
+    bootstrapped_organisation,
     check,
     load_dashboards,
-    load_datasource,
     panel_targets,
-    resolve_variables,
-    run_target,
     variable_defaults,
 )
 from tests.dashboard_seed import SPIKE_FEED, STALE_FEED, seed, valuations
-from tests.grafana_flux import backend_macros, run_flux
 
 DASHBOARDS = load_dashboards()
 TARGETS = panel_targets(DASHBOARDS)
@@ -38,57 +32,13 @@ NEEDS_TWO_EXCHANGES = {"prices:Spread between exchanges"}
 WITH_VARIABLES = [target for target in TARGETS if DASHBOARDS[target.dashboard]["templating"]["list"]]
 
 
-class Stack:
-    def __init__(self, url: str, org: str, token: str, now_s: int):
-        self.url, self.org, self.token, self.now_s = url, org, token, now_s
-        self.datasource = load_datasource(org)
-        self._variables: dict = {}
-
-    def window(self, range_name: str) -> tuple[int, int]:
-        to_ms = self.now_s * 1000
-        return to_ms - RANGES_S[range_name] * 1000, to_ms
-
-    def variables(self, dashboard: str, range_name: str):
-        key = (dashboard, range_name)
-        if key not in self._variables:
-            from_ms, to_ms = self.window(range_name)
-            board = DASHBOARDS[dashboard]
-            self._variables[key] = resolve_variables(
-                board, self.datasource, self.url, self.token, from_ms, to_ms
-            )
-        return self._variables[key]
-
-    def run(self, target: Target, range_name: str, variables=None, local=None, query=None) -> Outcome:
-        from_ms, to_ms = self.window(range_name)
-        variables = self.variables(target.dashboard, range_name) if variables is None else variables
-        if query is not None:
-            target = Target(target.dashboard, target.title, target.panel, query, target.repeat)
-        return run_target(target, variables, self.datasource, self.url, self.token, from_ms, to_ms, local)
-
-    def run_all(self, target: Target, range_name: str, variables=None, query=None) -> list[Outcome]:
-        """A repeated panel is one query per option, each with that option as a single value."""
-        if not target.repeat:
-            return [self.run(target, range_name, variables, query=query)]
-        options = self.variables(target.dashboard, range_name)[target.repeat].options
-        return [self.run(target, range_name, variables, {target.repeat: option}, query) for option in options]
-
-
 @pytest.fixture(scope="module")
 def stack(influx_server, tmp_path_factory):
     """A seeded organisation, read with the grafana token that bootstrap writes for the data source."""
     work = tmp_path_factory.mktemp("dashboards")
-    with InfluxDBClient(url=influx_server.url, token=influx_server.admin_token, timeout=30_000) as admin:
-        org = admin.organizations_api().create_organization(name=f"dash-{uuid.uuid4().hex[:12]}")
-        try:
-            settings = InfluxSettings(url=influx_server.url, org=org.name, token=influx_server.admin_token)
-            Bootstrap(settings, Buckets(), work / "secrets", report=lambda line: None).run()
-            collector = InfluxSettings(
-                influx_server.url, org.name, (work / "secrets" / "collector.token").read_text()
-            )
-            now_s = seed(collector, Buckets(), work / "spool", now=int(time.time()))
-            yield Stack(influx_server.url, org.name, (work / "secrets" / "grafana.token").read_text(), now_s)
-        finally:
-            admin.organizations_api().delete_organization(org.id)
+    with bootstrapped_organisation(influx_server, work, "dash") as org:
+        now_s = seed(org.collector, Buckets(), work / "spool", now=int(time.time()))
+        yield Stack(influx_server.url, org.name, org.grafana_token, now_s, DASHBOARDS)
 
 
 @pytest.mark.parametrize("range_name", list(RANGES_S))
@@ -169,20 +119,6 @@ def test_candles_are_candles(stack, range_name):
 
 def rfc3339_s(epoch_s: int) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def alert_outcome(stack: Stack, rule: dict) -> Outcome:
-    query = rule["data"][0]
-    span = query["relativeTimeRange"]
-    to_ms = (stack.now_s - span["to"]) * 1000
-    from_ms = (stack.now_s - span["from"]) * 1000
-    # alert_query.go InitDefaults: intervalMs 1000, so v.windowPeriod is 1s; no dashboard variables
-    flux = backend_macros(
-        query["model"]["query"], stack.datasource, from_ms, to_ms, query["model"]["intervalMs"]
-    )
-    started = time.monotonic()
-    result = run_flux(stack.url, stack.token, stack.org, flux)
-    return Outcome(flux, result, time.monotonic() - started)
 
 
 ALERTS = alert_queries()
