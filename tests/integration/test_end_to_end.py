@@ -10,6 +10,7 @@ collector writes differently from what a panel reads shows up here as a panel wi
 
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from influxdb_client import InfluxDBClient
@@ -18,6 +19,7 @@ from collector.storage.reader import flux_query
 from tests.dashboard_queries import (
     RANGES_S,
     Stack,
+    Target,
     alert_outcome,
     alert_queries,
     bootstrapped_organisation,
@@ -26,7 +28,7 @@ from tests.dashboard_queries import (
     panel_targets,
 )
 from tests.integration.harness import running, wait_for, write_config
-from tests.replay.bitstamp import SAMPLE_TICKER, BitstampReplay
+from tests.replay.bitstamp import SAMPLE_TICKER, BitstampReplay, synthetic_candle
 
 HOUR, DAY = 3600, 86400
 PAIRS = ("BTC-USD", "ETH-USD", "EUR-USD")
@@ -150,13 +152,21 @@ def health_windows(client: InfluxDBClient, org: str) -> set[int]:
     return {int(moment.timestamp()) // HEALTH_WINDOW_S for moment in times}
 
 
+def trade_price(pair: str, i: int) -> str:
+    if pair == "EUR-USD":
+        return f"1.08{i:02d}"
+    return f"{1000 + 10 * PAIRS.index(pair) + i % 7}.{i:02d}"
+
+
+LAST_PRICES = {pair: Decimal(trade_price(pair, TRADES_PER_PAIR - 1)) for pair in PAIRS}
+
+
 def publish_last_hour(replay: BitstampReplay, now_s: int) -> None:
     """Trades of the last 50 minutes, oldest first, as a feed delivers them."""
     for i in range(TRADES_PER_PAIR):
         at_us = (now_s - (TRADES_PER_PAIR - i) * 100) * 1_000_000
         for n, pair in enumerate(PAIRS):
-            price = f"{1000 + 10 * n + i % 7}.{i:02d}" if pair != "EUR-USD" else f"1.08{i:02d}"
-            replay.publish(replay.symbol(pair), price, side=i % 2, microtimestamp=at_us + n)
+            replay.publish(replay.symbol(pair), trade_price(pair, i), side=i % 2, microtimestamp=at_us + n)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +194,9 @@ def stack(influx_server, tmp_path_factory):
                 wait_for(stored, timeout=120, what="everything the dashboards read")
             except AssertionError as timeout:
                 raise AssertionError(f"{timeout}; still missing: {missing}") from None
-        yield Stack(influx_server.url, org.name, org.grafana_token, int(time.time()) + 1, DASHBOARDS)
+        stack = Stack(influx_server.url, org.name, org.grafana_token, int(time.time()) + 1, DASHBOARDS)
+        stack.started_hour = now_hour  # the lots' dates are counted from it
+        yield stack
 
 
 @pytest.mark.parametrize("range_name", RANGES)
@@ -222,3 +234,73 @@ def test_every_alert_rule_evaluates_the_collected_data(stack, rule):
         return
     check(outcome, {"type": "alert"})
     assert "_value" in outcome.result.columns, outcome.flux
+
+
+def target_named(dashboard: str, title: str) -> Target:
+    return next(target for target in TARGETS if target.dashboard == dashboard and target.title == title)
+
+
+def table_rows(outcome) -> list[dict]:
+    return [dict(zip(t["columns"], row, strict=True)) for t in outcome.result.tables for row in t["rows"]]
+
+
+def test_positions_table_shows_the_ledger_valued_at_the_last_trade(stack):
+    """FIFO: the sell and the gift take from the first lot; the euro lot costs its price x that hour's EUR-USD."""
+    (outcome,) = stack.run_all(target_named("portfolio", "Positions"), "1h")
+    rows = {row["asset"]: row for row in table_rows(outcome)}
+    assert set(rows) == {"BTC", "ETH"}, outcome.flux
+    eur_usd = Decimal(synthetic_candle("eurusd", stack.started_hour - DAY - HOUR)["close"])
+    first_lot_unit = (Decimal("1.5") * 900 + 2) / Decimal("1.5")
+    btc_cost = first_lot_unit * Decimal("0.95") + Decimal("0.25") * Decimal("0.95") * eur_usd
+    btc = rows["BTC"]
+    last_btc, last_eth = LAST_PRICES["BTC-USD"], LAST_PRICES["ETH-USD"]
+    assert float(btc["quantity"]) == 1.2 and float(btc["price"]) == float(last_btc)
+    assert float(btc["value"]) == pytest.approx(float(Decimal("1.2") * last_btc), abs=0.005)
+    assert float(btc["cost_basis"]) == pytest.approx(float(btc_cost), abs=0.005)
+    realized = Decimal("0.5") * 1050 - 1 - first_lot_unit * Decimal("0.5")
+    assert float(btc["realized_pnl"]) == pytest.approx(float(realized), abs=0.005)
+    assert float(btc["unrealized_pnl"]) == pytest.approx(
+        float(btc["value"]) - float(btc["cost_basis"]), abs=0.01
+    )
+    assert btc["name"] == "Bitcoin"  # the coin metadata the collector fetched
+    eth = rows["ETH"]  # a bare quantity: valued, with no cost basis or profit
+    assert float(eth["quantity"]) == 3 and float(eth["value"]) == pytest.approx(
+        3 * float(last_eth), abs=0.005
+    )
+    assert eth["cost_basis"] == eth["unrealized_pnl"] == ""
+
+
+def test_value_stat_is_the_sum_of_the_positions(stack):
+    (positions,) = stack.run_all(target_named("portfolio", "Positions"), "1h")
+    total = sum(float(row["value"]) for row in table_rows(positions))
+    for range_name in RANGES:
+        (outcome,) = stack.run_all(target_named("portfolio", "Value"), range_name)
+        assert float(outcome.result.values("_value")[-1]) == pytest.approx(total, abs=0.01), outcome.flux
+
+
+def test_candle_coverage_finds_no_missing_candle(stack):
+    for range_name in RANGES:
+        (outcome,) = stack.run_all(target_named("health", "Candle coverage"), range_name)
+        rows = table_rows(outcome)
+        assert {row["pair"] for row in rows} == set(PAIRS) and {row["interval"] for row in rows} == {"1h"}
+        assert all(row["missing"] == "0" and int(row["stored"]) > 40 for row in rows), rows
+
+
+def test_health_counters_of_the_exchange_the_writer_and_the_portfolio(stack):
+    """The writer's fields ride on the exchange's sample; the valuation's errors are the `portfolio` series."""
+    assert stack.variables("health", "1h")["exchange"].options == ["bitstamp", "portfolio"]
+    (outcome,) = stack.run_all(
+        target_named("health", "Reconnects, errors, rate limits, dropped points, writer restarts"), "1h"
+    )
+    series = set(zip(outcome.result.values("exchange"), outcome.result.values("_field"), strict=True))
+    counters = {"reconnects", "errors", "rate_limited", "dropped_points", "writer_restarts"}
+    assert series == {("bitstamp", name) for name in counters} | {("portfolio", "errors")}, outcome.flux
+
+
+def test_transactions_annotate_the_portfolio(stack):
+    (outcome,) = stack.run_all(target_named("portfolio", "annotation Transactions"), "7d")
+    assert sorted(outcome.result.values("text")) == [
+        "buy 0.25 BTC at 0.95 EUR",
+        "sell 0.5 BTC at 1050 USD",
+        "transfer_out 0.05 BTC",
+    ], outcome.flux
