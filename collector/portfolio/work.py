@@ -78,6 +78,9 @@ class PortfolioWork:
         self.stop = threading.Event()  # set on shutdown: a recompute in progress ends at its next step
         self.errors = 0
         self._timelines: tuple[tuple, dict[str, AssetTimeline]] | None = None  # (valuation inputs, timelines)
+        self._recomputes = (
+            0  # how many recomputes ended: a sample's timelines built across one are not cached
+        )
         self._reported: set[str] = set()
         self._failing: set[str] = set()
         self._store: StoredPrices | None = None
@@ -105,6 +108,7 @@ class PortfolioWork:
             store.close()
             sync.close()
         self._report(result.problems)
+        self._recomputes += 1
         self._timelines = None  # rebuilt by the next sample: a rate missing before may be stored now
         return result
 
@@ -133,9 +137,12 @@ class PortfolioWork:
         if self._timelines is not None and self._timelines[0] == inputs:
             timelines = self._timelines[1]
         else:
+            recomputes = self._recomputes
             timelines, problems = build_timelines(config.holdings, Prices(routes, ClosesAt(self._store)))
             self._report(problems)
-            self._timelines = (inputs, timelines)
+            # built while a recompute ended, they may lack a rate it found: cached, they would undo its reset
+            if recomputes == self._recomputes:
+                self._timelines = (inputs, timelines)
         prices = Prices(routes, LatestPrices(self._store, routes.legs(timelines)))
         valuation = value_at(timelines, prices, time.time_ns(), "live")
         self._report([prices.missing(asset) for asset in valuation.unpriced])

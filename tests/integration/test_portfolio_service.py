@@ -11,10 +11,13 @@ import pytest
 
 from collector.config import Buckets, parse_config
 from collector.portfolio.history import HistoryRecompute, Interrupted
+from collector.portfolio.valuation import build_timelines
+from collector.portfolio.work import PortfolioWork
+from collector.records import Position
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
 from tests.integration.harness import FAST, running, wait_for, write_config
-from tests.integration.valuation_helpers import stored_points
+from tests.integration.valuation_helpers import hourly_candles, seed, stored_points
 from tests.replay.bitstamp import synthetic_candle
 
 HOUR = 3600
@@ -211,3 +214,45 @@ def test_a_removed_asset_leaves_no_live_samples_behind(collector_settings, admin
         )
         assert live_assets() == {"BTC"}
         assert runner.stop() < 10
+
+
+def test_a_sample_taken_across_a_recompute_does_not_keep_the_rates_it_missed(
+    collector_settings, tmp_path, monkeypatch
+):
+    """The live sample caches the lots' costs; a recompute (after a backfill stored the rates) drops that cache.
+    A sample whose costs were built before the rates were stored, and which ends after the recompute, must not
+    put its cache back: every later sample would lack the euro lot's cost basis until the next backfill."""
+    config = parse_config(
+        "exchanges:\n  bitstamp:\n    pairs: [BTC-USD, EUR-USD]\n"
+        "holdings:\n  BTC:\n"
+        "    - {date: 2026-01-01T12:00:00Z, kind: buy, quantity: '2', price: '900', currency: EUR}\n",
+        "p.yml",
+    )
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-01T10:00:00Z", ["40000"] * 4))
+    built, resume = threading.Event(), threading.Event()
+
+    def build_then_wait(*args):
+        timelines = build_timelines(*args)
+        if not built.is_set():  # only the first sample's: built without the rate
+            built.set()
+            assert resume.wait(20), "the test never resumed the sample"
+        return timelines
+
+    monkeypatch.setattr("collector.portfolio.work.build_timelines", build_then_wait)
+    submitted = []
+    work = PortfolioWork(collector_settings, config, submitted.extend)
+    try:
+        first = threading.Thread(target=work.sample)
+        first.start()
+        assert built.wait(20), "the first sample built no timelines"
+        seed(collector_settings, tmp_path, hourly_candles("EUR-USD", "2026-01-01T10:00:00Z", ["1.10"] * 4))
+        work.recompute()
+        resume.set()
+        first.join(20)
+        submitted.clear()
+        work.sample()
+    finally:
+        resume.set()
+        work.close()
+    (position,) = [record for record in submitted if isinstance(record, Position)]
+    assert position.cost_basis == Decimal("1980.00")  # 2 x 900 EUR at 1.10
