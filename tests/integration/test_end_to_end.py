@@ -38,6 +38,8 @@ DASHBOARDS = load_dashboards()
 TARGETS = panel_targets(DASHBOARDS)
 ALERTS = alert_queries()
 
+INTERVALS = {"15m": 900, "1h": HOUR, "1d": DAY}  # backfill intervals the scenario runs with
+HISTORY_S = 9 * DAY  # the replay's candles begin this long before the run
 HEALTH_WINDOW_S = 10  # v.windowPeriod of the health panels in the 1 h view
 # Panels that may rightly show "No data" after this run, per range, and why. Every other panel must draw.
 ONE_EXCHANGE = "one exchange: there is no second price to compare"
@@ -104,7 +106,7 @@ def has_hour(client: InfluxDBClient, org: str, measurement: str, hour_s: int) ->
     return any(record.get_value() for t in client.query_api().query(query, org=org) for record in t.records)
 
 
-def everything_stored(client: InfluxDBClient, org: str, now_hour: int) -> list[str]:
+def everything_stored(client: InfluxDBClient, org: str, interval: str, now_hour: int) -> list[str]:
     """What the dashboards need that is not stored yet (empty when all is)."""
     missing = []
     trades = counts(client, org, "crypto_live", "trade", ("pair", "_field"))
@@ -113,8 +115,8 @@ def everything_stored(client: InfluxDBClient, org: str, now_hour: int) -> list[s
     for pair in PAIRS:
         if trades.get((pair, "price"), 0) < TRADES_PER_PAIR:
             missing.append(f"trades of {pair}")
-        if candles.get((pair, "1h", "close"), 0) < 9 * 24 - 1:
-            missing.append(f"hourly candles of {pair}")
+        if candles.get((pair, interval, "close"), 0) < HISTORY_S // INTERVALS[interval] - 2:
+            missing.append(f"{interval} candles of {pair}")
         if not tickers.get((pair,)):
             missing.append(f"ticker of {pair}")
     if not counts(client, org, "crypto_meta", "asset", ("symbol",)).get(("BTC",)):
@@ -162,24 +164,34 @@ LAST_PRICES = {pair: Decimal(trade_price(pair, TRADES_PER_PAIR - 1)) for pair in
 
 
 def publish_last_hour(replay: BitstampReplay, now_s: int) -> None:
-    """Trades of the last 50 minutes, oldest first, as a feed delivers them."""
+    """Trades of the last 50 minutes up to now, oldest first, as a feed delivers them: the last one is newer
+    than every candle's close, so the live samples value at it."""
     for i in range(TRADES_PER_PAIR):
-        at_us = (now_s - (TRADES_PER_PAIR - i) * 100) * 1_000_000
+        at_us = (now_s - (TRADES_PER_PAIR - 1 - i) * 100) * 1_000_000
         for n, pair in enumerate(PAIRS):
             replay.publish(replay.symbol(pair), trade_price(pair, i), side=i % 2, microtimestamp=at_us + n)
 
 
-@pytest.fixture(scope="module")
-def stack(influx_server, tmp_path_factory):
-    """The collector's run, stopped once everything is stored; read as Grafana reads it."""
+@pytest.fixture(scope="module", params=sorted(INTERVALS))
+def stack(request, influx_server, tmp_path_factory):
+    """The collector's run with a backfill interval, stopped once everything is stored; read as Grafana does."""
     work = tmp_path_factory.mktemp("end-to-end")
     with bootstrapped_organisation(influx_server, work, "e2e") as org, BitstampReplay() as replay:
         now_s = int(time.time())
         now_hour = now_s // HOUR * HOUR
-        replay.candle_start_s = now_hour - 9 * DAY
+        replay.candle_start_s = now_hour - HISTORY_S
+        replay.candle_end_s = (
+            now_hour - 1
+        )  # an hour turning during the run brings no close newer than the trades
         replay.tickers = {replay.symbol(pair): SAMPLE_TICKER for pair in PAIRS}
         path = work / "portfolio.yml"
-        config = write_config(path, replay, pairs=PAIRS, extra=holdings(now_s))
+        config = write_config(
+            path,
+            replay,
+            pairs=PAIRS,
+            extra=holdings(now_s),
+            interval=request.param,
+        )
         with running(path, config, org.collector, work / "spool"):
             for pair in PAIRS:
                 replay.wait_subscribed(replay.symbol(pair))
@@ -187,7 +199,7 @@ def stack(influx_server, tmp_path_factory):
             missing: list[str] = []
 
             def stored() -> bool:
-                missing[:] = everything_stored(org.admin, org.name, now_hour)
+                missing[:] = everything_stored(org.admin, org.name, request.param, now_hour)
                 return not missing
 
             try:
@@ -196,6 +208,7 @@ def stack(influx_server, tmp_path_factory):
                 raise AssertionError(f"{timeout}; still missing: {missing}") from None
         stack = Stack(influx_server.url, org.name, org.grafana_token, int(time.time()) + 1, DASHBOARDS)
         stack.started_hour = now_hour  # the lots' dates are counted from it
+        stack.interval = request.param
         yield stack
 
 
@@ -249,7 +262,9 @@ def test_positions_table_shows_the_ledger_valued_at_the_last_trade(stack):
     (outcome,) = stack.run_all(target_named("portfolio", "Positions"), "1h")
     rows = {row["asset"]: row for row in table_rows(outcome)}
     assert set(rows) == {"BTC", "ETH"}, outcome.flux
-    eur_usd = Decimal(synthetic_candle("eurusd", stack.started_hour - DAY - HOUR)["close"])
+    step = INTERVALS[stack.interval]
+    bought = stack.started_hour - DAY
+    eur_usd = Decimal(synthetic_candle("eurusd", bought // step * step - step)["close"])  # closed by then
     first_lot_unit = (Decimal("1.5") * 900 + 2) / Decimal("1.5")
     btc_cost = first_lot_unit * Decimal("0.95") + Decimal("0.25") * Decimal("0.95") * eur_usd
     btc = rows["BTC"]
@@ -282,8 +297,10 @@ def test_candle_coverage_finds_no_missing_candle(stack):
     for range_name in RANGES:
         (outcome,) = stack.run_all(target_named("health", "Candle coverage"), range_name)
         rows = table_rows(outcome)
-        assert {row["pair"] for row in rows} == set(PAIRS) and {row["interval"] for row in rows} == {"1h"}
-        assert all(row["missing"] == "0" and int(row["stored"]) > 40 for row in rows), rows
+        assert {row["pair"] for row in rows} == set(PAIRS)
+        assert {row["interval"] for row in rows} == {stack.interval}
+        least = 2 * DAY // INTERVALS[stack.interval] - 1  # the panel covers at least 2 days
+        assert all(row["missing"] == "0" and int(row["stored"]) >= least for row in rows), rows
 
 
 def test_health_counters_of_the_exchange_the_writer_and_the_portfolio(stack):
