@@ -172,6 +172,15 @@ def publish_last_hour(replay: BitstampReplay, now_s: int) -> None:
             replay.publish(replay.symbol(pair), trade_price(pair, i), side=i % 2, microtimestamp=at_us + n)
 
 
+class CollectedStack(Stack):
+    """The stored run, with what the expected figures are counted from."""
+
+    def __init__(self, *stack, started_hour: int, interval: str):
+        super().__init__(*stack)
+        self.started_hour = started_hour  # the hour the run began: the lots' dates are counted from it
+        self.interval = interval  # the backfill interval the collector ran with
+
+
 @pytest.fixture(scope="module", params=sorted(INTERVALS))
 def stack(request, influx_server, tmp_path_factory):
     """The collector's run with a backfill interval, stopped once everything is stored; read as Grafana does."""
@@ -180,18 +189,11 @@ def stack(request, influx_server, tmp_path_factory):
         now_s = int(time.time())
         now_hour = now_s // HOUR * HOUR
         replay.candle_start_s = now_hour - HISTORY_S
-        replay.candle_end_s = (
-            now_hour - 1
-        )  # an hour turning during the run brings no close newer than the trades
+        # an hour turning during the run brings no close newer than the trades
+        replay.candle_end_s = now_hour - 1
         replay.tickers = {replay.symbol(pair): SAMPLE_TICKER for pair in PAIRS}
         path = work / "portfolio.yml"
-        config = write_config(
-            path,
-            replay,
-            pairs=PAIRS,
-            extra=holdings(now_s),
-            interval=request.param,
-        )
+        config = write_config(path, replay, pairs=PAIRS, extra=holdings(now_s), interval=request.param)
         with running(path, config, org.collector, work / "spool"):
             for pair in PAIRS:
                 replay.wait_subscribed(replay.symbol(pair))
@@ -206,10 +208,16 @@ def stack(request, influx_server, tmp_path_factory):
                 wait_for(stored, timeout=120, what="everything the dashboards read")
             except AssertionError as timeout:
                 raise AssertionError(f"{timeout}; still missing: {missing}") from None
-        stack = Stack(influx_server.url, org.name, org.grafana_token, int(time.time()) + 1, DASHBOARDS)
-        stack.started_hour = now_hour  # the lots' dates are counted from it
-        stack.interval = request.param
-        yield stack
+        stored_by = int(time.time()) + 1  # the views end here, after the last point
+        yield CollectedStack(
+            influx_server.url,
+            org.name,
+            org.grafana_token,
+            stored_by,
+            DASHBOARDS,
+            started_hour=now_hour,
+            interval=request.param,
+        )
 
 
 @pytest.mark.parametrize("range_name", RANGES)
