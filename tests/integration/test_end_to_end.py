@@ -133,13 +133,15 @@ def everything_stored(client: InfluxDBClient, org: str, interval: str, now_hour:
     live = counts(client, org, "crypto_live", "position", ("asset",))
     if not (live.get(("BTC",)) and live.get(("ETH",))):
         missing.append("live position samples")
-    if not counts(client, org, "crypto_live", "portfolio", ()):
-        missing.append("live portfolio samples")
+    if not counts(client, org, "crypto_live", "portfolio", ("_field",)).get(("cost_basis",)):
+        missing.append("live portfolio samples with the euro lot's cost (after the backfill stored its rate)")
     transactions = counts(client, org, "crypto_meta", "transaction", ("asset", "kind", "_field"))
-    if (
-        transactions.get(("BTC", "buy", "quantity")) != 2
-        or transactions.get(("BTC", "sell", "quantity")) != 1
-    ):
+    expected = {
+        ("BTC", "buy", "quantity"): 2,
+        ("BTC", "sell", "quantity"): 1,
+        ("BTC", "transfer_out", "quantity"): 1,
+    }
+    if any(transactions.get(key) != number for key, number in expected.items()):
         missing.append(f"transactions (have {transactions})")
     return missing
 
