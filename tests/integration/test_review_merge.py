@@ -2,16 +2,23 @@
 
 import logging
 import threading
+import time
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 
-from collector.config import Buckets
+from collector.config import Buckets, Pair
+from collector.portfolio.work import PortfolioWork
+from collector.records import Candle
 from collector.service import Collector
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer
 from tests.integration.harness import FAST, RunningCollector, wait_for, write_config
 from tests.integration.test_writer_failures import break_writes, probe_lines
+from tests.integration.valuation_helpers import seed
+
+BTC_USD = Pair.parse("BTC-USD")
 
 
 def flush_in_thread(writer: Writer, timeout_s: float) -> tuple[threading.Thread, dict]:
@@ -93,3 +100,21 @@ def test_sigterm_while_a_recompute_waits_in_flush_neither_stalls_the_stop_nor_cr
         took = runner.stop()
     stalled = [r.getMessage() for r in caplog.records if "still running after the stop" in r.getMessage()]
     assert stalled == [], f"the stop took {took:.1f} s and said: {stalled}"
+
+
+def test_live_samples_follow_an_edit_of_the_candle_interval(collector_settings, replay, tmp_path):
+    now = int(time.time()) // 3600 * 3600
+    hourly = Candle("bitstamp", BTC_USD, 3600, now - 2 * 3600, *[Decimal("100")] * 4, Decimal(1))
+    daily = Candle("bitstamp", BTC_USD, 86400, now - 3 * 86400, *[Decimal("200")] * 4, Decimal(1))
+    seed(collector_settings, tmp_path, [hourly, daily])
+    holdings = 'holdings:\n  BTC: "1"\n'
+    path = tmp_path / "portfolio.yml"
+    before = write_config(path, replay, extra=holdings, interval="1h")
+    after = write_config(path, replay, extra=holdings, interval="1d")
+    work = PortfolioWork(collector_settings, before, submit=lambda records: None)
+    try:
+        assert work.sample().positions[0].price == Decimal("100")  # the 1 h candle's close
+        assert work.configure(after)  # a new interval: history is recomputed with 1 d candles
+        assert work.sample().positions[0].price == Decimal("200")  # so are the live samples
+    finally:
+        work.close()
