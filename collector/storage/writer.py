@@ -109,9 +109,7 @@ class Writer:
         with self._round_done:
             target, undelivered = self._to_settle, self._undelivered
 
-            def given_up() -> (
-                bool
-            ):  # closing, dead, or a write failed for good since the call: no point waiting
+            def given_up() -> bool:  # closing, dead, or a write failed for good since the call
                 return self._closing.is_set() or self.failed.is_set() or self._undelivered > undelivered
 
             # lines settle in about the order they were accepted (the spool replays oldest first and newer lines
@@ -278,9 +276,8 @@ class Writer:
         now = time.monotonic()
         if now >= self._adopt_at:
             self._adopt_at = now + ADOPT_S
-            before = self.spool.points
-            if self.spool.adopt_guests():
-                self._count_to_settle(self.spool.points - before)  # older points, now ahead of flush()'s
+            if adopted := self.spool.adopt_guests():  # not the spool's growth: producers may spill meanwhile
+                self._count_to_settle(adopted)  # older points, now ahead of flush()'s
                 self.stats.spool_points = self.spool.points
         if self.spool and now >= self._replay_at:
             self._replay()

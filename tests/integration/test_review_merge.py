@@ -118,3 +118,31 @@ def test_live_samples_follow_an_edit_of_the_candle_interval(collector_settings, 
         assert work.sample().positions[0].price == Decimal("200")  # so are the live samples
     finally:
         work.close()
+
+
+def test_points_spilled_while_a_guest_is_adopted_are_not_counted_twice_by_flush(collector_settings, tmp_path):
+    """The writer counts an adoption as the growth of the spool around adopt_guests(); points a producer spills
+    into the spool meanwhile (a full queue) were already counted when they were submitted: counted again, flush()
+    waits for points that do not exist and times out on an idle writer."""
+    owner = Spool(tmp_path / "spool")
+    guest = Spool(tmp_path / "spool")  # another lock on the same directory: a guest, as a second process gets
+    guest.append("meta", probe_lines("guest", 3))
+    guest.close()
+    options = replace(FAST.writer, queue_limit=10, batch_size=5)
+    writer = Writer(collector_settings, Buckets(), owner, options)
+    real_adopt = owner.adopt_guests
+
+    def adopt_while_a_producer_overflows() -> int:
+        adopted = real_adopt()
+        if adopted:
+            for line in probe_lines("overflow", 20):  # 10 fit in memory, 10 spill into the spool
+                writer.submit_line("meta", line)
+        return adopted
+
+    owner.adopt_guests = adopt_while_a_producer_overflows
+    writer.start()
+    try:
+        wait_for(lambda: writer.stats.written_points == 23, timeout=30, what="every point written")
+        assert writer.flush(10), "flush() waits for points counted twice"
+    finally:
+        writer.close()
