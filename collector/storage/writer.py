@@ -361,7 +361,8 @@ class Writer:
             self._pulse.progressed()
 
     def _count_dropped(self, points: int) -> None:
-        self.stats.dropped_points += points
+        with self._round_done:  # producers drop too (unencodable, full disk): no increment lost to a race
+            self.stats.dropped_points += points
 
     def _drop(self, failure: Failure, points: int) -> None:
         """A batch InfluxDB refused for good: all of it, or (a partial write) the points it says it refused."""
