@@ -14,6 +14,7 @@ from collector.records import Candle
 from collector.service import Collector
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer
+from tests.influxd import ROOT
 from tests.integration.harness import FAST, RunningCollector, wait_for, write_config
 from tests.integration.test_writer_failures import InjectedFault, break_writes, probe_lines
 from tests.integration.valuation_helpers import seed
@@ -180,3 +181,17 @@ def test_a_restart_between_replaying_a_segment_and_removing_it_does_not_fool_flu
         assert not writer.flush(5), "flush() says 3 points are stored while InfluxDB is down"
     finally:
         writer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: write_errors and connected are written every 10 s (issue 6: health that shows hidden loss) but "
+    "no dashboard panel or alert reads them: failed writes during a database outage and a disconnected feed are "
+    "invisible in Grafana",
+)
+def test_the_hidden_loss_fields_of_issue_6_are_on_the_data_health_dashboard():
+    shown = (ROOT / "grafana" / "dashboards" / "health.json").read_text()
+    # dropped points, write errors, rate-limited responses, connection state (the age of the last message is
+    # shown per pair, as the last trade's age)
+    fields = ["dropped_points", "write_errors", "rate_limited", "connected"]
+    assert [name for name in fields if f'\\"{name}\\"' not in shown] == []
