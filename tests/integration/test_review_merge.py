@@ -4,6 +4,7 @@ import logging
 import threading
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -15,11 +16,13 @@ from collector.service import Collector
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer
 from tests.influxd import ROOT
-from tests.integration.harness import FAST, RunningCollector, wait_for, write_config
+from tests.integration.harness import FAST, RunningCollector, running, wait_for, write_config
 from tests.integration.test_writer_failures import InjectedFault, break_writes, probe_lines
-from tests.integration.valuation_helpers import seed
+from tests.integration.valuation_helpers import seed, stored_points
+from tests.replay.bitstamp import synthetic_candle
 
 BTC_USD = Pair.parse("BTC-USD")
+HOUR = 3600
 
 
 def flush_in_thread(writer: Writer, timeout_s: float) -> tuple[threading.Thread, dict]:
@@ -195,3 +198,66 @@ def test_the_hidden_loss_fields_of_issue_6_are_on_the_data_health_dashboard():
     # shown per pair, as the last trade's age)
     fields = ["dropped_points", "write_errors", "rate_limited", "connected"]
     assert [name for name in fields if f'\\"{name}\\"' not in shown] == []
+
+
+def test_a_reload_adding_a_pair_and_its_holding_during_a_hand_over_values_the_new_asset(
+    collector_settings, admin_client, replay, tmp_path
+):
+    """One edit adds ETH-USD and an ETH lot while a reconnect hand-over waits for its acknowledgements: the pair
+    ends up on the new connection, and the ETH history is valued from the ETH candles backfilled after the edit
+    (the recompute the edit asks for runs before that backfill; the one after it must bring the values)."""
+    org = collector_settings.org
+    wait_for(lambda: time.time() % HOUR < HOUR - 90, timeout=95, what="not the last minutes of an hour")
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 6 * HOUR
+    path = tmp_path / "portfolio.yml"
+    config = write_config(path, replay, extra=lots(("BTC", "2", now_hour - 4 * HOUR)))
+    with running(path, config, collector_settings, tmp_path / "spool") as runner:
+        wait_for(
+            lambda: history_values(admin_client, org, "BTC"), what="BTC history after the first backfill"
+        )
+        replay.wait_subscribed("btcusd")
+        replay.hold_acks()
+        replay.request_reconnect()
+        wait_for(lambda: (2, "bts:subscribe", "live_trades_btcusd") in replay.subscribe_log, what="hand-over")
+        write_config(
+            path,
+            replay,
+            pairs=("BTC-USD", "ETH-USD"),
+            extra=lots(("BTC", "2", now_hour - 4 * HOUR), ("ETH", "10", now_hour - 3 * HOUR)),
+        )
+        wait_for(
+            lambda: runner.collector.portfolio.config.holdings.assets.keys() == {"BTC", "ETH"}, what="reload"
+        )
+        replay.release_acks()
+        expected = {
+            hour: 10 * float(Decimal(synthetic_candle("ethusd", hour - HOUR)["close"]))
+            for hour in range(now_hour - 3 * HOUR, now_hour + HOUR, HOUR)
+        }
+        wait_for(
+            lambda: history_values(admin_client, org, "ETH") == expected,
+            timeout=30,
+            what="the ETH history valued from its backfilled candles",
+        )
+        wait_for(
+            lambda: replay.subscribed_on(2) == {"live_trades_btcusd", "live_trades_ethusd"}, what="ETH live"
+        )
+        assert runner.stop() < 10
+
+
+def lots(*holdings: tuple[str, str, int]) -> str:
+    text = "holdings:\n"
+    for asset, quantity, bought_s in holdings:
+        day = datetime.fromtimestamp(bought_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        text += f"  {asset}:\n    - {{date: {day}, kind: buy, quantity: '{quantity}', price: '1000'}}\n"
+    return text + "valuation:\n  live_every: 1s\n"
+
+
+def history_values(client, org: str, asset: str) -> dict:
+    return {
+        int(datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()): fields.get(
+            "value"
+        )
+        for (name, moment), fields in stored_points(client, org, "position").items()
+        if name == asset
+    }
