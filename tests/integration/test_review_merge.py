@@ -261,3 +261,66 @@ def history_values(client, org: str, asset: str) -> dict:
         for (name, moment), fields in stored_points(client, org, "position").items()
         if name == asset
     }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a recompute runs even when flush() did not settle, and deletes the live samples an edit made "
+    "wrong once and for all (_stale_live consumed): samples still waiting in the spool are replayed after the "
+    "delete and stay",
+)
+def test_live_samples_of_a_removed_asset_waiting_in_the_spool_do_not_outlive_the_edit(
+    collector_settings, admin_client, replay, tmp_path, outage
+):
+    org = collector_settings.org
+    path = tmp_path / "portfolio.yml"
+    config = write_config(
+        path, replay, extra='holdings:\n  BTC: "1"\n  ETH: "2"\nvaluation:\n  live_every: 1s\n'
+    )
+    # a live sample taken before the edit, spooled while InfluxDB was away
+    sample_s = int(time.time()) - 60
+    seed = Spool(tmp_path / "spool")
+    seed.append("live", [f"position,asset=ETH quantity=2 {sample_s}000000000"])
+    seed.close()
+    outage.stop()
+    options = replace(
+        FAST,
+        flush_before_recompute_s=0.05,  # the spool is replayed late: flush() does not settle meanwhile
+        recompute_retry_s=0.2,
+        recompute_retry_max_s=0.5,
+        writer=replace(FAST.writer, backoff_s=20, max_backoff_s=30),
+    )
+    collector = Collector(path, config, collector_settings, tmp_path / "spool", options)
+    with_stop = RunningCollector(collector).start()
+    try:
+        wait_for(
+            lambda: collector.writer.stats.write_errors,
+            timeout=30,
+            what="a failed replay: the next comes late",
+        )
+        outage.start()
+        write_config(
+            path, replay, extra='holdings:\n  BTC: "1"\nvaluation:\n  live_every: 1s\n'
+        )  # ETH sold off
+        wait_for(
+            lambda: (
+                "ETH" not in collector.portfolio.config.holdings.assets
+                and not collector.portfolio._stale_live
+            ),
+            timeout=30,
+            what="the edit applied and its stale live samples deleted",
+        )
+        assert collector.writer.spool, "the spool was replayed before the delete: the scenario did not happen"
+        wait_for(
+            lambda: not collector.writer.spool and "history recompute" not in collector.portfolio._failing,
+            timeout=60,
+            what="the spool replayed and a recompute after it",
+        )
+        eth = [
+            key
+            for key in stored_points(admin_client, org, "position", bucket="crypto_live")
+            if key[0] == "ETH"
+        ]
+        assert eth == [], "live samples of ETH, no longer held, are stored after the edit"
+    finally:
+        with_stop.stop()
