@@ -408,3 +408,29 @@ def test_an_edit_of_the_candle_interval_keeps_the_history_valued(
             timeout=30,
             what="the history valued from daily candles",
         )
+
+
+def test_a_stop_during_a_steady_stream_of_messages_always_ends_the_run(collector_settings, replay, tmp_path):
+    path = tmp_path / "portfolio.yml"
+    config = write_config(path, replay)
+    flooding = threading.Event()
+
+    def flood():
+        while flooding.is_set():
+            replay.send_raw('{"event": "bts:heartbeat", "channel": "", "data": {}}')
+
+    for attempt in range(8):
+        runner = RunningCollector(
+            Collector(path, config, collector_settings, tmp_path / f"spool{attempt}", FAST)
+        )
+        runner.start()
+        replay.wait_subscribed("btcusd", connections=1)
+        flooding.set()
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            took = runner.stop(timeout=12)
+        finally:
+            flooding.clear()
+            flooder.join(5)
+        assert took < 10, f"stop {attempt} took {took:.1f} s"
