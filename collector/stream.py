@@ -202,13 +202,15 @@ class TradeStream:
     async def _receive(self, link: Link):
         conn = link.conn
         while True:
-            try:
-                return await asyncio.wait_for(conn.recv(), self.exchange.silence_s)
+            try:  # asyncio.timeout, not wait_for: in Python 3.11 wait_for loses a cancel that lands as a message does
+                async with asyncio.timeout(self.exchange.silence_s):
+                    return await conn.recv()
             except TimeoutError:
                 pass
             try:  # silence: a quiet pair or a dead connection? The pong tells.
                 pong = await conn.ping()
-                await asyncio.wait_for(pong, self.options.pong_timeout_s)
+                async with asyncio.timeout(self.options.pong_timeout_s):
+                    await pong
                 link.alive_s = time.time()
             except TimeoutError as exc:
                 raise ConnectionLost(f"no message for {self.exchange.silence_s:.0f} s and no pong") from exc
@@ -236,7 +238,9 @@ class TradeStream:
             while new.subscribed != new.requested and time.monotonic() < deadline:
                 timeout = max(0.01, deadline - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    parsed = self._handle(await asyncio.wait_for(new.conn.recv(), timeout), new)
+                    async with asyncio.timeout(timeout):
+                        message = await new.conn.recv()
+                    parsed = self._handle(message, new)
                     again = again or (parsed is not None and parsed.reconnect_requested)
             await asyncio.sleep(self.options.drain_s)  # let the old connection deliver what it still has
         except BaseException:

@@ -128,7 +128,9 @@ class PortfolioWork:
         config = self.config  # one configuration for the whole sample, even if a reload lands meanwhile
         if not config.holdings.assets:
             return None
-        if self._store is None:
+        if self._store is None or self._store.interval_s != config.backfill.interval_s:
+            if self._store is not None:  # an edit changed the candle interval: closes are read in the new one
+                self._store.close()
             self._store = StoredPrices(
                 self.settings, config.buckets, config.backfill.interval_s, SERVICE_QUERY_TIMEOUT_S
             )

@@ -122,7 +122,7 @@ class Spool:
             self._points -= self._segments.pop(path)
 
     def adopt_guests(self) -> int:
-        """Move the segments of guests that have ended into this spool; returns how many were adopted."""
+        """Move the segments of guests that have ended into this spool; returns how many points were adopted."""
         guests = self.root / GUESTS
         if self.is_guest or not guests.is_dir():
             return 0
@@ -181,10 +181,12 @@ class Spool:
 
     def _adopt(self, guest: Path) -> int:
         segments = sorted(path for path in guest.iterdir() if SEGMENT.match(path.name))
+        points = 0
         with self._lock:
             for segment in segments:
                 target = self._next_path(segment.name.split(".", 1)[1].removesuffix(SUFFIX))
                 segment.rename(target)
+                points += _points_in(target)
                 self._add(target, _points_in(target))
             _fsync_dir(self.directory)
         for leftover in guest.glob("*.tmp"):
@@ -193,7 +195,7 @@ class Spool:
         _remove_empty_dir(guest)
         if segments:
             log.info("adopted %d spooled batches of an ended collector process from %s", len(segments), guest)
-        return len(segments)
+        return points
 
     def _set_aside(self, path: Path, exc: Exception) -> None:
         target = self.root / UNREADABLE / f"{time.time_ns()}-{os.getpid()}-{path.name}"

@@ -104,13 +104,13 @@ class Writer:
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything submitted before this call is in InfluxDB (or dropped), so a reader sees it: out of
         the queue and out of the spool. False if that took longer than `timeout_s`, a write failed meanwhile even
-        after the quick retries (what failed waits in the spool; a retry that succeeds is no failure) or the writer
-        is closing."""
+        after the quick retries (what failed waits in the spool; a retry that succeeds is no failure), the writer
+        is closing or it has failed for good."""
         with self._round_done:
             target, undelivered = self._to_settle, self._undelivered
 
-            def given_up() -> bool:  # closing, or a write failed for good since the call: no point waiting
-                return self._closing.is_set() or self._undelivered > undelivered
+            def given_up() -> bool:  # closing, dead, or a write failed for good since the call
+                return self._closing.is_set() or self.failed.is_set() or self._undelivered > undelivered
 
             # lines settle in about the order they were accepted (the spool replays oldest first and newer lines
             # queue behind it; only a full in-memory queue lets newer lines overtake), so once as many are settled
@@ -200,6 +200,7 @@ class Writer:
                     )
                     self._pulse.set(heartbeat.DEAD, self._pulse.error)
                     self.failed.set()
+                    self._end_round()  # a flush() waiting now gives up: nothing more will be written
                     if self.on_failed:
                         self.on_failed()
                     return
@@ -275,9 +276,8 @@ class Writer:
         now = time.monotonic()
         if now >= self._adopt_at:
             self._adopt_at = now + ADOPT_S
-            before = self.spool.points
-            if self.spool.adopt_guests():
-                self._count_to_settle(self.spool.points - before)  # older points, now ahead of flush()'s
+            if adopted := self.spool.adopt_guests():  # not the spool's growth: producers may spill meanwhile
+                self._count_to_settle(adopted)  # older points, now ahead of flush()'s
                 self.stats.spool_points = self.spool.points
         if self.spool and now >= self._replay_at:
             self._replay()
@@ -361,7 +361,8 @@ class Writer:
             self._pulse.progressed()
 
     def _count_dropped(self, points: int) -> None:
-        self.stats.dropped_points += points
+        with self._round_done:  # producers drop too (unencodable, full disk): no increment lost to a race
+            self.stats.dropped_points += points
 
     def _drop(self, failure: Failure, points: int) -> None:
         """A batch InfluxDB refused for good: all of it, or (a partial write) the points it says it refused."""
