@@ -256,9 +256,16 @@ class Collector:
         started = time.monotonic()
         self.stop.set()  # every wait on an exchange ends now
         self.portfolio.stop.set()  # a recompute thread ends at its next step
+        self.writer.release_flushes()  # ...and one waiting for the writer returns now, not at its close
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a task that ignored its cancel must not keep the writer from closing
+            done, pending = await asyncio.wait(list(self._tasks), timeout=self.options.producers_stop_s + 1.0)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # seen: each task logs its own failures
+            for task in pending:
+                log.error("%s did not stop in time; closing the writer anyway", task.get_coro().__qualname__)
         for runtime in self.exchanges.values():
             runtime.http.close()
         remaining = max(1.0, self.options.shutdown_s - (time.monotonic() - started))

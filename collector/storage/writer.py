@@ -74,6 +74,7 @@ class Writer:
         self._to_settle = spool.points
         self._undelivered = 0  # writes failed for good (after quick retries): their points wait in the spool
         self._round_done = threading.Condition()
+        self._flushes_released = threading.Event()
         # which of close() and the writer thread spools what is left and lets go of the spool: the last to end
         self._end_lock = threading.Lock()
         self._ended = False  # the writer thread has ended
@@ -109,8 +110,9 @@ class Writer:
         with self._round_done:
             target, undelivered = self._to_settle, self._undelivered
 
-            def given_up() -> bool:  # closing, dead, or a write failed for good since the call
-                return self._closing.is_set() or self.failed.is_set() or self._undelivered > undelivered
+            def given_up() -> bool:  # stopping, dead, or a write failed for good since the call
+                stopping = self._closing.is_set() or self._flushes_released.is_set()
+                return stopping or self.failed.is_set() or self._undelivered > undelivered
 
             # lines settle in about the order they were accepted (the spool replays oldest first and newer lines
             # queue behind it; only a full in-memory queue lets newer lines overtake), so once as many are settled
@@ -118,6 +120,13 @@ class Writer:
             # stream of newer points
             done = self._round_done.wait_for(lambda: given_up() or self._settled() >= target, timeout_s)
             return done and not given_up()
+
+    def release_flushes(self) -> None:
+        """A stop is under way: every flush() waiting now, or called later, returns False at once (close() comes
+        after the producers have ended, and one of them may be waiting in flush())."""
+        self._flushes_released.set()
+        with self._round_done:
+            self._round_done.notify_all()
 
     def _count_to_settle(self, lines: int) -> None:
         with self._round_done:
@@ -250,7 +259,8 @@ class Writer:
         while attempt < attempts:
             attempt += 1
             try:
-                self._write(kind, lines, len(lines))
+                self._write(kind, lines)
+                self.stats.written_points += len(lines)
                 return True
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
@@ -286,8 +296,9 @@ class Writer:
         while not self._closing.is_set() and (oldest := self.spool.oldest()) is not None:
             path, kind, lines = oldest
             points = self.spool.points_in(path)
+            written = points
             try:
-                self._write(kind, lines, points)
+                self._write(kind, lines)
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
                 failure = classify(exc)
                 if failure.outcome != DROP:
@@ -299,7 +310,10 @@ class Writer:
                     self._replay_at = time.monotonic() + min(wait, self.options.max_backoff_s)
                     break
                 self._drop(failure, points)
+                written = 0
             self.spool.remove(path)
+            # counted once removed: a writer that fails in between replays the segment again after its restart
+            self.stats.written_points += written
             self.stats.spool_points = self.spool.points
             self._pulse.beat()
         self.stats.spool_points = self.spool.points
@@ -308,7 +322,7 @@ class Writer:
             if self._failure_log.recovered():
                 log.info("InfluxDB takes writes again; the spool is empty")
 
-    def _write(self, kind: str, lines: list[str], points: int) -> None:
+    def _write(self, kind: str, lines: list[str]) -> None:
         timeout_s = min(self.options.timeout_s, self._deadline - CLOSE_RESERVE_S - time.monotonic())
         if timeout_s < 0.1:
             raise OutOfTime()
@@ -323,7 +337,6 @@ class Writer:
         else:
             self._write_api.write(**request, write_precision=WritePrecision.NS)
         self.stats.write_latency_ms = (time.monotonic() - started) * 1000
-        self.stats.written_points += points
         self._pulse.progressed()
 
     def _use_fresh_token(self) -> bool:

@@ -74,11 +74,6 @@ def test_flush_given_up_by_a_writer_failing_while_it_waits(collector_settings, t
     writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a recompute waiting in writer.flush() at SIGTERM holds the stop for producers_stop_s and "
-    "logs a false loss (flush ends only at writer.close, after every task)",
-)
 def test_sigterm_while_a_recompute_waits_in_flush_neither_stalls_the_stop_nor_cries_loss(
     collector_settings, replay, tmp_path, outage, caplog
 ):
@@ -156,11 +151,6 @@ def test_points_spilled_while_a_guest_is_adopted_are_not_counted_twice_by_flush(
         writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a writer that fails after a spool segment is written, before it is removed, replays it again "
-    "after its restart and counts its points as settled twice: every later flush() returns too early",
-)
 def test_a_restart_between_replaying_a_segment_and_removing_it_does_not_fool_flush(
     collector_settings, tmp_path, outage
 ):
