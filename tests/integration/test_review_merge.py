@@ -372,12 +372,6 @@ def test_hours_beyond_the_history_retention_are_not_rewritten_by_every_recompute
         sync.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: an edit of backfill.interval recomputes the history at once, but candles of the new interval "
-    "are only backfilled at the next scheduled round (up to `every`, 12 h): meanwhile every hour's value is "
-    "deleted as unknown",
-)
 def test_an_edit_of_the_candle_interval_keeps_the_history_valued(
     collector_settings, admin_client, replay, tmp_path
 ):
