@@ -267,12 +267,6 @@ def history_values(client, org: str, asset: str) -> dict:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a recompute runs even when flush() did not settle, and deletes the live samples an edit made "
-    "wrong once and for all (_stale_live consumed): samples still waiting in the spool are replayed after the "
-    "delete and stay",
-)
 def test_live_samples_of_a_removed_asset_waiting_in_the_spool_do_not_outlive_the_edit(
     collector_settings, admin_client, replay, tmp_path, outage
 ):
