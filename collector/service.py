@@ -50,7 +50,8 @@ class ExchangeRuntime:
     health: ExchangeHealth
     stream: TradeStream | None = None
     task: asyncio.Task | None = None
-    last_candle_s: dict[Pair, int] = field(default_factory=dict)
+    # (pair, interval) -> open of the last candle stored: after an interval edit the new one starts afresh
+    last_candle_s: dict[tuple[Pair, int], int] = field(default_factory=dict)
     # (pair, interval) -> (from, until): a walk found no candle in that span; a pair with no data yet is not
     # walked from `since` again every round (from 2011 in 1 m candles, thousands of empty pages)
     empty_history: dict[tuple[Pair, int], tuple[int, int]] = field(default_factory=dict)
@@ -115,7 +116,7 @@ class Collector:
                 runtime.empty_history[(pair, interval)] = (walked_from, result.empty_until_s)
             runtime.health.skipped_rows(log, f"{runtime.adapter.name} {pair} ohlc", result.bad_rows)
             if result.last_open_s is not None:
-                runtime.last_candle_s[pair] = result.last_open_s
+                runtime.last_candle_s[(pair, interval)] = result.last_open_s
                 runtime.health.backfill_lag_s = max(0.0, time.time() - (result.last_open_s + 2 * interval))
             results.append(result)
         return results
@@ -123,7 +124,7 @@ class Collector:
     def _last_stored_candle(
         self, runtime: ExchangeRuntime, pair: Pair, interval: int, since: int
     ) -> int | None:
-        remembered = runtime.last_candle_s.get(pair)
+        remembered = runtime.last_candle_s.get((pair, interval))
         try:  # a stop does not wait for a slow database either
             stored = self.stop.call(
                 self.reader.last_candle_open_s, runtime.adapter.name, pair, interval, since
@@ -331,7 +332,7 @@ class Collector:
             # points submitted earlier (candles just backfilled, history points waiting in the spool) must be
             # stored first: read too early they leave gaps, replayed after the recompute they bring back stale hours
             settled = await self._blocking(self.writer.flush, self.options.flush_before_recompute_s)
-            await self._blocking(self.portfolio.recompute)
+            await self._blocking(self.portfolio.recompute, settled)
         except Interrupted:
             log.info("portfolio history recompute stopped")
             return True
@@ -389,6 +390,7 @@ class Collector:
 
     async def _apply(self, new: Config) -> None:
         old, self.config = self.config, new
+        interval_changed = new.backfill.interval_s != old.backfill.interval_s
         if new.buckets != old.buckets:
             log.warning("bucket names changed in %s: they take effect after a restart", self.config_path)
             self.config = replace(new, buckets=old.buckets)
@@ -419,9 +421,12 @@ class Collector:
                     ", ".join(map(str, added)) or "none",
                     ", ".join(map(str, removed)) or "none",
                 )
-            if added:
+            if interval_changed:  # candles of the new interval: a backfill of every pair, then its recompute
+                self._spawn(self._refresh(runtime, exchange.pairs))
+            elif added:
                 self._spawn(self._refresh(runtime, added))
-        if self.portfolio.configure(self.config):
+        # after an interval edit the refreshes recompute: one now would find no candle of it and blank the history
+        if self.portfolio.configure(self.config) and not (interval_changed and self.exchanges):
             self._request_history()
         log.info("configuration reloaded from %s", self.config_path)
 

@@ -73,6 +73,10 @@ def transaction_records(config: Config) -> list[Transaction]:
     return records
 
 
+# points reach InfluxDB a while after they are computed: an hour at the retention's edge is left out before then
+WRITE_MARGIN_NS = 60 * NS
+
+
 class HistoryRecompute:
     """Brings the stored hourly history and transaction points in line with the configuration."""
 
@@ -104,6 +108,12 @@ class HistoryRecompute:
         stop = now_ns - now_ns % HOUR_NS + HOUR_NS  # up to the current whole hour, included
         # stored points before the (new) first hour are stale too: the span starts at the earliest of both
         known = [t for t in (start, self.sync.first_ns("history", VALUATIONS)) if t is not None]
+        retention = self.sync.retention_ns("history")
+        if retention and known:
+            # InfluxDB refuses hours beyond the bucket's retention (422): written, every recompute would retry them
+            kept = -(-(now_ns - retention + WRITE_MARGIN_NS) // HOUR_NS) * HOUR_NS
+            start = max(start, kept) if start is not None else None
+            known = [max(t, kept) for t in known]
         hours = SyncResult()
         if known:
             begin = min(known) - min(known) % HOUR_NS

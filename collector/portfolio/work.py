@@ -86,6 +86,10 @@ class PortfolioWork:
         self._store: StoredPrices | None = None
         # asset (or TOTAL) -> since when edits made its live samples wrong; the next recompute deletes them
         self._stale_live: dict[str | None, int] = {}
+        # deleted already, but samples taken before the edit may still wait in the writer's spool and be replayed
+        # after the delete: asset (or TOTAL) -> (from, until) of that delete, done again by every recompute until
+        # one runs after a settled flush (not up to its own moment: samples taken since are the new holdings')
+        self._stale_live_deleted: dict[str | None, tuple[int, int]] = {}
 
     def configure(self, config: Config) -> bool:
         """Take a new configuration; True when the history must be recomputed."""
@@ -95,7 +99,8 @@ class PortfolioWork:
         self.config = config
         return changed
 
-    def recompute(self) -> HistoryResult:
+    def recompute(self, settled: bool = True) -> HistoryResult:
+        """`settled`: every point submitted before this recompute is stored (no stale sample can come back)."""
         config = self.config
         store = StoredPrices(
             self.settings, config.buckets, config.backfill.interval_s, SERVICE_QUERY_TIMEOUT_S
@@ -107,6 +112,8 @@ class PortfolioWork:
         finally:
             store.close()
             sync.close()
+        if settled:
+            self._stale_live_deleted = {}
         self._report(result.problems)
         self._recomputes += 1
         self._timelines = None  # rebuilt by the next sample: a rate missing before may be stored now
@@ -116,12 +123,18 @@ class PortfolioWork:
         """Live samples cannot be recomputed (they were taken from the prices of their moment): the ones an edit
         made wrong are deleted, and the next samples are taken with the new holdings."""
         now = time.time_ns()
-        for asset, since in sorted(self._stale_live.items(), key=lambda item: item[0] or ""):
+        pending = dict(self._stale_live_deleted)
+        for asset, since in self._stale_live.items():
+            earlier = pending.get(asset, (since, now))
+            pending[asset] = (min(since, earlier[0]), now)
+        for asset, (since, until) in sorted(pending.items(), key=lambda item: item[0] or ""):
             if asset is TOTAL:
-                sync.delete_range("live", "portfolio", (), since, now)
+                sync.delete_range("live", "portfolio", (), since, until)
             else:
-                sync.delete_range("live", "position", (("asset", asset),), since, now)
-            del self._stale_live[asset]  # done: a failure later keeps only what is left
+                sync.delete_range("live", "position", (("asset", asset),), since, until)
+            # done once: a failure later keeps only what is left
+            self._stale_live.pop(asset, None)
+            self._stale_live_deleted[asset] = (since, until)
 
     def sample(self) -> Valuation | None:
         """One live sample of every position and the total, from the latest stored prices."""

@@ -36,6 +36,13 @@ from(bucket: {bucket})
   |> map(fn: (r) => ({{r with _ns: int(v: r._time)}}))
 """
 
+# the bucket's retention in ns (0: forever), from InfluxDB's own catalogue of buckets
+RETENTION = """
+buckets()
+  |> filter(fn: (r) => r.name == {bucket})
+  |> keep(columns: ["retentionPeriod"])
+"""
+
 _NOT_COLUMNS = {"", "result", "table", "_measurement", "_ns"}
 
 
@@ -54,6 +61,17 @@ class PointSync:
         self.buckets = buckets
         self._client = CurrentTokenClient(settings, timeout_s)
         self._query = self._delete = self._client  # its query(), query_csv() and delete() are the client's
+        self._retention_ns: dict[str, int] = {}
+
+    def retention_ns(self, kind: str) -> int:
+        """How long the bucket of that kind keeps a point (0: forever); read once."""
+        if kind not in self._retention_ns:
+            query = RETENTION.format(bucket=flux_string(getattr(self.buckets, kind)))
+            periods = [
+                record.values["retentionPeriod"] for table in self._query.query(query) for record in table
+            ]
+            self._retention_ns[kind] = int(periods[0]) if periods else 0
+        return self._retention_ns[kind]
 
     def first_ns(self, kind: str, measurements: tuple[str, ...]) -> int | None:
         """The time of the oldest stored point of these measurements, if any."""
