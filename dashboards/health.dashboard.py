@@ -38,11 +38,15 @@ TRADE_RATE = (
 
 # Counter increase per window, one series per counter and exchange.
 INCIDENTS = (
-    collector(["reconnects", "errors", "rate_limited", "dropped_points", "writer_restarts"], "last")
+    collector(
+        ["reconnects", "errors", "rate_limited", "dropped_points", "write_errors", "writer_restarts"], "last"
+    )
     + "  |> difference(nonNegative: true)\n"
     + keep("exchange", "_field")
 )
 
+# 0 in a window where any sample saw the feed disconnected.
+CONNECTED = collector(["connected"], "min") + keep("exchange")
 WRITE_LATENCY = collector(["write_latency_ms"], "max") + keep("exchange")
 SPOOL = collector(["spool_points"], "max") + keep("exchange")
 UNRECOVERABLE = collector(["unrecoverable_gap_s"], "max") + keep("exchange")
@@ -88,7 +92,7 @@ trade_rate = p.timeseries(
     "Trades per second", TRADE_RATE, "short", "Trades received per second, per exchange.", extra=BY_EXCHANGE
 )
 incidents = p.timeseries(
-    "Reconnects, errors, rate limits, dropped points, writer restarts",
+    "Reconnects, errors, rate limits, dropped points, write errors, writer restarts",
     INCIDENTS,
     "short",
     "How many happened in each window.",
@@ -96,6 +100,13 @@ incidents = p.timeseries(
     fillOpacity=70,
     stacking={"mode": "normal", "group": "A"},
     extra={"fieldConfig": {"defaults": {"displayName": "${__field.labels.exchange} ${__field.name}"}}},
+)
+connected = p.timeseries(
+    "Connected",
+    CONNECTED,
+    "short",
+    "1 while the exchange's websocket is connected; 0 in a window where it was down at some sample.",
+    extra=BY_EXCHANGE,
 )
 latency = p.timeseries(
     "Write latency", WRITE_LATENCY, "ms", "Slowest InfluxDB write per window.", extra=BY_EXCHANGE
@@ -153,7 +164,7 @@ dashboard = dashboard(
     variables=[variables.exchange(with_health=True)],
     panels=p.layout(
         [(age, 8, 8), (trade_rate, 16, 8)],
-        [(incidents, 12, 8), (latency, 12, 8)],
+        [(incidents, 8, 8), (connected, 8, 8), (latency, 8, 8)],
         [(spool, 8, 8), (unrecoverable, 8, 8), (coverage, 8, 8)],
     ),
     time_from="now-6h",

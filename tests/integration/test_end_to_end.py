@@ -50,7 +50,10 @@ MAY_BE_EMPTY = {
     ("prices:Spread between exchanges", "1h"): ONE_EXCHANGE,
     ("prices:Spread between exchanges", "7d"): ONE_EXCHANGE,
     ("health:Trades per second", "7d"): TWO_WINDOWS,
-    ("health:Reconnects, errors, rate limits, dropped points, writer restarts", "7d"): TWO_WINDOWS,
+    (
+        "health:Reconnects, errors, rate limits, dropped points, write errors, writer restarts",
+        "7d",
+    ): TWO_WINDOWS,
 }
 # Alert rules that may rightly have no series (their noDataState is NoData, not Alerting), and why.
 ALERTS_MAY_BE_EMPTY = {
@@ -319,10 +322,13 @@ def test_health_counters_of_the_exchange_the_writer_and_the_portfolio(stack):
     """The writer's fields ride on the exchange's sample; the valuation's errors are the `portfolio` series."""
     assert stack.variables("health", "1h")["exchange"].options == ["bitstamp", "portfolio"]
     (outcome,) = stack.run_all(
-        target_named("health", "Reconnects, errors, rate limits, dropped points, writer restarts"), "1h"
+        target_named(
+            "health", "Reconnects, errors, rate limits, dropped points, write errors, writer restarts"
+        ),
+        "1h",
     )
     series = set(zip(outcome.result.values("exchange"), outcome.result.values("_field"), strict=True))
-    counters = {"reconnects", "errors", "rate_limited", "dropped_points", "writer_restarts"}
+    counters = {"reconnects", "errors", "rate_limited", "dropped_points", "write_errors", "writer_restarts"}
     assert series == {("bitstamp", name) for name in counters} | {("portfolio", "errors")}, outcome.flux
 
 
