@@ -15,8 +15,10 @@ from pathlib import Path
 
 from influxdb_client import InfluxDBClient
 
-from collector.config import Config, parse_config
+from collector.bootstrap import Bootstrap
+from collector.config import Buckets, Config, parse_config
 from collector.heartbeat import read_beat
+from collector.influx_settings import InfluxSettings
 from collector.service import Collector, RunOptions
 from collector.storage.reader import flux_query
 from collector.storage.writer import WriterOptions
@@ -256,3 +258,30 @@ def count_points(client: InfluxDBClient, org: str, measurement: str, bucket: str
         measurement=measurement,
     )
     return sum(len(table.records) for table in client.query_api().query(query, org=org))
+
+
+# --- token rotation, as a later `collector bootstrap` does it ----------------------------------------------------
+
+
+def bootstrap(influx, secrets_dir: Path) -> None:
+    """`collector bootstrap` into `secrets_dir`: buckets, and a token written again if it was revoked."""
+    Bootstrap(influx, Buckets(), secrets_dir, report=lambda line: None).run()
+
+
+def settings_reading_the_token_file(influx, secrets_dir: Path) -> InfluxSettings:
+    """Bootstrapped, and reaching InfluxDB as the collector container does: with the token file, not the token."""
+    bootstrap(influx, secrets_dir)
+    return InfluxSettings.from_env(
+        {
+            "INFLUXDB_V2_URL": influx.url,
+            "INFLUXDB_V2_ORG": influx.org,
+            "INFLUXDB_V2_TOKEN_FILE": str(secrets_dir / "collector.token"),
+        }
+    )
+
+
+def revoke_collector_token(admin_client) -> None:
+    auths = admin_client.authorizations_api()
+    for auth in auths.find_authorizations():
+        if auth.description == "hodlboard collector":
+            auths.delete_authorization(auth)

@@ -8,19 +8,20 @@ import time
 import urllib3
 
 from collector import heartbeat
-from collector.bootstrap import Bootstrap
 from collector.config import Buckets
-from collector.influx_settings import InfluxSettings
 from collector.portfolio.work import PortfolioWork
 from collector.records import Asset
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer
 from tests.integration.harness import (
     FAST,
+    bootstrap,
     collector_env,
     count_points,
     quiet,
+    revoke_collector_token,
     run_process,
+    settings_reading_the_token_file,
     sigterm,
     wait_for,
     write_config,
@@ -112,23 +113,12 @@ def stored_names(client, org) -> list[str]:
 
 def test_a_replaced_token_is_picked_up_by_the_valuation(influx, admin_client, replay, tmp_path):
     secrets_dir = tmp_path / "secrets"
-    Bootstrap(influx, Buckets(), secrets_dir, report=lambda line: None).run()
-    token_file = secrets_dir / "collector.token"
-    settings = InfluxSettings.from_env(
-        {
-            "INFLUXDB_V2_URL": influx.url,
-            "INFLUXDB_V2_ORG": influx.org,
-            "INFLUXDB_V2_TOKEN_FILE": str(token_file),
-        }
-    )
+    settings = settings_reading_the_token_file(influx, secrets_dir)
     config = write_config(tmp_path / "portfolio.yml", replay, extra="holdings:\n  BTC: '0.5'\n")
     work = PortfolioWork(settings, config, submit=lambda records: None)
     work.sample()  # works with the first token
-    auths = admin_client.authorizations_api()
-    for auth in auths.find_authorizations():
-        if auth.description == "hodlboard collector":
-            auths.delete_authorization(auth)
-    Bootstrap(influx, Buckets(), secrets_dir, report=lambda line: None).run()  # a new token in the file
+    revoke_collector_token(admin_client)
+    bootstrap(influx, secrets_dir)  # a new token in the file
     try:
         work.sample()
         work.recompute()

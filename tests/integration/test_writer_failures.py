@@ -8,9 +8,7 @@ import threading
 from dataclasses import replace
 
 from collector import heartbeat
-from collector.bootstrap import Bootstrap
 from collector.config import Buckets
-from collector.influx_settings import InfluxSettings
 from collector.service import Collector
 from collector.storage.reader import Reader
 from collector.storage.spool import Spool
@@ -19,7 +17,10 @@ from tests.influxd import ROOT
 from tests.integration.harness import (
     FAST,
     RunningCollector,
+    bootstrap,
     count_points,
+    revoke_collector_token,
+    settings_reading_the_token_file,
     stored_trades,
     wait_for,
     write_config,
@@ -179,25 +180,15 @@ def test_a_flood_beyond_the_queue_bound_goes_to_the_spool_not_to_memory(
 
 def test_a_token_replaced_by_bootstrap_is_picked_up_after_a_401(influx, admin_client, tmp_path, caplog):
     secrets_dir = tmp_path / "secrets"
-    Bootstrap(influx, Buckets(), secrets_dir, report=lambda line: None).run()
+    settings = settings_reading_the_token_file(influx, secrets_dir)
     token_file = secrets_dir / "collector.token"
-    settings = InfluxSettings.from_env(
-        {
-            "INFLUXDB_V2_URL": influx.url,
-            "INFLUXDB_V2_ORG": influx.org,
-            "INFLUXDB_V2_TOKEN_FILE": str(token_file),
-        }
-    )
     writer = Writer(settings, Buckets(), Spool(tmp_path / "spool"), FAST.writer)
     writer.start()
     lines = probe_lines("rotated", 10)
     writer.submit_line("meta", lines[0])
     wait_for(lambda: writer.stats.written_points == 1, what="a write with the first token")
 
-    auths = admin_client.authorizations_api()
-    for auth in auths.find_authorizations():
-        if auth.description == "hodlboard collector":
-            auths.delete_authorization(auth)  # revoked: every write now answers 401
+    revoke_collector_token(admin_client)  # every write now answers 401
     with caplog.at_level(logging.ERROR, logger="collector.storage.writer"):
         for line in lines[1:]:
             writer.submit_line("meta", line)
@@ -205,7 +196,7 @@ def test_a_token_replaced_by_bootstrap_is_picked_up_after_a_401(influx, admin_cl
         assert "HTTP 401" in caplog.text and "run bootstrap again" in caplog.text
 
     old_token = token_file.read_text()
-    Bootstrap(influx, Buckets(), secrets_dir, report=lambda line: None).run()  # replaces the revoked token
+    bootstrap(influx, secrets_dir)  # replaces the revoked token
     assert token_file.read_text() != old_token
     wait_for(
         lambda: writer.stats.written_points == 10, timeout=30, what="the spool written with the new token"
