@@ -168,3 +168,15 @@ def test_existing_influxdb_variant_has_no_influxdb_and_points_everything_at_the_
 def test_existing_influxdb_variant_refuses_a_missing_url(clone):
     run = compose(clone, "config", "--quiet", COMPOSE_FILE="docker-compose.external-influxdb.yml")
     assert run.returncode != 0 and "set INFLUXDB_V2_URL in .env" in run.stderr, run.stderr
+
+
+def test_the_readme_quick_start_is_these_two_commands():
+    from tests.influxd import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme[readme.index("## Quick start") :]
+    start = quick_start.index("```sh\n") + len("```sh\n")
+    assert quick_start[start : quick_start.index("```", start)].splitlines() == [
+        "make setup",
+        "docker compose up -d",
+    ]
