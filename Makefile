@@ -7,8 +7,8 @@ INFLUXD := .tools/bin/influxd
 COMPOSE_TOOL := .tools/bin/docker-compose
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help setup up down logs ps backfill portfolio backup restore reset install influxd compose dashboards lint \
-	test bench lock
+.PHONY: help up down install influxd dashboards lint test bench lock
+.PHONY: setup logs ps backfill portfolio backup restore reset compose
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
