@@ -71,6 +71,7 @@ class Exchange:
         int
     ]  # candle intervals (seconds) the exchange offers; config is checked against it
     trade_history_s: float  # how far back its "recent trades" call reaches: older gaps cannot be filled
+    live_trades: bool = True  # False: a REST-only source (CoinGecko): no websocket, no stream, no gap fill
 
     def __init__(self, config: ExchangeConfig):
         self.ws_url = config.ws_url or self.ws_url

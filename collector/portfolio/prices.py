@@ -5,7 +5,8 @@ price of each leg taken from one of three lookups:
 - `ClosesAt`: the latest candle close at or before t, one query per leg and moment (`collector portfolio --at`,
   and the rates of lots bought in another currency);
 - `CloseSeries`: the same figure for every hour of a span, from one query per leg and span (hourly history);
-- `LatestPrices`: the most recent of the latest trade and the latest close (live samples, `collector portfolio`).
+- `LatestPrices`: the most recent of the latest trade and the latest close (live samples, `collector portfolio`);
+  for CoinGecko, which has no trades, of its latest price (`ticker`) and the latest close.
 """
 
 from bisect import bisect_right
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from collector.config import COINGECKO
 from collector.portfolio.ledger import PriceUnavailable
 from collector.portfolio.routes import Leg, PriceRoutes, Route
 from collector.storage.prices import StoredPrices
@@ -121,7 +123,7 @@ class LatestPrices:
     def __init__(self, store: StoredPrices, legs: Iterable[Leg]):
         self._latest: dict[tuple[str, object], tuple[int, Decimal]] = {}
         for exchange in sorted({leg.exchange for leg in legs}):
-            for pair, found in store.latest(exchange).items():
+            for pair, found in store.latest(exchange, tickers=exchange == COINGECKO).items():
                 self._latest[(exchange, pair)] = found
 
     def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:

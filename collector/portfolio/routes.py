@@ -6,8 +6,10 @@ In order of preference:
 3. a bridge through one intermediate currency: ASSET-X × X-BASE, trying X = USDT, USDC, BTC, ETH, then any other
    quote currency in alphabetical order. The bridge uses the intermediate's own market price: a stablecoin is never
    assumed to be worth exactly 1, so a de-pegged USDT changes the value.
-When several exchanges list the same pair, the first exchange in portfolio.yml that lists it is used.
-Only configured pairs are routes: their candles and trades are what the collector stores.
+When several exchanges list the same pair, the first exchange in portfolio.yml that lists it is used; a coin in
+`coingecko.coins` is a pair SYMBOL-BASE on CoinGecko, used when no exchange lists that pair.
+Only configured pairs are routes: their candles and trades (CoinGecko: candles and prices) are what the collector
+stores.
 """
 
 from dataclasses import dataclass
@@ -63,6 +65,8 @@ class PriceRoutes:
         for exchange in config.exchanges.values():
             for pair in exchange.pairs:
                 self._markets.setdefault(pair, exchange.name)
+        for pair in config.coingecko.pairs if config.coingecko else ():
+            self._markets.setdefault(pair, config.coingecko.name)
 
     def route(self, asset: str) -> Route | None:
         if asset == self.base:
