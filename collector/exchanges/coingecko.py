@@ -164,7 +164,7 @@ def _sample(row) -> tuple[int, Decimal]:
 
 def _asset(row, symbols: dict[str, str], time_ns: int) -> Asset:
     coin_id = field_of(row, "id", "coin")
-    if coin_id not in symbols:
+    if not isinstance(coin_id, str) or coin_id not in symbols:
         raise MessageError(f"coin: an id that was not asked for: {coin_id!r}")
     supply = row.get("circulating_supply")
     return Asset(
