@@ -98,6 +98,11 @@ class Collector:
     ) -> list[BackfillResult]:
         interval = self.config.backfill.interval_s
         since = since_s if since_s is not None else day_start_s(self.config.backfill.since)
+        reach = self._reach_start_s(runtime.adapter, time.time())
+        if (
+            reach is not None and reach > since
+        ):  # only what the exchange serves; older_history() says who has the rest
+            since = reach + -reach % interval
         results = []
         for pair in pairs:  # the interval is one the exchange offers: load_checked_config saw to it
             stored = self._last_stored_candle(runtime, pair, interval, since)
@@ -298,18 +303,13 @@ class Collector:
 
     def older_history(self, now_s: float | None = None) -> list[OlderHistory]:
         """Where each exchange's candles stop short of `backfill.since`, who has the older ones; logged."""
-        interval, now_s = self.config.backfill.interval_s, time.time() if now_s is None else now_s
+        now_s = time.time() if now_s is None else now_s
         sources = [
             Source(
                 name,
                 runtime.config.pairs,
-                reach_start_s(
-                    getattr(runtime.adapter, "candle_reach_rows", None),
-                    getattr(runtime.adapter, "candle_reach_s", None),
-                    interval,
-                    now_s,
-                ),
-                frozenset(getattr(runtime.adapter, "coin_ids", ())),
+                self._reach_start_s(runtime.adapter, now_s),
+                frozenset(symbol for symbol, _ in getattr(runtime.config, "coins", ())),
             )
             for name, runtime in self.exchanges.items()
         ]
@@ -317,6 +317,10 @@ class Collector:
         for entry in plan:
             log.info("older history: %s", entry.describe())
         return plan
+
+    def _reach_start_s(self, adapter: Exchange, now_s: float) -> int | None:
+        interval = self.config.backfill.interval_s
+        return reach_start_s(adapter.candle_reach_rows, adapter.candle_reach_s, interval, now_s)
 
     async def _refresh(self, runtime: ExchangeRuntime, pairs) -> None:
         try:

@@ -66,17 +66,10 @@ class CoinGecko(Exchange):
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
         """Closed candles opening in [start_s, the chunk's end), ascending; the next page starts at the chunk's end.
-
-        Older than the plan's reach (counted back from `end_s`, now) is never asked (CoinGecko refuses it): the
-        walk starts at the reach.
-        """
+        (The backfill never asks for more than `candle_reach_s` back: CoinGecko refuses it.)"""
         shortest, longest = _SPANS[interval_s]
-        reach = end_s - self.candle_reach_s
-        start = max(start_s, reach + -reach % interval_s)
+        start = start_s
         chunk_end = min(start + longest, end_s)
-        next_start = chunk_end - chunk_end % interval_s
-        if start >= chunk_end:
-            return Page(next_start_s=max(next_start, start_s + interval_s))
         params = {
             "vs_currency": pair.quote.lower(),
             "from": min(start, chunk_end - shortest),
@@ -84,7 +77,7 @@ class CoinGecko(Exchange):
         }
         doc = self._get(http, f"/coins/{self.coin_id(pair)}/market_chart/range", params)
         samples = parse_rows(_answer(doc, "prices", "market_chart"), _sample, "market_chart prices")
-        page = Page(bad_rows=samples.bad_rows, next_start_s=next_start)
+        page = Page(bad_rows=samples.bad_rows, next_start_s=chunk_end - chunk_end % interval_s)
         by_open: dict[int, list[Decimal]] = {}
         for sample_ms, price in sorted(samples.records, key=lambda sample: sample[0]):
             open_s = sample_ms // 1000 - sample_ms // 1000 % interval_s

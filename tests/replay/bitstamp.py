@@ -11,11 +11,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+
+from tests.replay.rest import json_handler
 
 
 @dataclass
@@ -113,9 +115,9 @@ class BitstampReplay:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run_loop, daemon=True)
+        self._closing = threading.Event()  # ends slow answers when the replay stops
         self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._http_thread = threading.Thread(target=self._http_server.serve_forever, daemon=True)
-        self._closing = threading.Event()  # ends slow answers when the replay stops
 
     # --- life --------------------------------------------------------------------------------------------
 
@@ -292,28 +294,7 @@ class BitstampReplay:
     # --- HTTP ------------------------------------------------------------------------------------------------
 
     def _handler_class(self):
-        replay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802 - the stdlib's name
-                replay.http.requests.append(self.path)
-                delay = replay.http.delay_s(self.path)
-                if delay and replay._closing.wait(delay):
-                    return  # the replay stops: never answered, as a hanging server
-                scripted = replay.http.next_answer(self.path)
-                status, headers, body = scripted or replay._answer(self.path)
-                payload = body.encode()
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        return Handler
+        return json_handler(self.http, self._answer, self._closing)
 
     def _answer(self, raw_path: str) -> tuple[int, dict, str]:
         url = urlparse(raw_path)
