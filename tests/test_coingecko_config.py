@@ -82,3 +82,13 @@ def test_the_demo_key_comes_from_the_environment_and_raises_the_budget():
         keyless.rate_limit.requests / keyless.rate_limit.per_seconds
     )
     assert "CG-secret" not in repr(config)
+
+
+def test_the_example_uses_coingecko_and_passes_check_config(capsys, monkeypatch):
+    from collector.cli import main
+    from tests.influxd import ROOT
+
+    monkeypatch.delenv("COINGECKO_API_KEY", raising=False)
+    assert main(["check-config", "--config", str(ROOT / "portfolio.example.yml")]) == 0
+    out = capsys.readouterr().out
+    assert "  coingecko: HBAR (hedera-hashgraph), ETH (ethereum); no key: the public rate limit\n" in out
