@@ -92,3 +92,23 @@ def test_the_example_uses_coingecko_and_passes_check_config(capsys, monkeypatch)
     assert main(["check-config", "--config", str(ROOT / "portfolio.example.yml")]) == 0
     out = capsys.readouterr().out
     assert "  coingecko: HBAR (hedera-hashgraph), ETH (ethereum); no key: the public rate limit\n" in out
+
+
+def test_a_coingecko_coin_is_a_price_route_and_an_older_source():
+    from collector.portfolio.routes import PriceRoutes
+
+    config = parse_config(
+        "exchanges:\n  kraken:\n    pairs: [ETH-USD, BTC-USD]\n  bitstamp:\n    pairs: [BTC-USD]\n"
+        "coingecko:\n  coins: {HBAR: hedera-hashgraph, ETH: ethereum}\n",
+        "p.yml",
+    )
+    routes = PriceRoutes(config)
+    (hbar,) = routes.route("HBAR").legs
+    assert (hbar.exchange, hbar.pair, hbar.older) == ("coingecko", Pair("HBAR", "USD"), ())
+    assert routes.route("HBAR").describe() == "HBAR-USD on coingecko"
+    (eth,) = routes.route(
+        "ETH"
+    ).legs  # an exchange listing the pair is preferred; CoinGecko has its older history
+    assert (eth.exchange, eth.sources) == ("kraken", ("kraken", "coingecko"))
+    (btc,) = routes.route("BTC").legs
+    assert btc.sources == ("kraken", "bitstamp")

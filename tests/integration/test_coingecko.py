@@ -14,6 +14,7 @@ from collector.exchanges.bitstamp import Bitstamp
 from collector.exchanges.coingecko import API_KEY_ENV_VAR, API_KEY_HEADER
 from collector.service import Collector
 from tests.integration.harness import FAST, cli, collector_env, running, stored_rows, wait_for
+from tests.replay.bitstamp import synthetic_candle
 from tests.replay.coingecko import HOURLY_OFFSET_S, CoinGeckoReplay, synthetic_price
 
 HOUR, DAY = 3600, 86_400
@@ -215,3 +216,40 @@ def health_fields(client, org, exchange: str) -> set[str]:
         f'|> filter(fn: (r) => r._measurement == "collector" and r.exchange == "{exchange}") |> last()'
     )
     return {r.get_field() for t in client.query_api().query(query, org=org) for r in t.records}
+
+
+def test_collector_backfill_fetches_older_history_and_the_valuation_reads_it(
+    coingecko, replay, collector_settings, tmp_path, monkeypatch, capsys
+):
+    """`collector backfill` with Bitstamp serving only its latest 48 candles: ETH-EUR before them is CoinGecko's,
+    and `collector portfolio --at` values ETH with it there, with Bitstamp's own closes after."""
+    monkeypatch.setattr(Bitstamp, "candle_reach_rows", 48)
+    now_hour = int(time.time()) // HOUR * HOUR
+    replay.candle_start_s = now_hour - 48 * HOUR
+    since, since_s = days_ago(5)
+    (tmp_path / "portfolio.yml").write_text(
+        "base_currency: EUR\n"
+        f"exchanges:\n  bitstamp:\n    pairs: [ETH-EUR]\n    ws_url: {replay.ws_url}\n"
+        f"    rest_url: {replay.rest_url}\n"
+        f"coingecko:\n  coins: {{ETH: ethereum}}\n  rest_url: {coingecko.rest_url}\n"
+        f"backfill:\n  interval: 1h\n  every: 12h\n  since: {since}\n"
+        'holdings:\n  ETH: "2"\n'
+    )
+    for key, value in collector_env(collector_settings, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    from collector.cli import main
+
+    assert main(["backfill"]) == 0
+    out = capsys.readouterr().out
+    assert "bitstamp ETH-EUR: ok, 4" in out and "coingecko ETH-EUR: ok, " in out
+
+    def price_at(moment_s: int) -> Decimal:
+        moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment_s))
+        assert main(["portfolio", "--at", moment, "--json"]) == 0
+        return Decimal(json.loads(capsys.readouterr().out)["positions"][0]["price"])
+
+    old = since_s + 3 * HOUR  # before Bitstamp's first candle: CoinGecko's close of the hour before
+    assert price_at(old) == synthetic_price("ethereum", "eur", old - HOUR + HOURLY_OFFSET_S)
+    recent = now_hour - 10 * HOUR  # Bitstamp has it: its own close
+    assert price_at(recent) == Decimal(synthetic_candle("etheur", recent - HOUR)["close"])
