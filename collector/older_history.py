@@ -56,11 +56,12 @@ class OlderHistory:
 
 
 def reach_start_s(rows: int | None, reach_s: float | None, interval_s: int, now_s: float) -> int | None:
-    """The oldest candle an exchange serves: `rows` most recent candles, or `reach_s` back from now; None: all."""
+    """The oldest candle an exchange serves: the `rows` most recent candles (the one still open counted, as Kraken
+    counts its 720), or `reach_s` back from now; None: all it has."""
     starts = []
     if rows is not None:
         current_open = int(now_s) - int(now_s) % interval_s
-        starts.append(current_open - rows * interval_s)
+        starts.append(current_open - (rows - 1) * interval_s)
     if reach_s is not None:
         starts.append(int(now_s - reach_s))
     return max(starts) if starts else None

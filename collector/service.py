@@ -98,10 +98,9 @@ class Collector:
     ) -> list[BackfillResult]:
         interval = self.config.backfill.interval_s
         since = since_s if since_s is not None else day_start_s(self.config.backfill.since)
+        # only what the exchange serves; older_history() says who has the rest
         reach = self._reach_start_s(runtime.adapter, time.time())
-        if (
-            reach is not None and reach > since
-        ):  # only what the exchange serves; older_history() says who has the rest
+        if reach is not None and reach > since:
             since = reach + -reach % interval
         results = []
         for pair in pairs:  # the interval is one the exchange offers: load_checked_config saw to it
@@ -301,9 +300,9 @@ class Collector:
                 )
             await asyncio.sleep(self.config.backfill.every_s)
 
-    def older_history(self, now_s: float | None = None) -> list[OlderHistory]:
+    def older_history(self) -> list[OlderHistory]:
         """Where each exchange's candles stop short of `backfill.since`, who has the older ones; logged."""
-        now_s = time.time() if now_s is None else now_s
+        now_s = time.time()
         sources = [
             Source(
                 name,

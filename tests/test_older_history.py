@@ -13,10 +13,10 @@ COINGECKO_REACH = reach_start_s(None, 364 * DAY, 3600, NOW)
 
 def test_reach_from_rows_or_from_a_span():
     current_open = NOW - 1234
-    assert reach_start_s(720, None, 3600, NOW) == current_open - 720 * 3600
+    assert reach_start_s(720, None, 3600, NOW) == current_open - 719 * 3600  # the open one is the 720th
     assert reach_start_s(None, 364 * DAY, 3600, NOW) == NOW - 364 * DAY
     assert reach_start_s(None, None, 3600, NOW) is None
-    assert reach_start_s(10, 364 * DAY, 3600, NOW) == current_open - 10 * 3600  # the shorter reach wins
+    assert reach_start_s(10, 364 * DAY, 3600, NOW) == current_open - 9 * 3600  # the shorter reach wins
 
 
 def test_an_exchange_that_reaches_since_needs_no_plan():
