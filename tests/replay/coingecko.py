@@ -11,11 +11,9 @@ import json
 import threading
 import time
 from decimal import Decimal
-from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from tests.replay.bitstamp import HttpScript
-from tests.replay.rest import json_handler
+from tests.replay.server import ReplayServer
 
 DAY = 86_400
 HOURLY_OFFSET_S = 137  # CoinGecko's hourly samples are not on the hour
@@ -51,30 +49,18 @@ def sample_times(start_s: int, end_s: int, now_s: int) -> list[int]:
     return times
 
 
-class CoinGeckoReplay:
+class CoinGeckoReplay(ReplayServer):
+    """REST only: its websocket server (from ReplayServer) is never used."""
+
+    rest_path = "/api/v3"
+
     def __init__(self):
-        self.http = HttpScript()
         self.headers: list[dict] = []  # the headers of every request, in order
         self.request_times: list[float] = []
         self.listed_from_s: dict[str, int] = {}  # coin id -> its first sample (listing)
         self.now_s = None  # fixed "now" for tests that need one; None: the clock
         self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/v3"
+        super().__init__()
 
     def requests_to(self, fragment: str) -> list[dict]:
         """The query of every request whose path holds `fragment`, in order."""
@@ -85,13 +71,16 @@ class CoinGeckoReplay:
                 found.append({key: values[0] for key, values in parse_qs(url.query).items()})
         return found
 
-    def _handler_class(self):
-        def seen(request) -> None:
-            with self._lock:
-                self.headers.append(dict(request.headers))
-                self.request_times.append(time.monotonic())
+    def open_connections(self) -> list:
+        return []
 
-        return json_handler(self.http, self._answer, self._closing, seen)
+    async def _serve_ws(self, conn) -> None:
+        await conn.close()
+
+    def _seen(self, request) -> None:
+        with self._lock:
+            self.headers.append(dict(request.headers))
+            self.request_times.append(time.monotonic())
 
     def _answer(self, raw_path: str) -> tuple[int, dict, str]:
         url = urlparse(raw_path)
