@@ -68,11 +68,10 @@ class CoinGecko(Exchange):
         """Closed candles opening in [start_s, the chunk's end), ascending; the next page starts at the chunk's end.
         (The backfill never asks for more than `candle_reach_s` back: CoinGecko refuses it.)"""
         shortest, longest = _SPANS[interval_s]
-        start = start_s
-        chunk_end = min(start + longest, end_s)
+        chunk_end = min(start_s + longest, end_s)
         params = {
             "vs_currency": pair.quote.lower(),
-            "from": min(start, chunk_end - shortest),
+            "from": min(start_s, chunk_end - shortest),
             "to": chunk_end,
         }
         doc = self._get(http, f"/coins/{self.coin_id(pair)}/market_chart/range", params)
@@ -81,7 +80,7 @@ class CoinGecko(Exchange):
         by_open: dict[int, list[Decimal]] = {}
         for sample_ms, price in sorted(samples.records, key=lambda sample: sample[0]):
             open_s = sample_ms // 1000 - sample_ms // 1000 % interval_s
-            if open_s >= start and open_s + interval_s <= chunk_end:  # inside the chunk, and closed
+            if open_s >= start_s and open_s + interval_s <= chunk_end:  # inside the chunk, and closed
                 by_open.setdefault(open_s, []).append(price)
         page.records = [
             Candle(self.name, pair, interval_s, open_s, prices[0], max(prices), min(prices), prices[-1], None)
