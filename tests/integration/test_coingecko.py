@@ -5,7 +5,7 @@ exchange whose candles stop short, and a hot-reloaded coin."""
 import json
 import logging
 import time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
@@ -110,7 +110,9 @@ def test_a_coin_no_exchange_lists_is_backfilled_described_priced_and_valued(
     (position,) = now["positions"]
     # valued with its newest CoinGecko price (the ticker, newer than the last closed candle), exactly
     assert Decimal(position["price"]) == latest
-    assert Decimal(position["value"]) == (1000 * latest).quantize(Decimal("0.01"))
+    assert Decimal(position["value"]) == (1000 * latest).quantize(
+        Decimal("0.01"), ROUND_HALF_UP
+    )  # to the cent
     at = closed[len(closed) // 2] + HOUR  # the hour its middle candle closed
     moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
     past = json.loads(cli(env, "portfolio", "--at", moment, "--json", cwd=tmp_path).stdout)
