@@ -47,7 +47,6 @@ ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
 KRAKEN_CODES = {normal: kraken for kraken, normal in ALIASES.items()}
 LEGACY_CODES = {"XXBT", "XETH", "XLTC", "XXRP", "XXLM", "XXDG", "XETC", "XMLN", "XREP", "XZEC", "XXMR"}
 LEGACY_CODES |= {"ZUSD", "ZEUR", "ZGBP", "ZCAD", "ZJPY", "ZCHF", "ZAUD"}
-TRADES_PER_PAGE = 1000  # REST Trades' largest `count`
 SKIP_PAGES = 20  # pages of trades already held that one gap-fill call walks past before answering
 RATE_LIMIT_ERRORS = ("EAPI:Rate limit exceeded", "EGeneral:Too many requests")
 
@@ -78,6 +77,7 @@ class Kraken(Exchange):
     # Trades pages back to 2013, but at about a call a second a busy pair's week is already ~10 min of paging
     trade_history_s = 7 * 86_400
     trade_cursor = "id"
+    trades_per_page = 1000  # REST Trades' `count`, at most 1000: a full page says more may follow
     trade_time_unit_ns = NS  # see the module's doc
     sequential_trade_ids = True
 
@@ -208,12 +208,14 @@ class Kraken(Exchange):
         else:
             since = str(max(0, int(since_s) - 1) * NS)
         for _ in range(SKIP_PAGES):
-            result = self._public(http, "Trades", {"pair": self.rest_pair(pair), "since": since})
+            result = self._public(
+                http, "Trades", {"pair": self.rest_pair(pair), "since": since, "count": self.trades_per_page}
+            )
             rows = self._pair_result(result, pair, "Trades")
             page = parse_rows(rows, lambda row: self._rest_trade(pair, row), "Trades")
             if after_id is not None:
                 page.records = [trade for trade in page.records if trade.trade_id > after_id]
-            page.more = len(rows) >= TRADES_PER_PAGE
+            page.more = len(rows) >= self.trades_per_page
             page.complete_from_s = int(since) / NS  # every trade after `since` is here or was already held
             if page.records or not page.more:
                 break

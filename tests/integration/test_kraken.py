@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from collector.config import parse_config
+from collector.exchanges.kraken import Kraken
 from tests.integration.harness import running, stored_trades, wait_for
 from tests.replay.kraken import KrakenReplay
 
@@ -116,7 +117,7 @@ def test_a_jump_in_trade_ids_is_gap_filled_over_rest(collector_settings, admin_c
 
 
 def test_a_restart_resumes_exactly_after_the_last_stored_trade(
-    collector_settings, admin_client, kraken, tmp_path
+    collector_settings, admin_client, kraken, tmp_path, monkeypatch
 ):
     org = collector_settings.org
     config = write_kraken_config(tmp_path / "portfolio.yml", kraken)
@@ -124,7 +125,7 @@ def test_a_restart_resumes_exactly_after_the_last_stored_trade(
         kraken.wait_subscribed(BTC)
         published = kraken.publish(BTC, *(f"41000.{i:02d}" for i in range(10)))
         wait_stored(admin_client, org, published)
-    kraken.trades_page_size = 40  # REST pages the 120 trades missed while down
+    monkeypatch.setattr(Kraken, "trades_per_page", 40)  # REST pages the 120 trades missed while down
     published += kraken.publish(BTC, *(f"41001.{i:03d}" for i in range(120)), deliver=False)
     kraken.http.requests.clear()
     with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:

@@ -88,7 +88,6 @@ class KrakenReplay:
         self.connections: list = []
         self.subscriptions: dict[object, set[str]] = {}  # connection -> symbols (BTC/USD)
         self.received: list[dict] = []
-        self.trades_page_size = 1000  # REST Trades rows per answer (Kraken: 1000)
         self.heartbeat_s: float | None = 1.0  # Kraken sends one a second to subscribed connections
         self.http = HttpScript()
         self.candle_start_s: int | None = None  # the pair's first candle (listing time)
@@ -278,19 +277,19 @@ class KrakenReplay:
         endpoint, name = url.path.rsplit("/", 1)[-1], query.get("pair", "")
         key = REST_KEYS.get(name, name)
         if endpoint == "Trades" and name:
-            return 200, {}, self._trades(key, name, query.get("since", "0"))
+            return 200, {}, self._trades(key, name, query.get("since", "0"), int(query.get("count", 1000)))
         if endpoint == "OHLC" and name:
             return 200, {}, json.dumps(self._ohlc(key, int(query["interval"]), int(query.get("since", 0))))
         if endpoint == "Ticker" and name in self.tickers:
             return 200, {}, json.dumps({"error": [], "result": {key: self.tickers[name]}})
         return 200, {}, json.dumps({"error": ["EQuery:Unknown asset pair"]})
 
-    def _trades(self, key: str, name: str, since: str) -> str:
-        """Trades after `since` (seconds, or nanoseconds as `last` gives them), ascending, one page."""
+    def _trades(self, key: str, name: str, since: str, count: int) -> str:
+        """Trades after `since` (seconds, or nanoseconds as `last` gives them), ascending, at most `count`."""
         since_ns = int(Decimal(since) * NS) if "." in since or len(since) <= 12 else int(since)
         with self._lock:
             rows = [t for t in self.trades if rest_name(t.symbol.replace("/", "-")) == name]
-        page = [t for t in rows if t.time_ns > since_ns][: self.trades_page_size]
+        page = [t for t in rows if t.time_ns > since_ns][: min(count, 1000)]
         last = str(page[-1].time_ns if page else since_ns)
         return raw_numbers({"error": [], "result": {key: [t.rest_row() for t in page], "last": last}})
 
