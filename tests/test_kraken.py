@@ -10,12 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.config import ExchangeConfig, Pair
-from collector.exchanges.base import MessageError, RateLimit, load_json
+from collector.exchanges.base import MessageError, RateLimit
 from collector.exchanges.kraken import Kraken, normalized_asset
 from collector.http import HttpClient
 from collector.retry import Backoff
 from collector.storage.points import to_line
 from tests.replay.kraken import SAMPLE_TICKER, KrakenReplay, PublishedTrade, synthetic_row
+from tests.test_building_blocks import CannedHttp
 
 BTC, DOGE = Pair("BTC", "USD"), Pair("DOGE", "USD")
 NS = 1_000_000_000
@@ -69,16 +70,6 @@ def test_the_live_trade_and_its_rest_copy_are_one_point():
     (from_ws,) = exchange.parse(json.dumps({"channel": "trade", "type": "update", "data": [live]})).trades
     (from_rest, *_) = exchange.recent_trades(CannedHttp(DOCUMENTED_TRADES), BTC, 1616666441).records
     assert to_line(from_ws) == to_line(from_rest)
-
-
-class CannedHttp:
-    """One REST answer's text, parsed as HttpClient parses it."""
-
-    def __init__(self, body: str):
-        self.body = body
-
-    def get_json(self, url, params=None):
-        return load_json(self.body)
 
 
 @settings(max_examples=500, deadline=None)

@@ -14,13 +14,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.replay.bitstamp import HttpScript
+from tests.replay.server import ReplayServer
 
 NS = 1_000_000_000
 # REST keys Kraken answers under, for the names it is asked with (the rest answer under the name asked)
@@ -82,66 +80,32 @@ class PublishedTrade:
         return self.time_ns // NS
 
 
-class KrakenReplay:
+class KrakenReplay(ReplayServer):
     def __init__(self):
+        super().__init__()
         self.trades: list[PublishedTrade] = []
-        self.connections: list = []
         self.subscriptions: dict[object, set[str]] = {}  # connection -> symbols (BTC/USD)
         self.received: list[dict] = []
         self.heartbeat_s: float | None = 1.0  # Kraken sends one a second to subscribed connections
-        self.http = HttpScript()
         self.candle_start_s: int | None = None  # the pair's first candle (listing time)
         self.tickers: dict[str, dict] = {"XBTUSD": SAMPLE_TICKER, "ETHEUR": SAMPLE_TICKER}
         self._next_ids: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run_loop, daemon=True)
-        self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._http_thread = threading.Thread(target=self._http_server.serve_forever, daemon=True)
-
-    # --- life --------------------------------------------------------------------------------------------
-
-    def __enter__(self):
-        self._thread.start()
-        self._http_thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        self._call(self._shutdown())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._http_server.shutdown()
-        self._http_server.server_close()
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self._ws_port}/v2"
+        return f"{self._ws_base}/v2"
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self._http_server.server_address[1]}/0/public"
+        return f"{self._http_base}/0/public"
 
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _start(self) -> None:
-        self._ws_server = await serve(self._serve_ws, "127.0.0.1", 0, ping_interval=None)
-        self._ws_port = self._ws_server.sockets[0].getsockname()[1]
+    def _started(self) -> None:
         self._heartbeats = asyncio.create_task(self._send_heartbeats())
 
     async def _shutdown(self) -> None:
         self._heartbeats.cancel()
-        self._ws_server.close()
-        for conn in list(self.connections):
-            conn.transport.abort()
-
-    def _call(self, coroutine, timeout: float = 10):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        await super()._shutdown()
 
     # --- websocket -----------------------------------------------------------------------------------------
 
@@ -205,13 +169,6 @@ class KrakenReplay:
         """How many open connections are subscribed to this pair."""
         return sum(symbol in symbols for symbols in list(self.subscriptions.values()))
 
-    def wait_subscribed(self, symbol: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(symbol) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {symbol} within {timeout} s")
-            time.sleep(0.02)
-
     def trade(
         self, symbol: str, price: str, qty: str = "0.50000000", side: str = "buy", time_ns: int | None = None
     ) -> PublishedTrade:
@@ -241,35 +198,7 @@ class KrakenReplay:
 
         self._call(send())
 
-    def drop_connections(self) -> None:
-        async def drop():
-            for conn in list(self.connections):
-                conn.transport.abort()
-
-        self._call(drop())
-
     # --- REST ------------------------------------------------------------------------------------------------
-
-    def _handler_class(self):
-        replay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802 - the stdlib's name
-                replay.http.requests.append(self.path)
-                scripted = replay.http.next_answer(self.path)
-                status, headers, body = scripted or replay._answer(self.path)
-                payload = body.encode()
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        return Handler
 
     def _answer(self, raw_path: str) -> tuple[int, dict, str]:
         url = urlparse(raw_path)
