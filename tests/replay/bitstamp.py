@@ -53,9 +53,12 @@ class PublishedTrade:
 
 
 class BitstampReplay(ReplayServer):
+    rest_path = "/api/v2"
+
     def __init__(self):
         super().__init__()
         self.trades: list[PublishedTrade] = []
+        self.connections: list = []
         self.subscriptions: dict[object, set[str]] = {}
         self.received: list[dict] = []
         self.connection_numbers: dict[object, int] = {}  # 1 for the first connection ever, then 2, ...
@@ -71,17 +74,15 @@ class BitstampReplay(ReplayServer):
         self._next_id = 300_000_000
         self._lock = threading.Lock()
 
-    @property
-    def ws_url(self) -> str:
-        return self._ws_base
+    # --- life --------------------------------------------------------------------------------------------
 
-    @property
-    def rest_url(self) -> str:
-        return f"{self._http_base}/api/v2"
+    def open_connections(self) -> list:
+        return self.connections
 
-    def _started(self) -> None:
+    async def _start(self) -> None:
         self._acks_released = asyncio.Event()
         self._acks_released.set()
+        await super()._start()
 
     # --- websocket -----------------------------------------------------------------------------------------
 
@@ -125,6 +126,13 @@ class BitstampReplay(ReplayServer):
     def subscribed(self, symbol: str) -> int:
         """How many open connections are subscribed to this pair."""
         return sum(f"live_trades_{symbol}" in channels for channels in list(self.subscriptions.values()))
+
+    def wait_subscribed(self, symbol: str, connections: int = 1, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.subscribed(symbol) < connections:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no subscription to {symbol} within {timeout} s")
+            time.sleep(0.02)
 
     def publish(
         self,
@@ -183,6 +191,19 @@ class BitstampReplay(ReplayServer):
 
     def request_reconnect(self) -> None:
         self.send_raw(json.dumps({"event": "bts:request_reconnect", "channel": "", "data": ""}))
+
+    def refuse_connections(self) -> None:
+        """The websocket server goes away: open connections drop and new ones are refused."""
+        self._call(self._shutdown())
+
+    def freeze(self) -> None:
+        """Keep connections open but stop reading them: no pong, no acks, no trades (a dead link)."""
+
+        async def freeze():
+            for conn in list(self.connections):
+                conn.transport.pause_reading()
+
+        self._call(freeze())
 
     # --- HTTP ------------------------------------------------------------------------------------------------
 

@@ -84,6 +84,7 @@ class KrakenReplay(ReplayServer):
     def __init__(self):
         super().__init__()
         self.trades: list[PublishedTrade] = []
+        self.connections: list = []
         self.subscriptions: dict[object, set[str]] = {}  # connection -> symbols (BTC/USD)
         self.received: list[dict] = []
         self.heartbeat_s: float | None = 1.0  # Kraken sends one a second to subscribed connections
@@ -92,16 +93,18 @@ class KrakenReplay(ReplayServer):
         self._next_ids: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    rest_path = "/0/public"
+
     @property
     def ws_url(self) -> str:
-        return f"{self._ws_base}/v2"
+        return f"{super().ws_url}/v2"
 
-    @property
-    def rest_url(self) -> str:
-        return f"{self._http_base}/0/public"
+    def open_connections(self) -> list:
+        return self.connections
 
-    def _started(self) -> None:
+    async def _start(self) -> None:
         self._heartbeats = asyncio.create_task(self._send_heartbeats())
+        await super()._start()
 
     async def _shutdown(self) -> None:
         self._heartbeats.cancel()
@@ -168,6 +171,13 @@ class KrakenReplay(ReplayServer):
     def subscribed(self, symbol: str) -> int:
         """How many open connections are subscribed to this pair."""
         return sum(symbol in symbols for symbols in list(self.subscriptions.values()))
+
+    def wait_subscribed(self, symbol: str, connections: int = 1, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.subscribed(symbol) < connections:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no subscription to {symbol} within {timeout} s")
+            time.sleep(0.02)
 
     def trade(
         self, symbol: str, price: str, qty: str = "0.50000000", side: str = "buy", time_ns: int | None = None

@@ -1,12 +1,11 @@
-"""What every replayed exchange shares: a websocket server and an HTTP server on local ports, run in a thread with
-its own event loop, and scripted HTTP answers (errors, Retry-After, slow answers) injected before the normal ones.
+"""What every replay server shares: a websocket server and an HTTP server on local ports, each in a thread of
+its own, driven by plain method calls from tests, with scripted HTTP answers (errors, Retry-After, slowness).
 
-A subclass speaks its exchange's protocol: `_serve_ws(conn)` for one websocket connection, `_answer(path)` for a
-REST request, and `subscribed(symbol)` for how many open connections carry a pair."""
+A replay subclasses ReplayServer and provides `_serve_ws(conn)` (one websocket connection), `_answer(path)`
+(the normal HTTP answer: status, headers, body) and `open_connections()`."""
 
 import asyncio
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -53,8 +52,9 @@ class HttpScript:
 
 
 class ReplayServer:
+    rest_path = ""  # the REST API's base path on the HTTP server
+
     def __init__(self):
-        self.connections: list = []
         self.http = HttpScript()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -62,22 +62,6 @@ class ReplayServer:
         self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._http_thread = threading.Thread(target=self._http_server.serve_forever, daemon=True)
         self._closing = threading.Event()  # ends slow answers when the replay stops
-
-    # --- what a subclass provides ---------------------------------------------------------------------------
-
-    async def _serve_ws(self, conn) -> None:
-        raise NotImplementedError
-
-    def _answer(self, raw_path: str) -> tuple[int, dict, str]:
-        raise NotImplementedError
-
-    def subscribed(self, symbol: str) -> int:
-        raise NotImplementedError
-
-    def _started(self) -> None:
-        """Called in the replay's event loop once it runs: create what belongs to the loop here."""
-
-    # --- life --------------------------------------------------------------------------------------------
 
     def __enter__(self):
         self._thread.start()
@@ -90,18 +74,25 @@ class ReplayServer:
         self._call(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
-        if not self._thread.is_alive():
-            self._loop.close()  # else its garbage collection closes it, from whatever thread runs it then
         self._http_server.shutdown()
         self._http_server.server_close()
 
     @property
-    def _ws_base(self) -> str:
+    def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self._ws_port}"
 
     @property
-    def _http_base(self) -> str:
-        return f"http://127.0.0.1:{self._http_server.server_address[1]}"
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self._http_server.server_address[1]}{self.rest_path}"
+
+    def open_connections(self) -> list:
+        raise NotImplementedError
+
+    async def _serve_ws(self, conn) -> None:
+        raise NotImplementedError
+
+    def _answer(self, raw_path: str) -> tuple[int, dict, str]:
+        raise NotImplementedError
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -110,48 +101,23 @@ class ReplayServer:
         self._loop.run_forever()
 
     async def _start(self) -> None:
-        self._started()
         self._ws_server = await serve(self._serve_ws, "127.0.0.1", 0, ping_interval=None)
         self._ws_port = self._ws_server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:
         self._ws_server.close()
-        for conn in list(self.connections):
+        for conn in list(self.open_connections()):
             conn.transport.abort()
 
     def _call(self, coroutine, timeout: float = 10):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
-    # --- websocket knobs ---------------------------------------------------------------------------------------
-
-    def wait_subscribed(self, symbol: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(symbol) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {symbol} within {timeout} s")
-            time.sleep(0.02)
-
     def drop_connections(self) -> None:
         async def drop():
-            for conn in list(self.connections):
+            for conn in list(self.open_connections()):
                 conn.transport.abort()
 
         self._call(drop())
-
-    def refuse_connections(self) -> None:
-        """The websocket server goes away: open connections drop and new ones are refused."""
-        self._call(self._shutdown())
-
-    def freeze(self) -> None:
-        """Keep connections open but stop reading them: no pong, no acks, no trades (a dead link)."""
-
-        async def freeze():
-            for conn in list(self.connections):
-                conn.transport.pause_reading()
-
-        self._call(freeze())
-
-    # --- HTTP ------------------------------------------------------------------------------------------------
 
     def _handler_class(self):
         replay = self
