@@ -2,17 +2,20 @@
 
 Every test ends with exactly the trades the replay published stored, each once, at its exact price and amount."""
 
+import logging
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from collector.config import parse_config
 from collector.exchanges.kraken import Kraken
-from tests.integration.harness import running, stored_trades, wait_for
-from tests.replay.kraken import KrakenReplay
+from collector.service import Collector
+from tests.integration.harness import FAST, running, stored_rows, stored_trades, wait_for
+from tests.replay.kraken import KrakenReplay, synthetic_row
 
 BTC = "BTC/USD"
 
@@ -171,3 +174,76 @@ def test_malformed_messages_are_counted_and_streaming_goes_on(
         wait_stored(admin_client, org, published)
         assert runner.health("kraken").errors == 4
     assert_exactly(admin_client, org, published)
+
+
+def test_pairs_added_and_removed_by_an_edit_are_subscribed_and_unsubscribed(
+    collector_settings, admin_client, kraken, tmp_path
+):
+    org, path = collector_settings.org, tmp_path / "portfolio.yml"
+    with streaming(tmp_path, kraken, collector_settings):
+        write_kraken_config(path, kraken, pairs=("BTC-USD", "ETH-EUR"))
+        kraken.wait_subscribed("ETH/EUR")
+        eth = kraken.publish("ETH/EUR", "2345.01", "2345.02")
+        wait_stored(admin_client, org, eth, pair="ETH-EUR")
+        write_kraken_config(path, kraken, pairs=("ETH-EUR",))
+        wait_for(lambda: kraken.subscribed(BTC) == 0, what="BTC/USD unsubscribed")
+        eth += kraken.publish("ETH/EUR", "2345.03")
+        wait_stored(admin_client, org, eth, pair="ETH-EUR")
+    assert_exactly(admin_client, org, eth, pair="ETH-EUR")
+    unsubscribe = next(m for m in kraken.received if m.get("method") == "unsubscribe")
+    assert unsubscribe["params"] == {"channel": "trade", "symbol": [BTC]}
+
+
+def test_the_same_pair_from_kraken_and_bitstamp_at_once(
+    collector_settings, admin_client, kraken, replay, tmp_path
+):
+    org, path = collector_settings.org, tmp_path / "portfolio.yml"
+    config = write_kraken_config(path, kraken)
+    text = path.read_text().replace(
+        "exchanges:\n",
+        f"exchanges:\n  bitstamp:\n    pairs: [BTC-USD]\n    ws_url: {replay.ws_url}\n    rest_url: {replay.rest_url}\n",
+    )
+    path.write_text(text)
+    config = parse_config(text, str(path))
+    with running(path, config, collector_settings, tmp_path / "spool"):
+        kraken.wait_subscribed(BTC)
+        replay.wait_subscribed("btcusd")
+        from_kraken = kraken.publish(BTC, "50000.1", "50000.2")
+        from_bitstamp = [replay.publish("btcusd", "50000.3"), replay.publish("btcusd", "50000.4")]
+        wait_for(lambda: len(stored_trades(admin_client, org, "BTC-USD")) == 4, what="four BTC-USD trades")
+    rows = stored_trades(admin_client, org, "BTC-USD")
+    by_exchange = {
+        name: sorted(r["trade_id"] for r in rows if r["exchange"] == name) for name in ("kraken", "bitstamp")
+    }
+    assert by_exchange == {
+        "kraken": sorted(str(t.trade_id) for t in from_kraken),
+        "bitstamp": sorted(str(t.id) for t in from_bitstamp),
+    }
+
+
+def test_candles_within_krakens_reach_are_backfilled_exactly(
+    collector_settings, admin_client, kraken, tmp_path, caplog
+):
+    config = write_kraken_config(tmp_path / "portfolio.yml", kraken)
+    config = replace(config, backfill=replace(config.backfill, since=date(2020, 1, 1)))
+    collector = Collector(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool", FAST)
+    collector.writer.start()
+    try:
+        runtime = collector.runtime(config.exchanges["kraken"])
+        with caplog.at_level(logging.INFO):
+            (result,) = collector.backfill(runtime, config.exchanges["kraken"].pairs)
+        assert collector.writer.flush(60)
+    finally:
+        collector.writer.close()
+        collector.reader.close()
+    current = int(time.time()) // 3600 * 3600
+    assert result.status == "ok" and result.requests == 1, result
+    rows = stored_rows(admin_client, collector_settings.org, "crypto_history", "candle", "BTC-USD")
+    opens = sorted(int(row["_time"].timestamp()) for row in rows)
+    assert opens[-1] == current - 3600 and len(opens) in (719, 720)  # never the open candle
+    expected = synthetic_row("XXBTZUSD", opens[-1])
+    assert [rows[-1][f] for f in ("open", "high", "low", "close", "volume")] == [
+        float(expected[i]) for i in (1, 2, 3, 4, 6)
+    ]
+    assert "kraken BTC-USD: candles from 2020-01-01 00:00 UTC to " in caplog.text
+    assert "beyond the exchange's reach (its latest 720)" in caplog.text
