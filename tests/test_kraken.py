@@ -197,3 +197,22 @@ def test_ping_and_subscriptions_carry_request_ids():
     assert [ping["method"] for ping in pings] == ["ping", "ping"]
     assert len({subscribe["req_id"], *(ping["req_id"] for ping in pings)}) == 3
     assert exchange.unsubscribe_messages([]) == []
+
+
+def test_a_walk_past_pages_already_held_goes_on_where_it_stopped(kraken, monkeypatch):
+    monkeypatch.setattr(Kraken, "trades_per_page", 2)
+    moment = time.time_ns() - 60 * NS
+    published = [kraken.trade("BTC/USD", "100", time_ns=moment + i) for i in range(50)]
+    exchange, client, after = adapter(kraken), http(), published[45].trade_id
+    with pytest.raises(MessageError, match=f"20 pages without a trade after id {after}"):
+        exchange.recent_trades(client, BTC, moment / NS, after_id=after)
+    page = exchange.recent_trades(client, BTC, moment / NS, after_id=after)  # the gap fill's retry
+    assert [t.trade_id for t in page.records] == [t.trade_id for t in published[46:48]]
+    assert len(kraken.http.requests) == 20 + 4  # on from the 20th page, not from the start
+
+
+@pytest.mark.parametrize("when", ['"1e400"', "-5", '"soon"', "null"])
+def test_a_rest_trade_with_an_impossible_time_is_a_bad_row(when):
+    body = f'{{"error":[],"result":{{"XXBTZUSD":[["1","1",{when},"b","l","",7]],"last":"1"}}}}'
+    page = adapter().recent_trades(CannedHttp(body), BTC, 1_700_000_000)
+    assert page.records == [] and len(page.bad_rows) == 1 and "trade time" in page.bad_rows[0]

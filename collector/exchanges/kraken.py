@@ -11,8 +11,9 @@ read exactly from its text (never through a float), then cut. Trade ids are a pe
 offset keeps every trade of a second apart.
 
 Gap fill is by trade id: a jump in the live ids is a gap (`sequential_trade_ids`), and REST `Trades` is paged
-with Kraken's `since` cursor (nanoseconds) from just before the last trade held, keeping only the trades after
-its id, so it resumes exactly after the last trade stored and nothing is fetched twice.
+with Kraken's `since` cursor (nanoseconds) from a second before the last trade held, keeping only the trades
+after its id, then from the cursor each page ends with: it resumes exactly after the last trade stored, and no
+trade is handed on twice.
 
 Names: the websocket speaks `BTC/USD`; REST answers under Kraken's own names (`XXBTZUSD`, `XBTUSDT`, `XDGUSD`).
 Both map to the BASE-QUOTE pair of the config (XBT is BTC, XDG is DOGE). Errors come in the answer's `error`
@@ -67,9 +68,8 @@ class Kraken(Exchange):
     name = "kraken"
     ws_url = "wss://ws.kraken.com/v2"
     rest_url = "https://api.kraken.com/0/public"
-    rate_limit = RateLimit(
-        requests=3, per_seconds=3
-    )  # about one call a second, as Kraken's public API allows
+    # about one call a second, as Kraken's public API allows, with a burst of three
+    rate_limit = RateLimit(requests=3, per_seconds=3)
     heartbeat_s = 10  # an application ping; Kraken itself sends a heartbeat every second once subscribed
     silence_s = 5  # Kraken: about 5 s without a message is a dead connection (then the watchdog pings)
     candle_steps = frozenset(minutes * 60 for minutes in (1, 5, 15, 30, 60, 240, 1440, 10080, 21600))
@@ -85,9 +85,8 @@ class Kraken(Exchange):
         super().__init__(config)
         self._pairs: set[Pair] = set()
         self._request_ids = itertools.count(1)
-        self._cursors: dict[
-            Pair, tuple[int, str]
-        ] = {}  # per pair: the last id of a page and where the next begins
+        # per pair: the last trade id of the page answered last, and Kraken's cursor for the page after it
+        self._cursors: dict[Pair, tuple[int, str]] = {}
 
     @staticmethod
     def symbol(pair: Pair) -> str:
@@ -220,6 +219,9 @@ class Kraken(Exchange):
             if page.records or not page.more:
                 break
             since = _next_since(result)  # a whole page of trades already held: go on past it
+        else:  # asked again (the gap fill retries), it goes on from here
+            self._cursors[pair] = (after_id, since)
+            raise MessageError(f"Trades: {SKIP_PAGES} pages without a trade after id {after_id}; going on")
         page.records.sort(key=lambda trade: trade.trade_id)
         if page.more and page.records:
             self._cursors[pair] = (page.records[-1].trade_id, _next_since(result))
@@ -235,7 +237,7 @@ class Kraken(Exchange):
             price=price,
             amount=volume,
             side=REST_SIDES.get(side, side) if isinstance(side, str) else side,
-            exchange_time_ns=int(decimal_from(when, "trade time") * NS),  # exact: never through a float
+            exchange_time_ns=_time_ns(when),
         )
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
@@ -312,6 +314,14 @@ def _ticker_value(doc, key: str, index: int) -> Decimal | None:
     if not isinstance(values, list) or len(values) <= index:
         raise MessageError(f"Ticker {key}: expected a list, got {values!r:.80}")
     return decimal_from(values[index], f"Ticker {key}")
+
+
+def _time_ns(seconds) -> int:
+    """REST's trade time (a float of seconds, read as the exact decimal of its text) in nanoseconds."""
+    value = decimal_from(seconds, "trade time")
+    if not 0 <= value < 10**11:
+        raise MessageError(f"trade time: expected seconds since 1970, got {seconds!r}")
+    return int(value * NS)
 
 
 def _next_since(result) -> str:
