@@ -149,12 +149,17 @@ def test_candles_drop_the_open_row_and_keep_exact_values(kraken):
 
 
 def test_ticker_takes_the_last_24_hours(kraken):
+    asked_s = int(time.time())
     ticker = adapter(kraken).ticker(http(), BTC)
     assert ticker.last == Decimal(SAMPLE_TICKER["c"][0])
     assert (ticker.bid, ticker.ask) == (Decimal(SAMPLE_TICKER["b"][0]), Decimal(SAMPLE_TICKER["a"][0]))
     assert (ticker.high, ticker.low) == (Decimal("106400.00000"), Decimal("104100.00000"))
     assert (ticker.volume, ticker.vwap) == (Decimal("2113.84251766"), Decimal("105512.00915"))
-    assert ticker.open is None and ticker.change_24h_pct is None  # Kraken's `o` is the day's open
+    day_ago = [moment - 86_400 for moment in (asked_s, int(time.time()))]  # a 5-minute turn may come between
+    opens_24 = {Decimal(synthetic_row("XXBTZUSD", moment - moment % 300)[1]) for moment in day_ago}
+    assert ticker.open in opens_24 and ticker.open != Decimal(SAMPLE_TICKER["o"])  # not Kraken's day open
+    assert ticker.change_24h_pct == (ticker.last - ticker.open) / ticker.open * 100
+    assert "/OHLC?pair=XBTUSD&interval=5&since=" in kraken.http.requests[1]
 
 
 def test_an_answer_for_another_pair_is_refused():

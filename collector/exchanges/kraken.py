@@ -276,17 +276,29 @@ class Kraken(Exchange):
         )
 
     def ticker(self, http, pair: Pair) -> Ticker:
-        """The last 24 h: last trade, best bid and ask, 24 h high, low, volume and vwap.
+        """The last 24 h: last trade, best bid and ask, 24 h high, low, volume and vwap, and the price 24 h ago.
 
-        Kraken's `o` is the UTC day's opening price, not the price 24 h ago that `open` and `change_24h_pct`
-        mean for the other exchanges: both are left out rather than mean another thing."""
+        Kraken's `o` is the UTC day's opening price, not the price 24 h ago that `open` means for the other
+        exchanges: `open` is the open of the 5-minute candle 24 h ago instead (one OHLC call), and the change
+        is computed exactly from it."""
         doc = self._pair_result(self._public(http, "Ticker", {"pair": self.rest_pair(pair)}), pair, "Ticker")
         values = {key: _ticker_value(doc, source, index) for key, (source, index) in _TICKER_FIELDS.items()}
         last = values.pop("last")
         if last is None:
             raise MessageError("Ticker: missing 'c' (the last trade)")
+        now_ns = time.time_ns()
+        open_24 = self._price_at(http, pair, now_ns // NS - 86_400)
+        if open_24:
+            values.update(open=open_24, change_24h_pct=(last - open_24) / open_24 * 100)
         present = {key: value for key, value in values.items() if value is not None}
-        return Ticker(exchange=self.name, pair=pair, time_ns=time.time_ns(), last=last, **present)
+        return Ticker(exchange=self.name, pair=pair, time_ns=now_ns, last=last, **present)
+
+    def _price_at(self, http, pair: Pair, moment_s: int) -> Decimal | None:
+        """The open of the 5-minute candle holding `moment_s` (None if Kraken has none from then on)."""
+        step = 300
+        start = moment_s - moment_s % step
+        page = self.candles(http, pair, step, start, moment_s + 2 * step)
+        return page.records[0].open if page.records else None
 
     def assets(self, http) -> Page:
         """Nothing: Kraken's Assets has no names or logos, and its `decimals` are its ledger's scale, not the
