@@ -247,3 +247,21 @@ def test_candles_within_krakens_reach_are_backfilled_exactly(
     ]
     assert "kraken BTC-USD: candles from 2020-01-01 00:00 UTC to " in caplog.text
     assert "beyond the exchange's reach (its latest 720)" in caplog.text
+
+
+def test_pings_are_answered_and_a_quiet_link_stays_up(
+    collector_settings, admin_client, kraken, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(Kraken, "heartbeat_s", 0.2)
+    monkeypatch.setattr(
+        Kraken, "silence_s", 0.5
+    )  # Kraken's own heartbeats off: pongs and the watchdog's pings
+    kraken.heartbeat_s = None
+    org = collector_settings.org
+    with streaming(tmp_path, kraken, collector_settings) as runner:
+        wait_for(lambda: len([m for m in kraken.received if m.get("method") == "ping"]) >= 8, what="8 pings")
+        health = runner.health("kraken")
+        assert health.errors == 0 and health.reconnects == 0  # every pong understood, no false alarm
+        published = kraken.publish(BTC, "45000.00")
+        wait_stored(admin_client, org, published)
+    assert_exactly(admin_client, org, published)
