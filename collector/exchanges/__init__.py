@@ -6,10 +6,12 @@ from collector.config import Config, load_config
 from collector.exchanges.base import Exchange
 from collector.exchanges.bitstamp import Bitstamp
 from collector.exchanges.coingecko import CoinGecko
+from collector.exchanges.kraken import Kraken
 
 EXCHANGES: dict[str, type[Exchange]] = {
     "bitstamp": Bitstamp,
     "coingecko": CoinGecko,
+    "kraken": Kraken,
 }
 
 
