@@ -162,7 +162,7 @@ class GapFiller:
             filled += len(missed)
             if not by_id:
                 complete_from_s = min(complete_from_s, page.complete_from_s or fill.since_s)
-            elif self._page_on(fill, page, until_s):
+            elif self._page_on(pair, fill, page, until_s):
                 continue
             else:
                 break
@@ -177,17 +177,31 @@ class GapFiller:
         since_ns = int(fill.since_s * NS) // unit * unit  # point times are truncated to the unit
         return [trade for trade in trades if trade.time_ns >= since_ns]
 
-    @staticmethod
-    def _page_on(fill: _Running, page, until_s: float) -> bool:
-        """Id cursors: the next page starts right after this one's last trade; asked while the exchange has
-        more and this page ended before the gap did."""
-        if not page.records:
+    def _page_on(self, pair: Pair, fill: _Running, page, until_s: float) -> bool:
+        """Id cursors: the next page starts right after this one (Page.next_after_id, else its last trade);
+        asked while the exchange has more and this page ended before the gap did. A page that does not move
+        the cursor on ends the fill out loud: asking again would only get the same page."""
+        last = max(page.records, key=lambda trade: trade.trade_id, default=None)
+        ids = [number for number in (page.next_after_id, last and last.trade_id) if number is not None]
+        cursor = max(ids, default=None)
+        moved_on = cursor is not None and (fill.after_id is None or cursor > fill.after_id)
+        if moved_on:
+            fill.after_id = cursor
+        if last is not None:
+            fill.since_s = max(fill.since_s, last.time_ns // NS)
+        if not page.more or (last is not None and last.time_ns >= until_s * NS):
             return False
-        last = max(page.records, key=lambda trade: trade.trade_id)
-        if fill.after_id is None or last.trade_id > fill.after_id:
-            fill.after_id = last.trade_id
-        fill.since_s = max(fill.since_s, last.time_ns // NS)
-        return page.more and last.time_ns < until_s * NS
+        if not moved_on:
+            self.health.error(
+                log,
+                f"gap-fill-cursor:{pair}",
+                "%s %s: the exchange has trades after id %s but its page names no later id to ask after;"
+                " trades after it may be missing",
+                self.exchange.name,
+                pair,
+                fill.after_id,
+            )
+        return moved_on
 
     def _unrecoverable(self, pair: Pair, from_s: float, to_s: float, reason: str) -> float:
         """Given up on: counted in `unrecoverable_gap_s` and logged with its span, for a dashboard to show, and

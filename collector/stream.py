@@ -315,6 +315,8 @@ class TradeStream:
                 log, f"message:{kind}", "%s: unusable message (%s): %.200s", self.exchange.name, exc, text
             )
             return None
+        # Messages lost before this one: fill from the pair's last trade before this message's own trades.
+        missed_from = {pair: self.last_trades.get(pair) for pair in parsed.missed}
         if parsed.trades:
             oldest_s = min(trade.time_ns for trade in parsed.trades) / NS
             link.feed_lag_s = max(link.feed_lag_s, link.alive_s - oldest_s)
@@ -326,7 +328,7 @@ class TradeStream:
             self._on_subscribed(pair, link)
         link.subscribed.difference_update(parsed.unsubscribed)
         for pair in set(parsed.missed) & link.subscribed:
-            self._gap_found(pair, self.last_trades.get(pair), "the exchange says messages were lost")
+            self._gap_found(pair, missed_from[pair], "the exchange says messages were lost")
         return parsed
 
     @staticmethod

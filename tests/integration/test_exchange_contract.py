@@ -238,3 +238,37 @@ def test_the_same_pair_from_two_exchanges_stays_two_series(
     rows = stored_trades(admin_client, org, PAIR)
     assert {(row["exchange"], row["price"]) for row in rows} == {("sequenced", 200.0), ("bitstamp", 100.0)}
     assert len({row["_time"] for row in rows}) == 1  # one point time, two series
+
+
+def test_lost_messages_shown_by_a_trade_message_are_filled_from_before_its_trades(
+    sequenced, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """Review: the message whose sequence number shows the loss may carry trades itself (a Coinbase
+    `sequence_num` gap): the gap fill starts after the last trade before that message, not after its own."""
+    monkeypatch.setattr(Sequenced, "sequential_trade_ids", False)  # only the sequence shows it (as Coinbase)
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings):
+        first = sequenced.publish(PAIR, "100.0")
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id], what="the first trade")
+        lost = sequenced.publish(PAIR, "100.1", deliver=False)
+        shown = sequenced.publish(PAIR, "100.2")  # its sequence number shows the lost message
+        expected = [first.id, lost.id, shown.id]
+        wait_for(lambda: stored_ids(admin_client, org) == expected, what="the lost trade")
+        assert after_ids(sequenced) == [first.id]
+
+
+def test_a_page_of_only_unusable_rows_does_not_end_the_gap_fill(
+    sequenced, collector_settings, admin_client, tmp_path
+):
+    """Review: a whole page of bad rows with `more` still says where to go on (Page.next_after_id): the trades
+    after it are fetched, the bad rows counted."""
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings) as runner:
+        first = sequenced.publish(PAIR, "100.0")
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id], what="the first trade")
+        bad = [sequenced.publish(PAIR, "not a price", deliver=False) for _ in range(Sequenced.page_limit)]
+        good = [sequenced.publish(PAIR, f"101.{i}", deliver=False) for i in range(2)]
+        sequenced.drop_connections()
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id, *(t.id for t in good)], what="the rest")
+        assert after_ids(sequenced) == [first.id, bad[-1].id]
+        assert runner.health("sequenced").errors >= len(bad)
