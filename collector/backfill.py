@@ -119,8 +119,8 @@ def _within_reach(exchange: Exchange, pair: Pair, interval_s: int, start: int, e
     if start >= reach:
         return start
     log.info(
-        "%s %s: candles from %s to %s are beyond the exchange's reach (its latest %d); another configured "
-        "source with this pair or coin covers them",
+        "%s %s: candles from %s to %s are beyond the exchange's reach (its latest %d); only another "
+        "configured source with this pair or coin can cover them",
         exchange.name,
         pair,
         _iso(start),

@@ -136,3 +136,12 @@ def test_a_gap_fill_whose_cursor_does_not_move_on_ends_out_loud(caplog):
     assert [trade.trade_id for trade in accepted] == [6, 7]
     assert health.errors == 1
     assert "BTC-USD: the exchange has trades after id 7 but its page names no later id" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "moment", [1_700_000_000.123456 * 10**9, Decimal("1700000000123456000"), "1700000000"]
+)
+def test_a_trade_time_that_is_not_integer_nanoseconds_is_an_adapter_bug(moment):
+    """Review: a float time (Kraken's "1699999999.123456" * 1e9) would give a rounded or fractional point time."""
+    with pytest.raises(TypeError, match="exchange_time_ns"):
+        Millis(ExchangeConfig("millis", (BTC,))).trade(BTC, 1, "1", "1", "buy", moment)

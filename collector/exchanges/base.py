@@ -95,6 +95,8 @@ class Exchange:
     def trade(self, pair: Pair, trade_id, price, amount, side: str, exchange_time_ns: int) -> Trade:
         """The one way an adapter builds a Trade: exact values, an integer id, and the point time."""
         number = int_from(trade_id, "trade id")
+        if isinstance(exchange_time_ns, bool) or not isinstance(exchange_time_ns, int):  # an adapter's bug
+            raise TypeError(f"exchange_time_ns: exact integer nanoseconds, got {exchange_time_ns!r}")
         if side not in ("buy", "sell"):
             raise MessageError(f"trade side: expected buy or sell, got {side!r}")
         unit = self.trade_time_unit_ns
@@ -115,7 +117,8 @@ class Exchange:
 
     def connection_opened(self) -> None:
         """A new connection starts (before its subscribe messages): reset per-connection state. During a
-        hand-over the old connection still delivers for a moment, so keep such state keyed by what it names."""
+        hand-over the old connection still delivers for a moment (acks included), so keep such state keyed by
+        what it names, and never reuse a request id: an old connection's late ack must not name new pairs."""
 
     def subscribe_messages(self, pairs) -> list[str]:
         raise NotImplementedError
