@@ -171,6 +171,8 @@ class TradeStream:
         added, removed = sorted(wanted - link.requested), sorted(link.requested - wanted)
         link.requested = wanted
         link.subscribed -= set(removed)
+        for pair in removed:  # trades made while it is not wanted are no gap once it is added back
+            link.last_seen.pop(pair, None)
         for message in self.exchange.subscribe_messages(added) + self.exchange.unsubscribe_messages(removed):
             await link.conn.send(message)
 
@@ -320,7 +322,8 @@ class TradeStream:
         if parsed.trades:
             oldest_s = min(trade.time_ns for trade in parsed.trades) / NS
             link.feed_lag_s = max(link.feed_lag_s, link.alive_s - oldest_s)
-            jumps = self._id_jumps(parsed.trades, link) if self.exchange.sequential_trade_ids else {}
+            wanted = [trade for trade in parsed.trades if trade.pair in link.requested]
+            jumps = self._id_jumps(wanted, link) if self.exchange.sequential_trade_ids else {}
             self._accept(parsed.trades)
             for pair, before in jumps.items():
                 self._gap_found(pair, before, "a trade id jump")

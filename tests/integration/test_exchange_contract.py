@@ -329,3 +329,65 @@ def test_a_gap_being_filled_when_the_collector_stops_is_filled_after_the_restart
     sequenced.http.scripted.clear()
     with running(path, config, collector_settings, tmp_path / "spool"):
         wait_for(lambda: stored_ids(admin_client, org) == [t.id for t in published], what="the gap's trades")
+
+
+def test_reloads_landing_during_planned_hand_overs_end_subscribed_to_exactly_the_wanted_pairs(
+    sequenced, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """Review: pairs added and removed again and again while connections are handed over every 1.35 s:
+    the connection kept ends with exactly the wanted pairs, and every trade of the pair kept is stored once."""
+    monkeypatch.setattr(Sequenced, "max_connection_s", 1.5)
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings) as runner:
+        published, deadline = [], time.monotonic() + 5
+        while time.monotonic() < deadline:
+            pairs = (PAIR, "ETH-USD") if len(published) % 20 < 10 else (PAIR, "XRP-USD")
+            if len(published) % 10 == 0:
+                write_config(tmp_path, sequenced, pairs=pairs)
+            published.append(sequenced.publish(PAIR, f"100.{len(published)}"))
+            time.sleep(0.05)  # pacing the publisher, not synchronising with the collector
+        write_config(tmp_path, sequenced, pairs=(PAIR, "ETH-USD"))
+        stream = runner.collector.exchanges["sequenced"].stream
+        wait_for(
+            lambda: newest_subscriptions(sequenced) == {PAIR, "ETH-USD"} and stream.pairs == {BTC, ETH},
+            what="exactly the wanted pairs on the newest connection",
+        )
+        wait_for(lambda: stored_ids(admin_client, org) == [t.id for t in published], what="every BTC trade")
+        eth = sequenced.publish("ETH-USD", "2000.0")
+        wait_for(lambda: eth.id in stored_ids(admin_client, org, "ETH-USD"), what="the ETH trade")
+        assert runner.health("sequenced").reconnects >= 2
+    assert len(stored_trades(admin_client, org, PAIR)) == len(published)
+
+
+def newest_subscriptions(replay) -> set[str] | None:
+    sessions = dict(replay.sessions)
+    newest = max(sessions, key=sessions.get, default=None)
+    return replay.subscriptions.get(newest)
+
+
+def test_a_pair_removed_and_added_back_on_one_connection_is_no_id_jump(
+    sequenced, collector_settings, admin_client, tmp_path
+):
+    """Review: the trades made while a pair was not wanted are no gap: once added back it is owed its trades
+    from then on, not everything after the last id seen before its removal (pages of REST calls for nothing)."""
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings) as runner:
+        first = sequenced.publish(PAIR, "100.0")
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id], what="the first trade")
+        write_config(tmp_path, sequenced, pairs=("ETH-USD",))
+        wait_for(lambda: sequenced.subscribed(PAIR) == 0, what="BTC-USD unsubscribed")
+        while_removed = [sequenced.publish(PAIR, f"101.{i}") for i in range(4)]
+        write_config(tmp_path, sequenced, pairs=(PAIR, "ETH-USD"))
+        sequenced.wait_subscribed(PAIR)
+        stream = runner.collector.exchanges["sequenced"].stream
+        wait_for(
+            lambda: (
+                stream.link is not None and BTC in stream.link.subscribed and not stream._gap_filler._running
+            ),
+            what="BTC-USD acknowledged, its gap fill (from when it was added back) done",
+        )
+        back = sequenced.publish(PAIR, "102.0")
+        wait_for(lambda: back.id in stored_ids(admin_client, org), what="the trade after the pair came back")
+        assert set(after_ids(sequenced)) <= {None}  # nothing asked after the id seen before the removal
+        assert stored_ids(admin_client, org) == [first.id, back.id]
+        assert while_removed[-1].id + 1 == back.id
