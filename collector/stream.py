@@ -379,6 +379,7 @@ class TradeStream:
         if self.link is not None and self.link is not link:  # a hand-over: the old connection is still alive
             self._covered_by(self.link)
         self._gap_filler.start(pair, self.last_trades.get(pair))
+        self._gap_filler.wanted_from(pair, time.time())  # a pair never seen is owed its trades from now on
 
 
 def _cancel(tasks: list[asyncio.Task]) -> None:

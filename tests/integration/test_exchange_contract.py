@@ -391,3 +391,20 @@ def test_a_pair_removed_and_added_back_on_one_connection_is_no_id_jump(
         assert set(after_ids(sequenced)) <= {None}  # nothing asked after the id seen before the removal
         assert stored_ids(admin_client, org) == [first.id, back.id]
         assert while_removed[-1].id + 1 == back.id
+
+
+def test_messages_lost_before_the_first_trade_of_a_pair_never_stored_are_filled(
+    sequenced, collector_settings, admin_client, tmp_path
+):
+    """Review: a pair never stored owes nothing from before its subscription, but everything after it: messages
+    lost on its first connection, before any trade of it came, are filled from the subscription on."""
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings) as runner:
+        stream = runner.collector.exchanges["sequenced"].stream
+        wait_for(
+            lambda: stream.link is not None and BTC in stream.link.subscribed, what="BTC-USD acknowledged"
+        )
+        sequenced.heartbeat()  # the sequence starts
+        wait_for(lambda: runner.health("sequenced").messages >= 2, what="the ack and the first heartbeat")
+        lost = lost_messages(sequenced)
+        wait_for(lambda: stored_ids(admin_client, org) == [t.id for t in lost], what="the lost trades")
