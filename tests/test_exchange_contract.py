@@ -12,6 +12,7 @@ from collector.exchanges import EXCHANGES
 from collector.exchanges.base import Exchange, MessageError, Page, Parsed, time_ns_from_iso
 from collector.gap_fill import GapFiller
 from collector.health import ExchangeHealth
+from collector.open_gaps import OpenGaps
 from collector.records import Candle, LastTrade, Ticker, inexact
 
 BTC = Pair("BTC", "USD")
@@ -145,3 +146,18 @@ def test_a_trade_time_that_is_not_integer_nanoseconds_is_an_adapter_bug(moment):
     """Review: a float time (Kraken's "1699999999.123456" * 1e9) would give a rounded or fractional point time."""
     with pytest.raises(TypeError, match="exchange_time_ns"):
         Millis(ExchangeConfig("millis", (BTC,))).trade(BTC, 1, "1", "1", "buy", moment)
+
+
+def test_open_gaps_survive_a_restart_and_a_broken_file_is_said_and_ignored(tmp_path, caplog):
+    path = tmp_path / "spool" / "open_gaps.json"
+    OpenGaps(path).opened("kraken", BTC, LastTrade(1_700_000_000, 42))
+    OpenGaps(path).opened("bitstamp", BTC, LastTrade(1_700_000_100))
+    reread = OpenGaps(path)
+    assert reread.of("kraken") == {BTC: LastTrade(1_700_000_000, 42)}
+    assert reread.of("bitstamp") == {BTC: LastTrade(1_700_000_100, None)}
+    reread.closed("kraken", BTC)
+    assert OpenGaps(path).of("kraken") == {} and OpenGaps(path).of("bitstamp")
+    path.write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        assert OpenGaps(path).of("bitstamp") == {}
+    assert "open_gaps.json is unreadable" in caplog.text

@@ -4,6 +4,7 @@ played by a test-only exchange (tests/replay/sequenced.py): acks that name no pa
 messages filled mid-connection, inexact values counted, the planned hand-over before a connection time limit,
 and one pair from two exchanges at once."""
 
+import json
 import logging
 import time
 from contextlib import contextmanager
@@ -306,16 +307,11 @@ def _sequenced_config() -> ExchangeConfig:
     return ExchangeConfig("sequenced", (BTC, ETH))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a gap fill still running at a stop is forgotten: the restart resumes after the last id stored,"
-    " which is past the gap (open gaps are not persisted)",
-)
 def test_a_gap_being_filled_when_the_collector_stops_is_filled_after_the_restart(
     sequenced, collector_settings, admin_client, tmp_path
 ):
-    """Review: live trades after an id jump are stored while the jump's gap fill still retries; a restart
-    then resumes after the last id stored, past the gap."""
+    """Review: live trades after an id jump are stored while the jump's gap fill still retries, so the last id
+    stored is past the gap: the restart resumes from the gap kept open on disk (open_gaps.json), then closes it."""
     org = collector_settings.org
     path, config = write_config(tmp_path, sequenced)
     with running(path, config, collector_settings, tmp_path / "spool"):
@@ -327,8 +323,15 @@ def test_a_gap_being_filled_when_the_collector_stops_is_filled_after_the_restart
         wait_for(lambda: stored_ids(admin_client, org) == [first.id, published[-1].id], what="the live trade")
         wait_for(lambda: set(after_ids(sequenced)) == {first.id}, what="the gap fill retrying")
     sequenced.http.scripted.clear()
+    assert json.loads((tmp_path / "spool" / "open_gaps.json").read_text()) == {
+        "sequenced": {PAIR: [published[0].time_ms // 1000, first.id]}
+    }
     with running(path, config, collector_settings, tmp_path / "spool"):
         wait_for(lambda: stored_ids(admin_client, org) == [t.id for t in published], what="the gap's trades")
+        wait_for(
+            lambda: json.loads((tmp_path / "spool" / "open_gaps.json").read_text()) == {"sequenced": {}},
+            what="the gap closed",
+        )
 
 
 def test_reloads_landing_during_planned_hand_overs_end_subscribed_to_exactly_the_wanted_pairs(
