@@ -1,5 +1,8 @@
 """`make setup`: write .env with fresh random secrets and portfolio.yml from its example; never overwrite either.
 
+An .env from an older version is completed: the settings of .env.example it lacks are appended (a missing secret
+with a fresh value), every line already there kept as it is.
+
 Standard library only, so it runs on a fresh clone before anything is installed. Secrets are never printed:
 .env is created with mode 0600 and the output says where to find them.
 """
@@ -16,15 +19,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRETS = {"INFLUXDB_ADMIN_PASSWORD": 24, "INFLUXDB_ADMIN_TOKEN": 48, "GRAFANA_ADMIN_PASSWORD": 24}
 
 
+def filled(line: str) -> str:
+    """The line, given a fresh random value if it is a secret left empty."""
+    name, sep, value = line.partition("=")
+    if sep and name in SECRETS and not value.strip():
+        return f"{name}={secrets.token_urlsafe(SECRETS[name])}"
+    return line
+
+
 def filled_env(example: str) -> str:
     """The example's lines, each secret that is empty there given a fresh random value."""
-    lines = []
-    for line in example.splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name in SECRETS and not value.strip():
-            line = f"{name}={secrets.token_urlsafe(SECRETS[name])}"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+    return "\n".join(filled(line) for line in example.splitlines()) + "\n"
+
+
+def missing_settings(example: str, env: str) -> list[str]:
+    """The example's settings (secrets filled) that `env` does not set."""
+    present = set(env_values(env))
+    return [
+        filled(line)
+        for line in example.splitlines()
+        if "=" in line and not line.startswith("#") and line.partition("=")[0] not in present
+    ]
 
 
 def env_values(text: str) -> dict[str, str]:
@@ -46,8 +61,16 @@ def write_private(path: Path, text: str) -> None:
 def setup_env(root: Path) -> None:
     env = root / ".env"
     if env.exists():
+        text = env.read_text(encoding="utf-8")
+        added = missing_settings((root / ".env.example").read_text(encoding="utf-8"), text)
+        if added:
+            with env.open("a", encoding="utf-8") as handle:
+                handle.write(("" if text.endswith("\n") or not text else "\n") + "\n".join(added) + "\n")
+            names = ", ".join(line.partition("=")[0] for line in added)
+            print(f".env: kept; added the settings it lacked (.env.example explains them): {names}")
+        else:
+            print(".env: kept as it is (make setup never overwrites it)")
         empty = [name for name in SECRETS if not env_values(env.read_text(encoding="utf-8")).get(name)]
-        print(".env: kept as it is (make setup never overwrites it)")
         if empty:
             print(
                 f"  still empty there: {', '.join(empty)}: fill them in, or move .env away and run make setup"
