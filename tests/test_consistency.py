@@ -195,3 +195,15 @@ def test_the_smtp_password_secret_reaches_grafana_only_when_set(tmp_path):
     assert grafana_sees() == "smtp=unset\n"  # compose leaves the file out when GRAFANA_SMTP_PASSWORD is empty
     secret.write_text("s3cret pass")
     assert grafana_sees() == "smtp=s3cret pass\n"
+
+
+def test_bootstrap_hands_each_token_file_to_the_uid_its_container_runs_as():
+    """The scoped token files are 0600: the collector (the image's user) and Grafana read theirs only if bootstrap
+    gave them to exactly those uids. A uid changed on one side alone leaves Grafana without its data source."""
+    bundled = compose_file()["services"]
+    command = bundled["bootstrap"]["command"]
+    owners = dict(command[i + 1].split("=") for i, arg in enumerate(command) if arg == "--owner")
+    (image_uid,) = re.findall(r"useradd --uid (\d+) [^\n]*collector", DOCKERFILE)
+    assert re.search(r"(?m)^USER collector$", DOCKERFILE)
+    assert "user" not in bundled["collector"], "the collector runs as the image's user"
+    assert owners == {"collector": image_uid, "grafana": str(bundled["grafana"]["user"])}
