@@ -151,6 +151,8 @@ def test_the_image_is_slim_non_root_and_installs_the_dependencies_before_the_cod
 def test_the_build_context_leaves_out_secrets_and_what_the_image_does_not_need():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".env", ".git", ".venv", ".tools", "tests", "dashboards", "grafana"} <= ignored
+    # make backup's folders (every token of InfluxDB, and they grow) and the user's holdings are no build input
+    assert {"backups", "portfolio.yml"} <= ignored
 
 
 def test_the_bundled_influxdb_is_the_version_the_tests_run_and_grafana_is_11_or_later():
