@@ -238,3 +238,12 @@ def test_a_password_of_your_own_with_dollar_hash_or_quotes_reaches_compose_intac
 
     for documented in ((ROOT / ".env.example").read_text(), (ROOT / "README.md").read_text()):
         assert "in single quotes" in documented and "`$`" in documented
+
+
+@pytest.mark.parametrize("compose_file", ["docker-compose.yml", "docker-compose.external-influxdb.yml"])
+def test_the_guard_holding_the_secrets_in_labels_never_becomes_a_container(clone, compose_file):
+    """`required-secrets` carries the secrets as labels (so compose refuses a missing one): with its profile
+    switched on (`--profile '*'`, COMPOSE_PROFILES) it must still never be a container `docker inspect` shows."""
+    url = {"INFLUXDB_V2_URL": "https://influx.example"} if "external" in compose_file else {}
+    services = model(clone, COMPOSE_FILE=compose_file, COMPOSE_PROFILES="*", **url)["services"]
+    assert services["required-secrets"].get("scale") == 0
