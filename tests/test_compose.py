@@ -6,6 +6,8 @@
 import json
 import re
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -247,3 +249,18 @@ def test_the_guard_holding_the_secrets_in_labels_never_becomes_a_container(clone
     url = {"INFLUXDB_V2_URL": "https://influx.example"} if "external" in compose_file else {}
     services = model(clone, COMPOSE_FILE=compose_file, COMPOSE_PROFILES="*", **url)["services"]
     assert services["required-secrets"].get("scale") == 0
+
+
+def test_make_setup_says_what_to_do_when_docker_made_portfolio_yml_a_directory(tmp_path):
+    """Started before portfolio.yml existed, Docker creates a directory in its place: make setup must not call
+    that "kept", and the collector would say `Is a directory` forever."""
+    clone = fresh_clone(tmp_path)
+    (clone / "portfolio.yml").mkdir()
+    run = subprocess.run(
+        [sys.executable, "tools/setup.py"], cwd=clone, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 1 and "kept" not in run.stdout.split("portfolio.yml")[-1]
+    assert "portfolio.yml is a directory" in run.stderr and "rmdir portfolio.yml" in run.stderr, run.stderr
+    (clone / "portfolio.yml").rmdir()
+    make_setup(clone)
+    assert (clone / "portfolio.yml").read_text() == (clone / "portfolio.example.yml").read_text()

@@ -82,11 +82,20 @@ def setup_env(root: Path) -> None:
 
 def setup_portfolio(root: Path) -> None:
     portfolio = root / "portfolio.yml"
+    if portfolio.is_dir():
+        raise SetupError(
+            "portfolio.yml is a directory: Docker made it when the stack started before the file existed. "
+            "Run: docker compose down && rmdir portfolio.yml && make setup"
+        )
     if portfolio.exists():
         print("portfolio.yml: kept as it is (make setup never overwrites it)")
         return
     shutil.copyfile(root / "portfolio.example.yml", portfolio)
     print("portfolio.yml: copied from portfolio.example.yml: list your pairs and holdings there")
+
+
+class SetupError(Exception):
+    """Something make setup cannot fix itself, said with what to do."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         setup_portfolio(root)
     except OSError as exc:
         print(f"make setup: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except SetupError as exc:
+        print(f"make setup: {exc}", file=sys.stderr)
         return 1
     port = env_values((root / ".env").read_text(encoding="utf-8")).get("GRAFANA_PORT") or "3000"
     print(
