@@ -264,3 +264,33 @@ def test_make_setup_says_what_to_do_when_docker_made_portfolio_yml_a_directory(t
     (clone / "portfolio.yml").rmdir()
     make_setup(clone)
     assert (clone / "portfolio.yml").read_text() == (clone / "portfolio.example.yml").read_text()
+
+
+def test_make_setup_runs_on_the_python3_of_older_distributions():
+    """`make setup` runs the system's python3 before anything is installed: Debian 11 has 3.9, Ubuntu 20.04 3.8.
+    Annotations like `list[str] | None` are evaluated when a function is defined there and crash it, unless
+    postponed (`from __future__ import annotations`); newer syntax does not even parse."""
+    import ast
+
+    from tests.influxd import ROOT
+
+    source = (ROOT / "tools" / "setup.py").read_text()
+    tree = ast.parse(source, feature_version=(3, 8))  # a SyntaxError for what 3.8 cannot read
+    postponed = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
+    annotations = [
+        node.returns if isinstance(node, ast.FunctionDef) else node.annotation
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.arg, ast.AnnAssign))
+    ]
+    newer = [
+        ast.unparse(annotation)
+        for annotation in annotations
+        if annotation is not None
+        and any(isinstance(part, (ast.BinOp, ast.Subscript)) for part in ast.walk(annotation))
+    ]
+    assert postponed or not newer, f"evaluated at definition on Python 3.8/3.9: {newer}"

@@ -7,6 +7,8 @@ Standard library only, so it runs on a fresh clone before anything is installed.
 .env is created with mode 0600 and the output says where to find them.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import secrets
