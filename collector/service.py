@@ -408,6 +408,9 @@ class Collector:
 
     async def _health(self) -> None:
         while True:
+            self.writer.feeds_alive(
+                {name: runtime.health.alive_s() for name, runtime in self.exchanges.items()}
+            )
             await asyncio.sleep(self.options.health_s)
             writer = self.writer.stats.health()
             for name, runtime in self.exchanges.items():

@@ -249,7 +249,7 @@ class TradeStream:
                 pong = await conn.ping()
                 async with asyncio.timeout(self.options.pong_timeout_s):
                     await pong
-                link.alive_s = time.time()
+                link.alive_s = self.health.last_alive_s = time.time()
             except TimeoutError as exc:
                 raise ConnectionLost(f"no message for {self.exchange.silence_s:.0f} s and no pong") from exc
 
@@ -311,7 +311,7 @@ class TradeStream:
 
     def _handle(self, message, link: Link) -> Parsed | None:
         self.health.messages += 1
-        link.alive_s = self.health.last_message_s = time.time()
+        link.alive_s = self.health.last_message_s = self.health.last_alive_s = time.time()
         try:
             parsed = self.exchange.parse(message)
         except MessageError as exc:
