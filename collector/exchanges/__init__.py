@@ -4,9 +4,11 @@ from pathlib import Path
 
 from collector.config import Config, load_config
 from collector.exchanges.base import Exchange
+from collector.exchanges.binance import Binance
 from collector.exchanges.bitstamp import Bitstamp
 
 EXCHANGES: dict[str, type[Exchange]] = {
+    "binance": Binance,
     "bitstamp": Bitstamp,
 }
 

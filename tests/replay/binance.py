@@ -1,0 +1,404 @@
+"""A local Binance spot: websocket streams and the REST API v3, speaking the documented shapes (Binance's public
+spot API documentation).
+
+Runs in its own thread and event loop; tests drive it with plain method calls. Every published trade is kept, so
+/historicalTrades serves what a client missed while it was disconnected. Like Binance it enforces what a client
+must respect, and records every breach for tests to assert none happened: at most 5 messages a second on a
+connection (more closes it), no request before a 429's or a 418's Retry-After has passed.
+"""
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+from tests.replay.bitstamp import HttpScript
+
+MESSAGES_PER_S = 5
+WEIGHTS = {"historicalTrades": 25, "trades": 25, "aggTrades": 4, "klines": 2, "ticker/24hr": 2}
+INTERVALS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400}
+INTERVALS |= {"6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}
+
+
+@dataclass
+class PublishedTrade:
+    symbol: str  # BTCUSDT
+    id: int
+    price: str
+    qty: str
+    time_ms: int
+    buyer_is_maker: bool
+
+    def event(self, with_order_ids: bool = False) -> dict:
+        event = {"e": "trade", "E": self.time_ms + 1, "s": self.symbol, "t": self.id, "p": self.price}
+        event |= {"q": self.qty, "T": self.time_ms, "m": self.buyer_is_maker, "M": True}
+        if with_order_ids:  # captures before 2024-06 also carry the buyer's and seller's order ids
+            event |= {"b": 88, "a": 50}
+        return event
+
+    @property
+    def stream(self) -> str:
+        return f"{self.symbol.lower()}@trade"
+
+    def rest_row(self) -> dict:
+        quote_qty = str(Decimal(self.price) * Decimal(self.qty))
+        return {
+            "id": self.id,
+            "price": self.price,
+            "qty": self.qty,
+            "quoteQty": quote_qty,
+            "time": self.time_ms,
+            "isBuyerMaker": self.buyer_is_maker,
+            "isBestMatch": True,
+        }
+
+    def aggregate_row(self) -> dict:  # each replayed trade is its own aggregate
+        return {"a": self.id, "p": self.price, "q": self.qty, "f": self.id, "l": self.id, "T": self.time_ms}
+
+
+class BinanceReplay:
+    def __init__(self, symbols=("BTCUSDT", "ETHUSDT", "BTCEUR")):
+        self.symbols = set(symbols)
+        self.trades: list[PublishedTrade] = []
+        self.connections: list = []
+        self.subscriptions: dict[object, set[str]] = {}
+        self.connection_numbers: dict[object, int] = {}  # 1 for the first connection ever, then 2, ...
+        self.received: list[tuple[int, dict]] = []  # (connection number, request)
+        self.rate_breaches = 0  # connections closed for sending more than 5 messages in a second
+        self.lifetime_cuts = 0  # connections closed for outliving max_lifetime_s (Binance: 24 h)
+        self.max_lifetime_s: float | None = None
+        self.http = HttpScript()
+        self.weight_used_elsewhere = 0  # other programs on the IP: added to X-MBX-USED-WEIGHT-1M
+        self.early_requests: list[str] = []  # sent before a 429's or 418's Retry-After had passed
+        self.candle_start_s: int | None = None
+        self.ticker = dict(SAMPLE_TICKER)
+        self._back_off_until = 0.0
+        self._weight_minute, self._weight_used = 0, 0
+        self._next_id = 5_000_000_000  # beyond 2^32, as BTCUSDT's ids are
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run_loop, daemon=True)
+        self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._http_thread = threading.Thread(target=self._http_server.serve_forever, daemon=True)
+
+    # --- life --------------------------------------------------------------------------------------------
+
+    def __enter__(self):
+        self._thread.start()
+        self._http_thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc):
+        self._call(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._http_server.shutdown()
+        self._http_server.server_close()
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self._ws_port}/stream"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self._http_server.server_address[1]}/api/v3"
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        self._acks_released = asyncio.Event()
+        self._acks_released.set()
+        self._ws_server = await serve(self._serve_ws, "127.0.0.1", 0, ping_interval=None)
+        self._ws_port = self._ws_server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        self._ws_server.close()
+        for conn in list(self.connections):
+            conn.transport.abort()
+
+    def _call(self, coroutine, timeout: float = 10):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    # --- websocket -----------------------------------------------------------------------------------------
+
+    async def _serve_ws(self, conn) -> None:
+        self.connections.append(conn)
+        self.subscriptions[conn] = set()
+        number = self.connection_numbers[conn] = len(self.connection_numbers) + 1
+        lifetime = asyncio.create_task(self._cut_at_lifetime(conn))
+        sent_s: list[float] = []
+        try:
+            async for message in conn:
+                now = time.monotonic()
+                sent_s = [s for s in sent_s if s > now - 1] + [now]
+                if len(sent_s) > MESSAGES_PER_S:  # Binance disconnects a client that sends too much
+                    self.rate_breaches += 1
+                    await conn.close(1008, "Too many requests")
+                    break
+                await self._request(conn, number, message)
+        except Exception:  # noqa: BLE001 - a dropped client is normal here
+            pass
+        finally:
+            lifetime.cancel()
+            self.connections.remove(conn)
+            self.subscriptions.pop(conn, None)
+
+    async def _request(self, conn, number: int, message) -> None:
+        try:
+            request = json.loads(message)
+            method, params, request_id = request["method"], request.get("params", []), request["id"]
+        except (ValueError, KeyError, TypeError):
+            await conn.send(json.dumps({"error": {"code": 3, "msg": "Invalid JSON"}, "id": None}))
+            return
+        self.received.append((number, request))
+        valid = isinstance(params, list) and all(
+            isinstance(p, str) and p.endswith("@trade") and p == p.lower() for p in params
+        )
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS") or not valid:
+            error = {"code": 2, "msg": f"Invalid request: {method} {params!r}"}
+            await conn.send(json.dumps({"error": error, "id": request_id}))
+            return
+        if method == "LIST_SUBSCRIPTIONS":
+            await conn.send(json.dumps({"result": sorted(self.subscriptions[conn]), "id": request_id}))
+            return
+        await self._acks_released.wait()
+        if method == "SUBSCRIBE":
+            self.subscriptions[conn].update(params)
+        else:
+            self.subscriptions[conn].difference_update(params)
+        await conn.send(json.dumps({"result": None, "id": request_id}))
+
+    async def _cut_at_lifetime(self, conn) -> None:
+        while self.max_lifetime_s is None:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(self.max_lifetime_s)
+        self.lifetime_cuts += 1
+        await conn.close(1000, "connection lifetime reached")
+
+    def subscribed(self, stream: str) -> int:
+        """How many open connections are subscribed to this stream (btcusdt@trade)."""
+        return sum(stream in streams for streams in list(self.subscriptions.values()))
+
+    def wait_subscribed(self, stream: str, connections: int = 1, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.subscribed(stream) < connections:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no subscription to {stream} within {timeout} s")
+            time.sleep(0.02)
+
+    def subscribed_on(self, number: int) -> set[str]:
+        for conn, streams in list(self.subscriptions.items()):
+            if self.connection_numbers.get(conn) == number:
+                return set(streams)
+        return set()
+
+    def connection_number(self, index: int = -1) -> int:
+        return self.connection_numbers[self.connections[index]]
+
+    def publish(
+        self,
+        symbol: str,
+        price: str,
+        qty: str = "0.50000000",
+        buyer_is_maker: bool = False,
+        time_ms: int | None = None,
+        trade_id: int | None = None,
+        deliver: bool = True,
+    ) -> PublishedTrade:
+        """A trade happens: kept for REST and, if `deliver`, sent to every connection subscribed to it."""
+        with self._lock:
+            if trade_id is None:
+                trade_id = self._next_id
+                self._next_id += 1
+            trade = PublishedTrade(
+                symbol, trade_id, price, qty, time_ms or time.time_ns() // 1_000_000, buyer_is_maker
+            )
+            self.trades.append(trade)
+        if deliver:
+            self.send_event(trade.event(), trade.stream)
+        return trade
+
+    def send_event(self, event: dict, stream: str | None = None, wrapped: bool = True) -> None:
+        """An event to every connection (subscribed to `stream`, if given), wrapped as a combined stream's."""
+        text = json.dumps({"stream": stream or "", "data": event} if wrapped else event)
+        self.send_raw(text, stream)
+
+    def send_raw(self, text: str, stream: str | None = None) -> None:
+        async def send():
+            for conn, streams in list(self.subscriptions.items()):
+                if stream is None or stream in streams:
+                    with contextlib.suppress(ConnectionClosed):
+                        await conn.send(text)
+
+        self._call(send())
+
+    def server_shutdown(self, wrapped: bool = False) -> None:
+        self.send_event({"e": "serverShutdown", "E": time.time_ns() // 1_000_000}, wrapped=wrapped)
+
+    def ping_clients(self, timeout: float = 5) -> int:
+        """A protocol ping to every connection, as Binance sends every 20 s: how many answered with a pong."""
+
+        async def ping():
+            answered = 0
+            for conn in list(self.connections):
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(timeout):
+                        await (await conn.ping(b"binance-ping"))
+                    answered += 1
+            return answered
+
+        return self._call(ping(), timeout + 5)
+
+    def hold_acks(self) -> None:
+        self._loop.call_soon_threadsafe(self._acks_released.clear)
+
+    def release_acks(self) -> None:
+        self._loop.call_soon_threadsafe(self._acks_released.set)
+
+    def drop_connections(self) -> None:
+        async def drop():
+            for conn in list(self.connections):
+                conn.transport.abort()
+
+        self._call(drop())
+
+    # --- HTTP ------------------------------------------------------------------------------------------------
+
+    def _handler_class(self):
+        replay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                replay.http.requests.append(self.path)
+                status, headers, body = replay._respond(self.path)
+                payload = body.encode()
+                self.send_response(status)
+                for key, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler
+
+    def _respond(self, path: str) -> tuple[int, dict, str]:
+        with self._lock:
+            if time.time() < self._back_off_until:
+                self.early_requests.append(path)
+        status, headers, body = self.http.next_answer(path) or self._answer(path)
+        retry_after = headers.get("Retry-After")
+        if status in (418, 429) and retry_after is not None:
+            with self._lock:
+                self._back_off_until = max(self._back_off_until, time.time() + float(retry_after))
+        endpoint = urlparse(path).path.removeprefix("/api/v3/")
+        return (
+            status,
+            {"X-MBX-USED-WEIGHT-1M": str(self._add_weight(WEIGHTS.get(endpoint, 1))), **headers},
+            body,
+        )
+
+    def _add_weight(self, weight: int) -> int:
+        with self._lock:
+            minute = int(time.time() // 60)
+            if minute != self._weight_minute:
+                self._weight_minute, self._weight_used = minute, 0
+            self._weight_used += weight
+            return self._weight_used + self.weight_used_elsewhere
+
+    def _answer(self, raw_path: str) -> tuple[int, dict, str]:
+        url = urlparse(raw_path)
+        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        endpoint = url.path.removeprefix("/api/v3/")
+        if endpoint not in WEIGHTS:
+            return 404, {}, json.dumps({"code": -1000, "msg": "Not found"})
+        if query.get("symbol") not in self.symbols:
+            return 400, {}, json.dumps({"code": -1121, "msg": "Invalid symbol."})
+        limit = int(query.get("limit", 500))
+        if not 1 <= limit <= 1000:
+            return (
+                400,
+                {},
+                json.dumps({"code": -1100, "msg": "Illegal characters found in parameter 'limit'."}),
+            )
+        symbol = query["symbol"]
+        if endpoint == "ticker/24hr":
+            return 200, {}, json.dumps(self.ticker | {"symbol": symbol})
+        if endpoint == "klines":
+            if query.get("interval") not in INTERVALS:
+                return 400, {}, json.dumps({"code": -1120, "msg": "Invalid interval."})
+            return 200, {}, json.dumps(self._klines(symbol, INTERVALS[query["interval"]], query, limit))
+        with self._lock:
+            trades = sorted((t for t in self.trades if t.symbol == symbol), key=lambda t: t.id)
+        if endpoint == "aggTrades":
+            start_ms = int(query.get("startTime", 0))
+            return 200, {}, json.dumps([t.aggregate_row() for t in trades if t.time_ms >= start_ms][:limit])
+        if endpoint == "historicalTrades" and "fromId" in query:
+            from_id = int(query["fromId"])
+            return 200, {}, json.dumps([t.rest_row() for t in trades if t.id >= from_id][:limit])
+        return 200, {}, json.dumps([t.rest_row() for t in trades[-limit:]])  # the most recent, ascending
+
+    def _klines(self, symbol: str, step: int, query: dict, limit: int) -> list[list]:
+        now = int(time.time())
+        first = self.candle_start_s if self.candle_start_s is not None else now - 30 * 86400
+        start = int(query.get("startTime", (now - limit * step) * 1000)) // 1000
+        end = int(query.get("endTime", now * 1000)) // 1000
+        start = max(start + -start % step, first + -first % step)
+        # up to the candle still open now, as Binance answers
+        return [kline_row(symbol, o, step) for o in range(start, min(end, now) + 1, step)][:limit]
+
+
+def kline_row(symbol: str, open_s: int, step: int) -> list:
+    """A deterministic kline in Binance's row shape, so tests can recompute what must be stored."""
+    base = Decimal(20000 + (open_s // step) % 89) + Decimal(len(symbol)) / 100
+    values = [
+        base,
+        base + Decimal("12.34"),
+        base - Decimal("5.67"),
+        base + Decimal("1.01"),
+        Decimal("3.25000000"),
+    ]
+    closes_ms = (open_s + step) * 1000 - 1
+    return [open_s * 1000, *map(str, values), closes_ms, "65000.00", 42, "1.50000000", "30000.00", "0"]
+
+
+# A 24 h rolling ticker in Binance's shape: openPrice is the price 24 h ago, priceChangePercent is rounded.
+SAMPLE_TICKER = {
+    "symbol": "BTCUSDT",
+    "priceChange": "-435.00000000",
+    "priceChangePercent": "-0.560",
+    "weightedAvgPrice": "78381.12345678",
+    "prevClosePrice": "77699.99000000",
+    "lastPrice": "77265.00000000",
+    "lastQty": "0.00100000",
+    "bidPrice": "77264.99000000",
+    "bidQty": "1.20000000",
+    "askPrice": "77265.00000000",
+    "askQty": "0.30000000",
+    "openPrice": "77700.00000000",
+    "highPrice": "79588.00000000",
+    "lowPrice": "77191.00000000",
+    "volume": "10878.36100000",
+    "quoteVolume": "852649012.12000000",
+    "openTime": 1789369409000,
+    "closeTime": 1789455809000,
+    "firstId": 5000000000,
+    "lastId": 5001000000,
+    "count": 1000001,
+}
