@@ -1,7 +1,8 @@
 """Binance spot: `@trade` streams with live SUBSCRIBE, REST trades by id for gap fill, klines and 24 h tickers.
 
-- Streams are subscribed on `/stream` with live SUBSCRIBE/UNSUBSCRIBE requests (one request carries every
-  stream of a (re)subscription, so a connection sends few messages: Binance allows 5 a second). Their acks,
+- Streams are subscribed on `/stream` with live SUBSCRIBE/UNSUBSCRIBE requests. One request carries every stream
+  of a (re)subscription, so a connection sends at most two (one of each) per config reload, and the protocol's
+  pongs: Binance allows 5 messages a second and closes a connection that sends more. Their acks,
   `{"result":null,"id":n}`, name no stream: each request id remembers the pairs it carried.
 - Trade times are milliseconds in both the stream (`T`) and REST (`time`): points keep them (trade_time_unit_ns).
 - `m` true means the buyer was the maker: the taker sold.
@@ -35,7 +36,7 @@ from collector.exchanges.base import (
 from collector.records import Candle, Ticker
 
 STREAM_SUFFIX = "@trade"
-MAX_STREAMS_PER_REQUEST = 200  # a request's params; a connection takes 1024 streams
+MAX_STREAMS_PER_REQUEST = 1024  # what a connection takes: every change of the wanted pairs is one request
 PENDING_REQUESTS_KEPT = 256  # requests never answered (their connection died) are forgotten, oldest first
 INTERVALS = {
     60: "1m",
@@ -63,7 +64,9 @@ class Binance(Exchange):
     rate_limit = RateLimit(requests=100, per_seconds=60, used_header="X-MBX-USED-WEIGHT-1M", used_limit=6000)
     heartbeat_s = 20  # unused: Binance has no application heartbeat (its protocol pings are answered for us)
     silence_s = 30  # then the stream pings; a live connection answers
-    max_connection_s = 24 * 3600 - 15 * 60  # Binance cuts a connection at 24 h
+    max_connection_s = (
+        24 * 3600
+    )  # Binance cuts a connection then: the stream hands it over, with a margin, before
     candle_steps = frozenset(INTERVALS)
     max_candles = 1000
     max_trades = 1000

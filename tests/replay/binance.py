@@ -65,7 +65,7 @@ class PublishedTrade:
 
 
 class BinanceReplay:
-    def __init__(self, symbols=("BTCUSDT", "ETHUSDT", "BTCEUR")):
+    def __init__(self, symbols=("BTCUSDT", "ETHUSDT", "ETHBTC", "BTCEUR")):
         self.symbols = set(symbols)
         self.trades: list[PublishedTrade] = []
         self.connections: list = []
