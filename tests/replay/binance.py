@@ -10,17 +10,12 @@ connection (more closes it), no request before a 429's or a 418's Retry-After ha
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from websockets.asyncio.server import serve
-from websockets.exceptions import ConnectionClosed
-
-from tests.replay.bitstamp import HttpScript
+from tests.replay.base import ReplayServer
 
 MESSAGES_PER_S = 5
 WEIGHTS = {"historicalTrades": 25, "trades": 25, "aggTrades": 4, "klines": 2, "ticker/24hr": 2}
@@ -64,81 +59,33 @@ class PublishedTrade:
         return {"a": self.id, "p": self.price, "q": self.qty, "f": self.id, "l": self.id, "T": self.time_ms}
 
 
-class BinanceReplay:
+class BinanceReplay(ReplayServer):
     def __init__(self, symbols=("BTCUSDT", "ETHUSDT", "ETHBTC", "BTCEUR")):
+        super().__init__(first_trade_id=5_000_000_000)  # beyond 2^32, as BTCUSDT's ids are
         self.symbols = set(symbols)
-        self.trades: list[PublishedTrade] = []
-        self.connections: list = []
-        self.subscriptions: dict[object, set[str]] = {}
-        self.connection_numbers: dict[object, int] = {}  # 1 for the first connection ever, then 2, ...
         self.received: list[tuple[int, dict]] = []  # (connection number, request)
         self.rate_breaches = 0  # connections closed for sending more than 5 messages in a second
         self.lifetime_cuts = 0  # connections closed for outliving max_lifetime_s (Binance: 24 h)
         self.max_lifetime_s: float | None = None
-        self.http = HttpScript()
         self.weight_used_elsewhere = 0  # other programs on the IP: added to X-MBX-USED-WEIGHT-1M
         self.early_requests: list[str] = []  # sent before a 429's or 418's Retry-After had passed
         self.candle_start_s: int | None = None
         self.ticker = dict(SAMPLE_TICKER)
         self._back_off_until = 0.0
         self._weight_minute, self._weight_used = 0, 0
-        self._next_id = 5_000_000_000  # beyond 2^32, as BTCUSDT's ids are
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run_loop, daemon=True)
-        self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._http_thread = threading.Thread(target=self._http_server.serve_forever, daemon=True)
-
-    # --- life --------------------------------------------------------------------------------------------
-
-    def __enter__(self):
-        self._thread.start()
-        self._http_thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        self._call(self._shutdown())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._http_server.shutdown()
-        self._http_server.server_close()
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self._ws_port}/stream"
+        return f"{self.ws_root}/stream"
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self._http_server.server_address[1]}/api/v3"
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _start(self) -> None:
-        self._acks_released = asyncio.Event()
-        self._acks_released.set()
-        self._ws_server = await serve(self._serve_ws, "127.0.0.1", 0, ping_interval=None)
-        self._ws_port = self._ws_server.sockets[0].getsockname()[1]
-
-    async def _shutdown(self) -> None:
-        self._ws_server.close()
-        for conn in list(self.connections):
-            conn.transport.abort()
-
-    def _call(self, coroutine, timeout: float = 10):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return f"{self.http_root}/api/v3"
 
     # --- websocket -----------------------------------------------------------------------------------------
 
     async def _serve_ws(self, conn) -> None:
-        self.connections.append(conn)
-        self.subscriptions[conn] = set()
-        number = self.connection_numbers[conn] = len(self.connection_numbers) + 1
+        number = self._connected(conn)
         lifetime = asyncio.create_task(self._cut_at_lifetime(conn))
         sent_s: list[float] = []
         try:
@@ -154,8 +101,7 @@ class BinanceReplay:
             pass
         finally:
             lifetime.cancel()
-            self.connections.remove(conn)
-            self.subscriptions.pop(conn, None)
+            self._disconnected(conn)
 
     async def _request(self, conn, number: int, message) -> None:
         try:
@@ -189,26 +135,6 @@ class BinanceReplay:
         self.lifetime_cuts += 1
         await conn.close(1000, "connection lifetime reached")
 
-    def subscribed(self, stream: str) -> int:
-        """How many open connections are subscribed to this stream (btcusdt@trade)."""
-        return sum(stream in streams for streams in list(self.subscriptions.values()))
-
-    def wait_subscribed(self, stream: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(stream) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {stream} within {timeout} s")
-            time.sleep(0.02)
-
-    def subscribed_on(self, number: int) -> set[str]:
-        for conn, streams in list(self.subscriptions.items()):
-            if self.connection_numbers.get(conn) == number:
-                return set(streams)
-        return set()
-
-    def connection_number(self, index: int = -1) -> int:
-        return self.connection_numbers[self.connections[index]]
-
     def publish(
         self,
         symbol: str,
@@ -220,14 +146,10 @@ class BinanceReplay:
         deliver: bool = True,
     ) -> PublishedTrade:
         """A trade happens: kept for REST and, if `deliver`, sent to every connection subscribed to it."""
-        with self._lock:
-            if trade_id is None:
-                trade_id = self._next_id
-                self._next_id += 1
-            trade = PublishedTrade(
-                symbol, trade_id, price, qty, time_ms or time.time_ns() // 1_000_000, buyer_is_maker
-            )
-            self.trades.append(trade)
+        time_ms = time_ms or time.time_ns() // 1_000_000
+        trade = self._keep(
+            lambda id_: PublishedTrade(symbol, id_, price, qty, time_ms, buyer_is_maker), trade_id
+        )
         if deliver:
             self.send_event(trade.event(), trade.stream)
         return trade
@@ -236,15 +158,6 @@ class BinanceReplay:
         """An event to every connection (subscribed to `stream`, if given), wrapped as a combined stream's."""
         text = json.dumps({"stream": stream or "", "data": event} if wrapped else event)
         self.send_raw(text, stream)
-
-    def send_raw(self, text: str, stream: str | None = None) -> None:
-        async def send():
-            for conn, streams in list(self.subscriptions.items()):
-                if stream is None or stream in streams:
-                    with contextlib.suppress(ConnectionClosed):
-                        await conn.send(text)
-
-        self._call(send())
 
     def server_shutdown(self, wrapped: bool = False) -> None:
         self.send_event({"e": "serverShutdown", "E": time.time_ns() // 1_000_000}, wrapped=wrapped)
@@ -263,46 +176,16 @@ class BinanceReplay:
 
         return self._call(ping(), timeout + 5)
 
-    def hold_acks(self) -> None:
-        self._loop.call_soon_threadsafe(self._acks_released.clear)
-
-    def release_acks(self) -> None:
-        self._loop.call_soon_threadsafe(self._acks_released.set)
-
-    def drop_connections(self) -> None:
-        async def drop():
-            for conn in list(self.connections):
-                conn.transport.abort()
-
-        self._call(drop())
-
     # --- HTTP ------------------------------------------------------------------------------------------------
 
-    def _handler_class(self):
-        replay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802 - the stdlib's name
-                replay.http.requests.append(self.path)
-                status, headers, body = replay._respond(self.path)
-                payload = body.encode()
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        return Handler
-
-    def _respond(self, path: str) -> tuple[int, dict, str]:
+    def _respond(self, path: str) -> tuple[int, dict, str] | None:
         with self._lock:
             if time.time() < self._back_off_until:
                 self.early_requests.append(path)
-        status, headers, body = self.http.next_answer(path) or self._answer(path)
+        answer = super()._respond(path)
+        if answer is None:
+            return None
+        status, headers, body = answer
         retry_after = headers.get("Retry-After")
         if status in (418, 429) and retry_after is not None:
             with self._lock:

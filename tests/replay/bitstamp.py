@@ -4,18 +4,13 @@ Runs in its own thread and event loop; tests drive it with plain method calls. E
 so /transactions/ serves what a client missed while it was disconnected.
 """
 
-import asyncio
-import contextlib
 import json
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from websockets.asyncio.server import serve
-from websockets.exceptions import ConnectionClosed
+from tests.replay.base import ReplayServer
 
 
 @dataclass
@@ -52,121 +47,32 @@ class PublishedTrade:
         }
 
 
-@dataclass
-class HttpScript:
-    """Answers to inject before the normal ones, and slow answers.
-
-    `queued`: (status, headers, body) for the next requests, whatever their path, consumed in order.
-    `scripted`: the same, per path fragment (e.g. "/transactions/"), consumed in order by matching requests.
-    `delays`: [fragment, seconds, quick] - a matching request is answered after `seconds`, once `quick`
-    matching ones were answered at once (a hanging endpoint: a delay longer than the test).
-    """
-
-    queued: list[tuple[int, dict, str]] = field(default_factory=list)
-    scripted: dict[str, list[tuple[int, dict, str]]] = field(default_factory=dict)
-    delays: list[list] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-
-    def script(self, fragment: str, *answers: tuple[int, dict, str]) -> None:
-        self.scripted.setdefault(fragment, []).extend(answers)
-
-    def slow(self, fragment: str, seconds: float, quick: int = 0) -> None:
-        self.delays.append([fragment, seconds, quick])
-
-    def next_answer(self, path: str) -> tuple[int, dict, str] | None:
-        if self.queued:
-            return self.queued.pop(0)
-        for fragment, answers in self.scripted.items():
-            if fragment in path and answers:
-                return answers.pop(0)
-        return None
-
-    def delay_s(self, path: str) -> float:
-        for rule in self.delays:
-            if rule[0] in path:
-                if rule[2] > 0:
-                    rule[2] -= 1
-                    return 0.0
-                return rule[1]
-        return 0.0
-
-
-class BitstampReplay:
+class BitstampReplay(ReplayServer):
     def __init__(self):
-        self.trades: list[PublishedTrade] = []
-        self.connections: list = []
-        self.subscriptions: dict[object, set[str]] = {}
+        super().__init__(first_trade_id=300_000_000)
         self.received: list[dict] = []
-        self.connection_numbers: dict[object, int] = {}  # 1 for the first connection ever, then 2, ...
         self.subscribe_log: list[tuple[int, str, str]] = []  # (connection number, event, channel)
         self.extra_transaction_rows: list[dict] = []  # served with every /transactions/ answer
         self.candle_overrides: dict[
             int, dict
         ] = {}  # open time -> the row served instead of the synthetic one
-        self.http = HttpScript()
         self.candle_start_s: int | None = None  # the pair's first candle (listing time)
         self.candle_end_s: int | None = None  # no candles after this (else: up to now)
         self.tickers: dict[str, dict] = {"btcusd": SAMPLE_TICKER, "ethusd": SAMPLE_TICKER}
         self.currencies: object = SAMPLE_CURRENCIES
-        self._next_id = 300_000_000
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run_loop, daemon=True)
-        self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._http_thread = threading.Thread(target=self._http_server.serve_forever, daemon=True)
-        self._closing = threading.Event()  # ends slow answers when the replay stops
-
-    # --- life --------------------------------------------------------------------------------------------
-
-    def __enter__(self):
-        self._thread.start()
-        self._http_thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        self._closing.set()
-        self._call(self._shutdown())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._http_server.shutdown()
-        self._http_server.server_close()
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self._ws_port}"
+        return self.ws_root
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self._http_server.server_address[1]}/api/v2"
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _start(self) -> None:
-        self._acks_released = asyncio.Event()
-        self._acks_released.set()
-        self._ws_server = await serve(self._serve_ws, "127.0.0.1", 0, ping_interval=None)
-        self._ws_port = self._ws_server.sockets[0].getsockname()[1]
-
-    async def _shutdown(self) -> None:
-        self._ws_server.close()
-        for conn in list(self.connections):
-            conn.transport.abort()
-
-    def _call(self, coroutine, timeout: float = 10):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return f"{self.http_root}/api/v2"
 
     # --- websocket -----------------------------------------------------------------------------------------
 
     async def _serve_ws(self, conn) -> None:
-        self.connections.append(conn)
-        self.subscriptions[conn] = set()
-        self.connection_numbers[conn] = len(self.connection_numbers) + 1
+        self._connected(conn)
         try:
             async for message in conn:
                 request = json.loads(message)
@@ -193,23 +99,14 @@ class BitstampReplay:
         except Exception:  # noqa: BLE001 - a dropped client is normal here
             pass
         finally:
-            self.connections.remove(conn)
-            self.subscriptions.pop(conn, None)
+            self._disconnected(conn)
 
     @staticmethod
     def symbol(pair: str) -> str:
         return pair.replace("-", "").lower()
 
-    def subscribed(self, symbol: str) -> int:
-        """How many open connections are subscribed to this pair."""
-        return sum(f"live_trades_{symbol}" in channels for channels in list(self.subscriptions.values()))
-
-    def wait_subscribed(self, symbol: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(symbol) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {symbol} within {timeout} s")
-            time.sleep(0.02)
+    def channel(self, name: str) -> str:
+        return f"live_trades_{name}"
 
     def publish(
         self,
@@ -223,97 +120,16 @@ class BitstampReplay:
         deliver: bool = True,
     ) -> PublishedTrade:
         """A trade happens: kept for /transactions/ and, if `deliver`, sent to every subscribed connection."""
-        with self._lock:
-            if trade_id is None:
-                trade_id = self._next_id
-                self._next_id += 1
-            trade = PublishedTrade(
-                symbol, trade_id, price, amount, side, microtimestamp or time.time_ns() // 1000
-            )
-            self.trades.append(trade)
+        time_us = microtimestamp or time.time_ns() // 1000
+        trade = self._keep(lambda id_: PublishedTrade(symbol, id_, price, amount, side, time_us), trade_id)
         if deliver:
             self.send_raw(trade.ws_event(numbers_as_strings), symbol)
         return trade
 
-    def send_raw(self, text: str, symbol: str | None = None) -> None:
-        """Send a message as is to every connection (subscribed to `symbol`, if given)."""
-
-        async def send():
-            for conn, channels in list(self.subscriptions.items()):
-                if symbol is None or f"live_trades_{symbol}" in channels:
-                    with contextlib.suppress(
-                        ConnectionClosed
-                    ):  # a client that just left misses it, as on Bitstamp
-                        await conn.send(text)
-
-        self._call(send())
-
-    def connection_number(self, index: int = -1) -> int:
-        """The number of an open connection (the newest by default)."""
-        return self.connection_numbers[self.connections[index]]
-
-    def subscribed_on(self, number: int) -> set[str]:
-        """The channels connection `number` is subscribed to now (empty once it is closed)."""
-        for conn, channels in list(self.subscriptions.items()):
-            if self.connection_numbers.get(conn) == number:
-                return set(channels)
-        return set()
-
-    def hold_acks(self) -> None:
-        """Subscribes are received and logged, but neither acknowledged nor active until release_acks()."""
-        self._loop.call_soon_threadsafe(self._acks_released.clear)
-
-    def release_acks(self) -> None:
-        self._loop.call_soon_threadsafe(self._acks_released.set)
-
     def request_reconnect(self) -> None:
         self.send_raw(json.dumps({"event": "bts:request_reconnect", "channel": "", "data": ""}))
 
-    def drop_connections(self) -> None:
-        async def drop():
-            for conn in list(self.connections):
-                conn.transport.abort()
-
-        self._call(drop())
-
-    def refuse_connections(self) -> None:
-        """The websocket server goes away: open connections drop and new ones are refused."""
-        self._call(self._shutdown())
-
-    def freeze(self) -> None:
-        """Keep connections open but stop reading them: no pong, no acks, no trades (a dead link)."""
-
-        async def freeze():
-            for conn in list(self.connections):
-                conn.transport.pause_reading()
-
-        self._call(freeze())
-
     # --- HTTP ------------------------------------------------------------------------------------------------
-
-    def _handler_class(self):
-        replay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802 - the stdlib's name
-                replay.http.requests.append(self.path)
-                delay = replay.http.delay_s(self.path)
-                if delay and replay._closing.wait(delay):
-                    return  # the replay stops: never answered, as a hanging server
-                scripted = replay.http.next_answer(self.path)
-                status, headers, body = scripted or replay._answer(self.path)
-                payload = body.encode()
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        return Handler
 
     def _answer(self, raw_path: str) -> tuple[int, dict, str]:
         url = urlparse(raw_path)
