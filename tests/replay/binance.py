@@ -10,12 +10,15 @@ connection (more closes it), no request before a 429's or a 418's Retry-After ha
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import parse_qs, urlparse
 
-from tests.replay.base import ReplayServer
+from websockets.exceptions import ConnectionClosed
+
+from tests.replay.server import HttpScript, ReplayServer
 
 MESSAGES_PER_S = 5
 WEIGHTS = {"historicalTrades": 25, "trades": 25, "aggTrades": 4, "klines": 2, "ticker/24hr": 2}
@@ -59,33 +62,71 @@ class PublishedTrade:
         return {"a": self.id, "p": self.price, "q": self.qty, "f": self.id, "l": self.id, "T": self.time_ms}
 
 
+class BinanceHttpScript(HttpScript):
+    """Sees every request first (scripted answers included): one sent before a 429's or a 418's Retry-After has
+    passed is recorded in `early_requests`."""
+
+    def __init__(self):
+        super().__init__()
+        self.early_requests: list[str] = []
+        self.back_off_until_s = 0.0
+        self._lock = threading.Lock()
+
+    def next_answer(self, path: str):
+        with self._lock:
+            if time.time() < self.back_off_until_s:
+                self.early_requests.append(path)
+            answer = super().next_answer(path)
+            if answer is not None and answer[0] in (418, 429) and "Retry-After" in answer[1]:
+                until_s = time.time() + float(answer[1]["Retry-After"])
+                self.back_off_until_s = max(self.back_off_until_s, until_s)
+        return answer
+
+
 class BinanceReplay(ReplayServer):
+    rest_path = "/api/v3"
+
     def __init__(self, symbols=("BTCUSDT", "ETHUSDT", "ETHBTC", "BTCEUR")):
-        super().__init__(first_trade_id=5_000_000_000)  # beyond 2^32, as BTCUSDT's ids are
+        super().__init__()
+        self.http = BinanceHttpScript()
         self.symbols = set(symbols)
+        self.trades: list[PublishedTrade] = []
+        self.connections: list = []
+        self.subscriptions: dict[object, set[str]] = {}  # connection -> its streams
+        self.connection_numbers: dict[object, int] = {}  # 1 for the first connection ever, then 2, ...
         self.received: list[tuple[int, dict]] = []  # (connection number, request)
         self.rate_breaches = 0  # connections closed for sending more than 5 messages in a second
         self.lifetime_cuts = 0  # connections closed for outliving max_lifetime_s (Binance: 24 h)
         self.max_lifetime_s: float | None = None
         self.weight_used_elsewhere = 0  # other programs on the IP: added to X-MBX-USED-WEIGHT-1M
-        self.early_requests: list[str] = []  # sent before a 429's or 418's Retry-After had passed
         self.candle_start_s: int | None = None
         self.ticker = dict(SAMPLE_TICKER)
-        self._back_off_until = 0.0
         self._weight_minute, self._weight_used = 0, 0
+        self._next_id = 5_000_000_000  # beyond 2^32, as BTCUSDT's ids are
+        self._lock = threading.Lock()
 
     @property
     def ws_url(self) -> str:
-        return f"{self.ws_root}/stream"
+        return f"{super().ws_url}/stream"
 
     @property
-    def rest_url(self) -> str:
-        return f"{self.http_root}/api/v3"
+    def early_requests(self) -> list[str]:
+        return self.http.early_requests
+
+    def open_connections(self) -> list:
+        return self.connections
+
+    async def _start(self) -> None:
+        self._acks_released = asyncio.Event()
+        self._acks_released.set()
+        await super()._start()
 
     # --- websocket -----------------------------------------------------------------------------------------
 
     async def _serve_ws(self, conn) -> None:
-        number = self._connected(conn)
+        self.connections.append(conn)
+        self.subscriptions[conn] = set()
+        number = self.connection_numbers[conn] = len(self.connection_numbers) + 1
         lifetime = asyncio.create_task(self._cut_at_lifetime(conn))
         sent_s: list[float] = []
         try:
@@ -101,7 +142,8 @@ class BinanceReplay(ReplayServer):
             pass
         finally:
             lifetime.cancel()
-            self._disconnected(conn)
+            self.connections.remove(conn)
+            self.subscriptions.pop(conn, None)
 
     async def _request(self, conn, number: int, message) -> None:
         try:
@@ -135,6 +177,27 @@ class BinanceReplay(ReplayServer):
         self.lifetime_cuts += 1
         await conn.close(1000, "connection lifetime reached")
 
+    def subscribed(self, stream: str) -> int:
+        """How many open connections are subscribed to this stream (btcusdt@trade)."""
+        return sum(stream in streams for streams in list(self.subscriptions.values()))
+
+    def wait_subscribed(self, stream: str, connections: int = 1, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.subscribed(stream) < connections:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no subscription to {stream} within {timeout} s")
+            time.sleep(0.02)
+
+    def subscribed_on(self, number: int) -> set[str]:
+        """The streams connection `number` is subscribed to now (empty once it is closed)."""
+        for conn, streams in list(self.subscriptions.items()):
+            if self.connection_numbers.get(conn) == number:
+                return set(streams)
+        return set()
+
+    def connection_number(self, index: int = -1) -> int:
+        return self.connection_numbers[self.connections[index]]
+
     def publish(
         self,
         symbol: str,
@@ -146,10 +209,12 @@ class BinanceReplay(ReplayServer):
         deliver: bool = True,
     ) -> PublishedTrade:
         """A trade happens: kept for REST and, if `deliver`, sent to every connection subscribed to it."""
-        time_ms = time_ms or time.time_ns() // 1_000_000
-        trade = self._keep(
-            lambda id_: PublishedTrade(symbol, id_, price, qty, time_ms, buyer_is_maker), trade_id
-        )
+        with self._lock:
+            if trade_id is None:
+                trade_id, self._next_id = self._next_id, self._next_id + 1
+            time_ms = time_ms or time.time_ns() // 1_000_000
+            trade = PublishedTrade(symbol, trade_id, price, qty, time_ms, buyer_is_maker)
+            self.trades.append(trade)
         if deliver:
             self.send_event(trade.event(), trade.stream)
         return trade
@@ -158,6 +223,17 @@ class BinanceReplay(ReplayServer):
         """An event to every connection (subscribed to `stream`, if given), wrapped as a combined stream's."""
         text = json.dumps({"stream": stream or "", "data": event} if wrapped else event)
         self.send_raw(text, stream)
+
+    def send_raw(self, text: str, stream: str | None = None) -> None:
+        """A message as is to every connection (subscribed to `stream`, if given)."""
+
+        async def send():
+            for conn, streams in list(self.subscriptions.items()):
+                if stream is None or stream in streams:
+                    with contextlib.suppress(ConnectionClosed):  # a client that just left misses it
+                        await conn.send(text)
+
+        self._call(send())
 
     def server_shutdown(self, wrapped: bool = False) -> None:
         self.send_event({"e": "serverShutdown", "E": time.time_ns() // 1_000_000}, wrapped=wrapped)
@@ -176,26 +252,14 @@ class BinanceReplay(ReplayServer):
 
         return self._call(ping(), timeout + 5)
 
-    # --- HTTP ------------------------------------------------------------------------------------------------
+    def hold_acks(self) -> None:
+        """Requests are received and logged, but neither answered nor applied until release_acks()."""
+        self._loop.call_soon_threadsafe(self._acks_released.clear)
 
-    def _respond(self, path: str) -> tuple[int, dict, str] | None:
-        with self._lock:
-            if time.time() < self._back_off_until:
-                self.early_requests.append(path)
-        answer = super()._respond(path)
-        if answer is None:
-            return None
-        status, headers, body = answer
-        retry_after = headers.get("Retry-After")
-        if status in (418, 429) and retry_after is not None:
-            with self._lock:
-                self._back_off_until = max(self._back_off_until, time.time() + float(retry_after))
-        endpoint = urlparse(path).path.removeprefix("/api/v3/")
-        return (
-            status,
-            {"X-MBX-USED-WEIGHT-1M": str(self._add_weight(WEIGHTS.get(endpoint, 1))), **headers},
-            body,
-        )
+    def release_acks(self) -> None:
+        self._loop.call_soon_threadsafe(self._acks_released.set)
+
+    # --- HTTP ------------------------------------------------------------------------------------------------
 
     def _add_weight(self, weight: int) -> int:
         with self._lock:
@@ -206,6 +270,11 @@ class BinanceReplay(ReplayServer):
             return self._weight_used + self.weight_used_elsewhere
 
     def _answer(self, raw_path: str) -> tuple[int, dict, str]:
+        status, headers, body = self._endpoint(raw_path)
+        weight = WEIGHTS.get(urlparse(raw_path).path.removeprefix("/api/v3/"), 1)
+        return status, {"X-MBX-USED-WEIGHT-1M": str(self._add_weight(weight)), **headers}, body
+
+    def _endpoint(self, raw_path: str) -> tuple[int, dict, str]:
         url = urlparse(raw_path)
         query = {key: values[0] for key, values in parse_qs(url.query).items()}
         endpoint = url.path.removeprefix("/api/v3/")
