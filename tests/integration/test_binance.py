@@ -263,3 +263,43 @@ def test_klines_and_the_ticker_are_stored(collector_settings, admin_client, bina
     assert same_price(row["close"], kline_row("BTCUSDT", expected[3], HOUR)[4])
     (ticker,) = stored_rows(admin_client, org, "crypto_meta", "ticker", "BTC-USDT")
     assert same_price(ticker["last"], "77265.00000000")
+
+
+def test_the_same_pair_from_two_exchanges_at_once_stays_apart(
+    collector_settings, admin_client, binance, replay, tmp_path
+):
+    org = collector_settings.org
+    path = tmp_path / "portfolio.yml"
+    write_config(path, binance, ("BTC-EUR",))
+    text = path.read_text().replace(
+        "backfill:",
+        f"  bitstamp:\n    pairs: [BTC-EUR]\n    ws_url: {replay.ws_url}\n    rest_url: {replay.rest_url}\nbackfill:",
+    )
+    path.write_text(text)
+    with running(path, parse_config(text, str(path)), collector_settings, tmp_path / "spool") as runner:
+        _start(binance, runner, ("btceur@trade",))
+        replay.wait_subscribed("btceur")
+        now_ms = time.time_ns() // 1_000_000
+        # the same id at the same moment on both: still two trades, one per exchange
+        on_binance = [binance.publish("BTCEUR", "61000.10", time_ms=now_ms, trade_id=777)]
+        on_binance += [binance.publish("BTCEUR", "61000.20") for _ in range(3)]
+        on_bitstamp = [replay.publish("btceur", "61000.30", microtimestamp=now_ms * 1000, trade_id=777)]
+        on_bitstamp += [replay.publish("btceur", "61000.40") for _ in range(2)]
+
+        def by_exchange():
+            rows = stored_trades(admin_client, org, "BTC-EUR")
+            return {
+                name: sorted(int(r["trade_id"]) for r in rows if r["exchange"] == name)
+                for name in ("binance", "bitstamp")
+            }
+
+        expected = {
+            "binance": sorted(t.id for t in on_binance),
+            "bitstamp": sorted(t.id for t in on_bitstamp),
+        }
+        wait_for(lambda: by_exchange() == expected, what="both exchanges' trades")
+    assert by_exchange() == expected
+    prices = {
+        (r["exchange"], int(r["trade_id"])): r["price"] for r in stored_trades(admin_client, org, "BTC-EUR")
+    }
+    assert same_price(prices["binance", 777], "61000.10") and same_price(prices["bitstamp", 777], "61000.30")
