@@ -69,6 +69,9 @@ def test_one_request_carries_every_stream_and_its_ack_names_the_pairs():
     assert unsubscribed.unsubscribed == (ETH_BTC,)
     # a second ack of the same request (e.g. from a connection being replaced) acknowledges nothing new
     assert exchange.parse(json.dumps({"result": None, "id": request["id"]})).subscribed == ()
+    (again,) = exchange.subscribe_messages([BTC_USDT])
+    with pytest.raises(MessageError, match="expected a null result"):
+        exchange.parse(json.dumps({"result": ["btcusdt@trade"], "id": json.loads(again)["id"]}))
 
 
 def test_pairs_are_batched_1024_a_request_with_distinct_ids():

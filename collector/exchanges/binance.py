@@ -64,9 +64,8 @@ class Binance(Exchange):
     rate_limit = RateLimit(requests=100, per_seconds=60, used_header="X-MBX-USED-WEIGHT-1M", used_limit=6000)
     heartbeat_s = 20  # unused: Binance has no application heartbeat (its protocol pings are answered for us)
     silence_s = 30  # then the stream pings; a live connection answers
-    max_connection_s = (
-        24 * 3600
-    )  # Binance cuts a connection then: the stream hands it over, with a margin, before
+    # Binance cuts a connection at 24 h: the stream hands it over (make before break) a margin before
+    max_connection_s = 24 * 3600
     candle_steps = frozenset(INTERVALS)
     max_candles = 1000
     max_trades = 1000
@@ -79,9 +78,8 @@ class Binance(Exchange):
         super().__init__(config)
         self._pairs_by_symbol: dict[str, Pair] = {}
         self._remember(config.pairs)
-        self._request_ids = itertools.count(
-            1
-        )  # never reused: an ack from a connection being replaced is safe
+        # never reused, not even by a new connection: an ack still coming on the one being replaced is safe
+        self._request_ids = itertools.count(1)
         self._requests: OrderedDict[int, tuple[str, tuple[Pair, ...]]] = OrderedDict()
 
     @staticmethod
@@ -143,7 +141,7 @@ class Binance(Exchange):
     def _reply(self, doc) -> Parsed:
         """The answer to one of our requests: an ack names only its id, so the pairs come from the request."""
         request_id = doc["id"]
-        if not isinstance(request_id, int | str | None):
+        if isinstance(request_id, bool) or not isinstance(request_id, int | str | None):
             raise MessageError(f"reply: unexpected request id {request_id!r}")
         method, pairs = self._requests.pop(request_id, (None, ()))
         if doc.get("error") is not None or "code" in doc:  # {"error":{code,msg},"id"} or the older flat shape
@@ -156,8 +154,10 @@ class Binance(Exchange):
             )
         if method is None:
             return Parsed(ignored=f"reply to request {request_id!r}")  # e.g. LIST_SUBSCRIPTIONS, or forgotten
-        if doc["result"] is not None:
-            raise MessageError(f"ack: expected a null result for request {request_id}, got {doc['result']!r}")
+        if doc.get("result") is not None:
+            raise MessageError(
+                f"ack: expected a null result for request {request_id}, got {doc.get('result')!r}"
+            )
         if method == "SUBSCRIBE":
             return Parsed(subscribed=pairs)
         return Parsed(unsubscribed=pairs)
