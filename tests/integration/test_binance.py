@@ -159,13 +159,13 @@ def test_a_restart_resumes_exactly_after_the_last_stored_trade(
 def test_the_planned_24_hour_hand_over_loses_and_duplicates_nothing(
     collector_settings, admin_client, binance, tmp_path, monkeypatch, caplog
 ):
-    monkeypatch.setattr(Binance, "max_connection_s", 2.0)  # 24 h, shortened for the test
-    binance.max_lifetime_s = 2.5  # the replay cuts a connection then, as Binance does at 24 h
+    monkeypatch.setattr(Binance, "max_connection_s", 3.0)  # 24 h, shortened: handed over 2.7 s after opening
+    binance.max_lifetime_s = 4.5  # the replay cuts a connection then, as Binance does at 24 h
     org = collector_settings.org
     with caplog.at_level(logging.INFO), collecting(tmp_path, binance, collector_settings) as runner:
         _start(binance, runner)
         published = []
-        deadline = time.monotonic() + 7  # about three hand-overs
+        deadline = time.monotonic() + 8  # two hand-overs at least
         while time.monotonic() < deadline:
             published.append(binance.publish("BTCUSDT", "68000.00"))
             time.sleep(0.02)  # a steady feed, not a synchronisation
