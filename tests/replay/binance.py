@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import parse_qs, urlparse
 
-from websockets.exceptions import ConnectionClosed
-
-from tests.replay.server import HttpScript, ReplayServer
+from tests.replay.channels import ChannelReplay
+from tests.replay.server import HttpScript
 
 MESSAGES_PER_S = 5
 WEIGHTS = {"historicalTrades": 25, "trades": 25, "aggTrades": 4, "klines": 2, "ticker/24hr": 2}
@@ -83,17 +82,13 @@ class BinanceHttpScript(HttpScript):
         return answer
 
 
-class BinanceReplay(ReplayServer):
+class BinanceReplay(ChannelReplay):
     rest_path = "/api/v3"
 
     def __init__(self, symbols=("BTCUSDT", "ETHUSDT", "ETHBTC", "BTCEUR")):
-        super().__init__()
+        super().__init__(first_trade_id=5_000_000_000)  # beyond 2^32, as BTCUSDT's ids are
         self.http = BinanceHttpScript()
         self.symbols = set(symbols)
-        self.trades: list[PublishedTrade] = []
-        self.connections: list = []
-        self.subscriptions: dict[object, set[str]] = {}  # connection -> its streams
-        self.connection_numbers: dict[object, int] = {}  # 1 for the first connection ever, then 2, ...
         self.received: list[tuple[int, dict]] = []  # (connection number, request)
         self.rate_breaches = 0  # connections closed for sending more than 5 messages in a second
         self.lifetime_cuts = 0  # connections closed for outliving max_lifetime_s (Binance: 24 h)
@@ -102,8 +97,6 @@ class BinanceReplay(ReplayServer):
         self.candle_start_s: int | None = None
         self.ticker = dict(SAMPLE_TICKER)
         self._weight_minute, self._weight_used = 0, 0
-        self._next_id = 5_000_000_000  # beyond 2^32, as BTCUSDT's ids are
-        self._lock = threading.Lock()
 
     @property
     def ws_url(self) -> str:
@@ -113,20 +106,10 @@ class BinanceReplay(ReplayServer):
     def early_requests(self) -> list[str]:
         return self.http.early_requests
 
-    def open_connections(self) -> list:
-        return self.connections
-
-    async def _start(self) -> None:
-        self._acks_released = asyncio.Event()
-        self._acks_released.set()
-        await super()._start()
-
     # --- websocket -----------------------------------------------------------------------------------------
 
     async def _serve_ws(self, conn) -> None:
-        self.connections.append(conn)
-        self.subscriptions[conn] = set()
-        number = self.connection_numbers[conn] = len(self.connection_numbers) + 1
+        number = self._connected(conn)
         lifetime = asyncio.create_task(self._cut_at_lifetime(conn))
         sent_s: list[float] = []
         try:
@@ -142,8 +125,7 @@ class BinanceReplay(ReplayServer):
             pass
         finally:
             lifetime.cancel()
-            self.connections.remove(conn)
-            self.subscriptions.pop(conn, None)
+            self._disconnected(conn)
 
     async def _request(self, conn, number: int, message) -> None:
         try:
@@ -177,27 +159,6 @@ class BinanceReplay(ReplayServer):
         self.lifetime_cuts += 1
         await conn.close(1000, "connection lifetime reached")
 
-    def subscribed(self, stream: str) -> int:
-        """How many open connections are subscribed to this stream (btcusdt@trade)."""
-        return sum(stream in streams for streams in list(self.subscriptions.values()))
-
-    def wait_subscribed(self, stream: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(stream) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {stream} within {timeout} s")
-            time.sleep(0.02)
-
-    def subscribed_on(self, number: int) -> set[str]:
-        """The streams connection `number` is subscribed to now (empty once it is closed)."""
-        for conn, streams in list(self.subscriptions.items()):
-            if self.connection_numbers.get(conn) == number:
-                return set(streams)
-        return set()
-
-    def connection_number(self, index: int = -1) -> int:
-        return self.connection_numbers[self.connections[index]]
-
     def publish(
         self,
         symbol: str,
@@ -209,12 +170,10 @@ class BinanceReplay(ReplayServer):
         deliver: bool = True,
     ) -> PublishedTrade:
         """A trade happens: kept for REST and, if `deliver`, sent to every connection subscribed to it."""
-        with self._lock:
-            if trade_id is None:
-                trade_id, self._next_id = self._next_id, self._next_id + 1
-            time_ms = time_ms or time.time_ns() // 1_000_000
-            trade = PublishedTrade(symbol, trade_id, price, qty, time_ms, buyer_is_maker)
-            self.trades.append(trade)
+        time_ms = time_ms or time.time_ns() // 1_000_000
+        trade = self._keep(
+            lambda id_: PublishedTrade(symbol, id_, price, qty, time_ms, buyer_is_maker), trade_id
+        )
         if deliver:
             self.send_event(trade.event(), trade.stream)
         return trade
@@ -223,17 +182,6 @@ class BinanceReplay(ReplayServer):
         """An event to every connection (subscribed to `stream`, if given), wrapped as a combined stream's."""
         text = json.dumps({"stream": stream or "", "data": event} if wrapped else event)
         self.send_raw(text, stream)
-
-    def send_raw(self, text: str, stream: str | None = None) -> None:
-        """A message as is to every connection (subscribed to `stream`, if given)."""
-
-        async def send():
-            for conn, streams in list(self.subscriptions.items()):
-                if stream is None or stream in streams:
-                    with contextlib.suppress(ConnectionClosed):  # a client that just left misses it
-                        await conn.send(text)
-
-        self._call(send())
 
     def server_shutdown(self, wrapped: bool = False) -> None:
         self.send_event({"e": "serverShutdown", "E": time.time_ns() // 1_000_000}, wrapped=wrapped)
@@ -251,13 +199,6 @@ class BinanceReplay(ReplayServer):
             return answered
 
         return self._call(ping(), timeout + 5)
-
-    def hold_acks(self) -> None:
-        """Requests are received and logged, but neither answered nor applied until release_acks()."""
-        self._loop.call_soon_threadsafe(self._acks_released.clear)
-
-    def release_acks(self) -> None:
-        self._loop.call_soon_threadsafe(self._acks_released.set)
 
     # --- HTTP ------------------------------------------------------------------------------------------------
 
