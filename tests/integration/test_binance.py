@@ -80,15 +80,21 @@ def test_subscribed_trades_become_exactly_these_points(collector_settings, admin
         ]
         same_ms = [binance.publish("BTCUSDT", "68950.00", "1.5", time_ms=now_ms) for _ in range(2)]
         eth = binance.publish("ETHBTC", "0.05123000", "2.00000000", buyer_is_maker=True)
+        # malformed frames: counted and logged, the stream goes on
+        binance.send_raw('{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"', "btcusdt@trade")
+        binance.send_event(published[0].event() | {"p": "n/a"}, "btcusdt@trade")
+        binance.send_event(published[0].event() | {"s": "XRPUSDT"}, "btcusdt@trade")
+        late = binance.publish("BTCUSDT", "68999.99")
         for trade in published[:5]:  # redelivered, bare and wrapped: still one point each
             binance.send_event(trade.event(with_order_ids=True), trade.stream, wrapped=False)
             binance.send_event(trade.event(), trade.stream)
         # Binance's protocol ping is answered (it cuts a connection that leaves one unanswered for a minute)
         assert binance.ping_clients() == 1
+        published.append(late)
         _wait_ids(admin_client, org, published + same_ms)
         _wait_ids(admin_client, org, [eth], "ETH-BTC")
         health = runner.health("binance")
-        assert health.errors == 0 and health.trades == 43
+        assert health.errors == 3 and health.trades == 44
     _assert_exactly(admin_client, org, published + same_ms)
     rows = {int(row["trade_id"]): row for row in stored_trades(admin_client, org, "BTC-USDT")}
     for trade in published + same_ms:

@@ -20,6 +20,7 @@ from tests.replay.channels import ChannelReplay
 from tests.replay.server import HttpScript
 
 MESSAGES_PER_S = 5
+FIRST_TRADE_ID = 5_000_000_000  # beyond 2^32, as BTCUSDT's ids are
 WEIGHTS = {"historicalTrades": 25, "trades": 25, "aggTrades": 4, "klines": 2, "ticker/24hr": 2}
 INTERVALS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400}
 INTERVALS |= {"6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}
@@ -86,7 +87,10 @@ class BinanceReplay(ChannelReplay):
     rest_path = "/api/v3"
 
     def __init__(self, symbols=("BTCUSDT", "ETHUSDT", "ETHBTC", "BTCEUR")):
-        super().__init__(first_trade_id=5_000_000_000)  # beyond 2^32, as BTCUSDT's ids are
+        super().__init__(first_trade_id=FIRST_TRADE_ID)
+        self._next_ids: dict[
+            str, int
+        ] = {}  # each symbol counts its own trade ids, one by one, as Binance does
         self.http = BinanceHttpScript()
         self.symbols = set(symbols)
         self.received: list[tuple[int, dict]] = []  # (connection number, request)
@@ -171,6 +175,9 @@ class BinanceReplay(ChannelReplay):
     ) -> PublishedTrade:
         """A trade happens: kept for REST and, if `deliver`, sent to every connection subscribed to it."""
         time_ms = time_ms or time.time_ns() // 1_000_000
+        if trade_id is None:
+            trade_id = self._next_ids.get(symbol, FIRST_TRADE_ID)
+        self._next_ids[symbol] = max(self._next_ids.get(symbol, FIRST_TRADE_ID), trade_id + 1)
         trade = self._keep(
             lambda id_: PublishedTrade(symbol, id_, price, qty, time_ms, buyer_is_maker), trade_id
         )
