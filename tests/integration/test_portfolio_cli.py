@@ -12,6 +12,7 @@ from collector.service import Collector
 from tests.influxd import ROOT, free_port
 from tests.integration.harness import FAST, cli, collector_env
 from tests.integration.valuation_helpers import hourly_candles, seed
+from tests.replay.binance import BinanceReplay
 from tests.replay.bitstamp import synthetic_candle
 
 DAY = 86400
@@ -19,11 +20,15 @@ FIELDS = ["asset", "quantity", "price", "value", "cost_basis", "unrealized_pnl",
 TOTAL_FIELDS = ["value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct"]
 
 
-def _example_config(path, replay) -> None:
+def _example_config(path, replay, binance=None) -> None:
     """portfolio.example.yml pointed at the replay servers, with daily candles so the backfill since 2020 is quick."""
     text = (ROOT / "portfolio.example.yml").read_text()
     text = text.replace("# ws_url: wss://ws.bitstamp.net", f"ws_url: {replay.ws_url}")
     text = text.replace("# rest_url: https://www.bitstamp.net/api/v2", f"rest_url: {replay.rest_url}")
+    if binance is not None:
+        text = text.replace("# ws_url: wss://stream.binance.com:9443/stream", f"ws_url: {binance.ws_url}")
+        text = text.replace("# rest_url: https://api.binance.com/api/v3", f"rest_url: {binance.rest_url}")
+        assert binance.rest_url in text
     text = text.replace("interval: 1h", "interval: 1d")
     assert replay.ws_url in text and replay.rest_url in text and "interval: 1d" in text
     path.write_text(text)
@@ -49,6 +54,12 @@ def _backfill(path, settings, tmp_path) -> None:
         collector.reader.close()
 
 
+def _line_of(text: str) -> int:
+    """The number of the example's line holding `text` (the first)."""
+    lines = (ROOT / "portfolio.example.yml").read_text().splitlines()
+    return next(number for number, line in enumerate(lines, start=1) if text in line)
+
+
 def _cells(line: str) -> list[str]:
     return re.split(r"\s{2,}", line.strip())
 
@@ -58,9 +69,10 @@ def _numbers(line: str) -> list[Decimal | None]:
 
 
 def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, tmp_path):
-    _example_config(tmp_path / "portfolio.yml", replay)
     replay.candle_start_s = int(datetime(2020, 11, 1, tzinfo=UTC).timestamp())
-    _backfill(tmp_path / "portfolio.yml", collector_settings, tmp_path)
+    with BinanceReplay() as binance:  # the example's USDT pairs
+        _example_config(tmp_path / "portfolio.yml", replay, binance)
+        _backfill(tmp_path / "portfolio.yml", collector_settings, tmp_path)
     env = collector_env(collector_settings, tmp_path)
 
     result = cli(env, "portfolio", cwd=tmp_path)
@@ -92,7 +104,8 @@ def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, t
     )
     assert lines[8] == "" and lines[10:] == [], lines[8:]
     note = re.fullmatch(
-        r"\S*portfolio\.yml:51: transfer_in of 1\.5 ETH on 2022-09-15 at market price (\S+) \(the line has no price\)",
+        rf"\S*portfolio\.yml:{_line_of('kind: transfer_in')}: transfer_in of 1\.5 ETH on 2022-09-15 at market price (\S+)"
+        r" \(the line has no price\)",
         lines[9],
     )
     assert note and Decimal(note[1]) == eth_close, lines[9]
