@@ -18,7 +18,7 @@ class ExchangeHealth:
     gap_filled: int = 0
     errors: int = 0
     reconnects: int = 0
-    rate_limited: int = 0  # HTTP 429 answers, retried or not
+    rate_limited: int = 0  # HTTP 429 answers and 418 bans, retried or not
     unrecoverable_gap_s: float = 0.0  # trade history given up on: older than the exchange's REST reach
     connected: int = 0  # 1 while a websocket connection is open
     backfill_lag_s: float = 0.0

@@ -65,6 +65,10 @@ def parse_rows(rows, parse_row: Callable, what: str) -> Page:
 class RateLimit:
     requests: int
     per_seconds: float
+    # An exchange that reports its own count of what this IP used (Binance: X-MBX-USED-WEIGHT-1M against 6000
+    # a minute, shared with anything else on the IP): near the limit, requests wait for the next minute.
+    used_header: str | None = None
+    used_limit: int | None = None
 
 
 class Exchange:
