@@ -138,6 +138,20 @@ def test_recent_trades_resume_exactly_after_an_id_and_page_by_1000(binance):
     assert any(f"fromId={after + 1}&" in path for path in binance.http.requests)
 
 
+def test_a_page_of_only_unusable_rows_still_names_where_the_next_page_starts(binance):
+    """Review: 1000 bad rows with more after them: the page names the last row's id (Page.next_after_id), so
+    the id-cursor gap fill pages on instead of ending there."""
+    bad = [binance.publish("BTCUSDT", "n/a", deliver=False) for _ in range(1000)]
+    good = [binance.publish("BTCUSDT", f"68000.0{i}", deliver=False) for i in range(2)]
+    exchange, http = adapter(binance), client()
+    page = exchange.recent_trades(http, BTC_USDT, since_s=0, after_id=bad[0].id - 1)
+    assert page.records == [] and len(page.bad_rows) == 1000 and page.more
+    assert page.next_after_id == bad[-1].id
+    rest = exchange.recent_trades(http, BTC_USDT, since_s=0, after_id=page.next_after_id)
+    assert [t.trade_id for t in rest.records] == [t.id for t in good] and not rest.more
+    assert rest.next_after_id == good[-1].id
+
+
 def test_recent_trades_without_an_id_start_at_the_first_trade_after_a_time(binance):
     now_ms = time.time_ns() // 1_000_000
     old = binance.publish("BTCUSDT", "1.0", time_ms=now_ms - 60_000, deliver=False)

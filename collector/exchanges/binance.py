@@ -192,6 +192,7 @@ class Binance(Exchange):
         page = parse_rows(rows, lambda row: self._rest_trade(pair, row), "historicalTrades")
         page.records = [trade for trade in page.records if trade.trade_id >= from_id]
         page.more = len(rows) >= self.max_trades
+        page.next_after_id = _last_row_id(rows)  # usable or not: a page of bad rows still moves the cursor on
         page.complete_from_s = since_s
         return page
 
@@ -286,6 +287,16 @@ _TICKER_FIELDS = {
     "vwap": "weightedAvgPrice",
     "change_24h_pct": "priceChangePercent",  # replaced by the exact figure when openPrice is known
 }
+
+
+def _last_row_id(rows: list) -> int | None:
+    """The id of the last row that names one (rows are ascending by id), whatever else is wrong with them."""
+    for row in reversed(rows):
+        try:
+            return int_from(field_of(row, "id", "historical trade"), "trade id")
+        except MessageError:
+            continue
+    return None
 
 
 def _row_open_s(row) -> int | None:

@@ -130,6 +130,26 @@ def test_a_dropped_connection_is_gap_filled_by_id_from_the_last_trade_seen(
     assert not [path for path in binance.http.requests if "/aggTrades" in path]  # the id was known
 
 
+def test_a_gap_fill_pages_on_past_a_page_of_only_unusable_rows(
+    collector_settings, admin_client, binance, tmp_path
+):
+    """Review: a whole historicalTrades page of bad rows, more after it: the gap fill goes on after its last
+    row's id (Page.next_after_id) and stores the trades after it; the bad rows are counted."""
+    org = collector_settings.org
+    with collecting(tmp_path, binance, collector_settings) as runner:
+        _start(binance, runner)
+        first = binance.publish("BTCUSDT", "68000.00")
+        _wait_ids(admin_client, org, [first])
+        bad = [binance.publish("BTCUSDT", "n/a", deliver=False) for _ in range(Binance.max_trades)]
+        good = [binance.publish("BTCUSDT", f"68001.0{i}", deliver=False) for i in range(2)]
+        binance.drop_connections()
+        _wait_ids(admin_client, org, [first, *good])
+        assert runner.health("binance").errors >= 1
+    _assert_exactly(admin_client, org, [first, *good])
+    fetched = _historical_requests(binance)
+    assert f"fromId={first.id + 1}&" in fetched[0] and f"fromId={bad[-1].id + 1}&" in fetched[1]
+
+
 def test_a_trade_id_jump_on_the_live_feed_is_filled(collector_settings, admin_client, binance, tmp_path):
     org = collector_settings.org
     with collecting(tmp_path, binance, collector_settings) as runner:

@@ -47,7 +47,10 @@ class PublishedTrade:
         return f"{self.symbol.lower()}@trade"
 
     def rest_row(self) -> dict:
-        quote_qty = str(Decimal(self.price) * Decimal(self.qty))
+        try:
+            quote_qty = str(Decimal(self.price) * Decimal(self.qty))
+        except ArithmeticError:  # a malformed trade, published as is
+            quote_qty = "n/a"
         return {
             "id": self.id,
             "price": self.price,
