@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 BANNED = 418  # Binance: an IP that kept sending after 429s is banned, 2 minutes to 3 days (Retry-After)
 BAN_WITHOUT_RETRY_AFTER_S = 120.0  # the shortest ban, when the answer does not say
+LONGEST_PAUSE_S = 3 * 86_400.0  # Binance's longest ban: a Retry-After beyond it is taken as it
 USED_SHARE_PAUSE = 0.9  # of the exchange's own usage limit: then requests wait for its next minute
 
 
@@ -78,6 +79,7 @@ class HttpClient:
         self.bucket = TokenBucket(limit, sleep=self.stop.sleep)
         self.used: int | None = None  # the exchange's count of what this IP used (RateLimit.used_header)
         self.paused_until_s = 0.0  # wall clock: no request of this client is sent before it
+        self.paused_by: tuple[int, str] = (429, "")  # the status and problem that paused it
         self._pause_lock = threading.Lock()
         self.timeout_s = timeout_s
         self.attempts = attempts
@@ -92,8 +94,8 @@ class HttpClient:
         self.backoff.reset()
         last_problem, status, retry_after = "", None, None
         for attempt in range(self.attempts):
-            self._wait_while_paused()
             self.bucket.take()
+            self._wait_while_paused(url)  # after the bucket's wait: a pause may have begun during it
             try:  # on its own thread, so a stop never waits for a slow or hanging answer
                 response = self.stop.call(
                     self.session.get, url, params=params, headers=headers, timeout=self.timeout_s
@@ -116,7 +118,7 @@ class HttpClient:
                     if (
                         retry_after
                     ):  # the limit is the IP's: every request of this client waits, not only this one
-                        self._pause(retry_after)
+                        self._pause(retry_after, status, last_problem)
                 elif status == BANNED:
                     self.health.rate_limited += 1
                     last_problem = "banned (418)"
@@ -128,6 +130,7 @@ class HttpClient:
                     raise HttpError(f"{self.exchange} {url}: HTTP {status} {snippet}", status)
                 wait = retry_after
             if attempt < self.attempts - 1:
+                self._refuse_a_long_pause(url)
                 wait = retry_wait(self.backoff, wait)
                 log.debug("%s %s: %s, retrying in %.1f s", self.exchange, url, last_problem, wait)
                 self.stop.sleep(min(wait, self.max_wait_s))
@@ -135,19 +138,35 @@ class HttpClient:
         message = f"{self.exchange} {url}: {last_problem} after {self.attempts} attempts"
         raise failure(message.replace("rate limited (429)", "still rate limited"), status, retry_after)
 
-    def _pause(self, seconds: float) -> None:
+    def _pause(self, seconds: float, status: int, problem: str) -> None:
         with self._pause_lock:
-            self.paused_until_s = max(self.paused_until_s, time.time() + seconds)
+            until_s = time.time() + min(seconds, LONGEST_PAUSE_S)
+            if until_s > self.paused_until_s:
+                self.paused_until_s, self.paused_by = until_s, (status, problem)
 
-    def _wait_while_paused(self) -> None:
+    def _wait_while_paused(self, url: str) -> None:
         while (remaining := self.paused_until_s - time.time()) > 0:
+            self._refuse_a_long_pause(url)
             self.stop.sleep(remaining)
+
+    def _refuse_a_long_pause(self, url: str) -> None:
+        """A ban (2 minutes to 3 days), or a pause longer than max_wait_s, fails the call at once, sending
+        nothing: callers run on the event loop's few worker threads, shared with every exchange, the writer and
+        the valuation, and must not park one for the length of a ban. The caller retries after `retry_after_s`."""
+        remaining = self.paused_until_s - time.time()
+        status, problem = self.paused_by
+        if remaining > 0 and (status == BANNED or remaining > self.max_wait_s):
+            raise RateLimited(
+                f"{self.exchange} {url}: {problem} for another {remaining:.0f} s: not sent", status, remaining
+            )
 
     def _banned(self, url: str, retry_after_s: float | None) -> None:
         """Sending during a ban lengthens it: nothing is sent until it ends, however long (a stop still ends
         the wait)."""
-        ban_s = retry_after_s if retry_after_s is not None else BAN_WITHOUT_RETRY_AFTER_S
-        self._pause(ban_s)
+        ban_s = min(
+            retry_after_s if retry_after_s is not None else BAN_WITHOUT_RETRY_AFTER_S, LONGEST_PAUSE_S
+        )
+        self._pause(ban_s, BANNED, "banned (418)")
         until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.paused_until_s))
         log.error(
             "%s %s: the exchange BANNED this IP (HTTP 418) for %.0f s: no request to it before %s",
@@ -168,7 +187,7 @@ class HttpClient:
             return
         if self.used >= self.limit.used_limit * USED_SHARE_PAUSE:
             wait_s = 60 - time.time() % 60 + 1  # to just after the minute's end
-            self._pause(wait_s)
+            self._pause(wait_s, 429, "near the exchange's request weight limit")
             log.warning(
                 "%s: %d of the %d request weight a minute used: requests wait %.0f s",
                 self.exchange,

@@ -194,18 +194,32 @@ def test_the_ticker_change_is_exact_from_the_price_24_hours_ago(binance):
 
 
 def test_a_418_ban_stops_every_request_until_retry_after_loudly(binance, caplog):
+    """A ban sends nothing until it ends, and holds no worker thread meanwhile: each call fails at once with
+    RateLimited and its Retry-After (the gap fill waits that out on the event loop); after it, calls work."""
     exchange, http = adapter(binance), client()
     binance.http.queued = [
         (418, {"Retry-After": "2"}, '{"code":-1003,"msg":"Way too many requests; IP banned"}')
     ]
     with caplog.at_level(logging.ERROR):
         started = time.monotonic()
-        tickers = _during_a_pause(http, lambda: exchange.ticker(http, BTC_USDT))
-    assert time.monotonic() - started >= 2.0
-    assert [ticker.last for ticker in tickers] == [Decimal("77265.00000000")] * 2
-    assert binance.early_requests == []  # nothing was sent during the ban, by either thread
+        outcomes = _during_a_pause(http, lambda: _outcome(lambda: exchange.ticker(http, BTC_USDT)))
+    assert time.monotonic() - started < 1.5  # neither call waited for the ban's end
+    assert [type(outcome) for outcome in outcomes] == [RateLimited, RateLimited]
+    assert all(0 < outcome.retry_after_s <= 2 for outcome in outcomes)
+    wait_until = http.paused_until_s
+    while time.time() < wait_until:
+        time.sleep(0.05)
+    assert exchange.ticker(http, BTC_USDT).last == Decimal("77265.00000000")  # the ban is over
+    assert binance.early_requests == [] and len(binance.http.requests) == 2  # nothing sent during the ban
     assert http.health.rate_limited == 1
     assert "the exchange BANNED this IP (HTTP 418) for 2 s" in caplog.text
+
+
+def _outcome(call):
+    try:
+        return call()
+    except RateLimited as exc:
+        return exc
 
 
 def _during_a_pause(http: HttpClient, request) -> list:
@@ -229,6 +243,29 @@ def test_a_ban_that_outlasts_the_retries_is_a_rate_limit_not_missing_data(binanc
     with pytest.raises(RateLimited):
         adapter(binance).ticker(http, BTC_USDT)
     assert binance.early_requests == []
+
+
+@pytest.mark.parametrize("retry_after", ["3600", "259200", "1e400", None])
+def test_a_long_ban_refuses_requests_at_once_instead_of_holding_a_worker_thread(binance, caplog, retry_after):
+    """Review: every REST call runs on the event loop's few worker threads (6 on 2 cores), shared with the other
+    exchanges, the writer and the valuation; a ban of an hour to 3 days (or one with no Retry-After: at least 2
+    minutes) must not park them: nothing is sent, and the call fails at once with RateLimited, saying how long
+    (the gap fill waits that out on the event loop, without a thread). An absurd Retry-After is no crash."""
+    exchange, http = adapter(binance), client()
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    binance.http.queued = [(418, headers, '{"code":-1003,"msg":"Way too many requests; IP banned"}')]
+    with caplog.at_level(logging.ERROR):
+        started = time.monotonic()
+        with pytest.raises(RateLimited) as refused:
+            exchange.ticker(http, BTC_USDT)
+        with pytest.raises(RateLimited) as again:
+            exchange.ticker(http, BTC_USDT)
+        assert time.monotonic() - started < 5
+    assert len(binance.http.requests) == 1  # the second call sent nothing
+    assert refused.value.status == again.value.status == 418
+    assert 100 < again.value.retry_after_s <= 3 * 86400
+    assert "the exchange BANNED this IP (HTTP 418)" in caplog.text
+    assert "banned (418) for another" in str(again.value)
 
 
 def test_a_429_retry_after_holds_every_request_of_the_client(binance):
