@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.config import ExchangeConfig, Pair
+from collector.errors import ConfigError
+from collector.exchanges import load_checked_config
 from collector.exchanges.base import MessageError
 from collector.exchanges.binance import Binance
 from collector.http import HttpClient, RateLimited
@@ -74,14 +76,19 @@ def test_one_request_carries_every_stream_and_its_ack_names_the_pairs():
         exchange.parse(json.dumps({"result": ["btcusdt@trade"], "id": json.loads(again)["id"]}))
 
 
-def test_pairs_are_batched_1024_a_request_with_distinct_ids():
-    pairs = [Pair(f"C{i:04d}", "USDT") for i in range(1500)]
-    exchange = adapter(pairs=pairs)
-    requests = [json.loads(message) for message in exchange.subscribe_messages(pairs)]
-    assert [len(r["params"]) for r in requests] == [1024, 476]
-    assert len({r["id"] for r in requests}) == 2
-    acked = [exchange.parse(json.dumps({"result": None, "id": r["id"]})).subscribed for r in requests]
-    assert [pair for batch in acked for pair in batch] == pairs
+def test_more_pairs_than_one_connection_streams_are_refused_by_the_config_check(tmp_path):
+    """Review: Binance streams at most 1024 streams on a connection (and the collector opens one): 1025 pairs
+    are refused when the configuration is read (check-config, start, hot reload), naming the limit, instead of
+    a connection that Binance cuts or silently leaves some pairs unsubscribed."""
+    path = tmp_path / "portfolio.yml"
+    pairs = ", ".join(f"C{i:04d}-USDT" for i in range(1024))
+    path.write_text(f"exchanges:\n  binance:\n    pairs: [{pairs}]\n")
+    assert len(load_checked_config(path).exchanges["binance"].pairs) == 1024
+    path.write_text(f"exchanges:\n  binance:\n    pairs: [{pairs}, ETH-USDT]\n")
+    with pytest.raises(
+        ConfigError, match=r"exchanges\.binance\.pairs: binance streams at most 1024 pairs, got 1025"
+    ):
+        load_checked_config(path)
 
 
 def test_an_error_reply_says_what_was_refused():

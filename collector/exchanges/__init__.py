@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from collector.config import Config, load_config
+from collector.errors import ConfigError
 from collector.exchanges.base import Exchange
 from collector.exchanges.binance import Binance
 from collector.exchanges.bitstamp import Bitstamp
@@ -19,9 +20,16 @@ EXCHANGES: dict[str, type[Exchange]] = {
 
 def load_checked_config(path: Path) -> Config:
     """portfolio.yml, checked against the registry: known exchanges (REST-only sources such as CoinGecko have
-    their own section), candle intervals each one offers."""
-    return load_config(
+    their own section), candle intervals each one offers, no more pairs than one connection streams."""
+    config = load_config(
         path,
         known_exchanges={name for name, adapter in EXCHANGES.items() if adapter.live_trades},
         candle_steps={name: adapter.candle_steps for name, adapter in EXCHANGES.items()},
     )
+    for name, exchange in config.exchanges.items():
+        most = EXCHANGES[name].max_pairs
+        if most is not None and len(exchange.pairs) > most:
+            raise ConfigError(
+                f"{path}: exchanges.{name}.pairs: {name} streams at most {most} pairs, got {len(exchange.pairs)}"
+            )
+    return config

@@ -93,6 +93,9 @@ class Exchange:
     trade_time_unit_ns: int
     sequential_trade_ids: bool = False  # a pair's ids go up by one: a jump on the live feed is a gap
     max_connection_s: float | None = None  # the exchange ends a connection after this: hand over before it
+    max_pairs: int | None = (
+        None  # the most pairs one connection streams: more are refused by the config check
+    )
 
     def __init__(self, config: ExchangeConfig):
         self.ws_url = config.ws_url or self.ws_url

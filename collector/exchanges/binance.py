@@ -36,7 +36,6 @@ from collector.exchanges.base import (
 from collector.records import Candle, Ticker
 
 STREAM_SUFFIX = "@trade"
-MAX_STREAMS_PER_REQUEST = 1024  # what a connection takes: every change of the wanted pairs is one request
 PENDING_REQUESTS_KEPT = 256  # requests never answered (their connection died) are forgotten, oldest first
 INTERVALS = {
     60: "1m",
@@ -66,6 +65,7 @@ class Binance(Exchange):
     silence_s = 30  # then the stream pings; a live connection answers
     # Binance cuts a connection at 24 h: the stream hands it over (make before break) a margin before
     max_connection_s = 24 * 3600
+    max_pairs = 1024  # streams on one connection: every change of the wanted pairs is one request
     candle_steps = frozenset(INTERVALS)
     max_candles = 1000
     max_trades = 1000
@@ -110,16 +110,14 @@ class Binance(Exchange):
 
     def _requests_for(self, method: str, pairs) -> list[str]:
         pairs = tuple(pairs)
-        messages = []
-        for start in range(0, len(pairs), MAX_STREAMS_PER_REQUEST):
-            chunk = pairs[start : start + MAX_STREAMS_PER_REQUEST]
-            request_id = next(self._request_ids)
-            self._requests[request_id] = (method, chunk)
-            while len(self._requests) > PENDING_REQUESTS_KEPT:
-                self._requests.popitem(last=False)
-            streams = [self.symbol(pair).lower() + STREAM_SUFFIX for pair in chunk]
-            messages.append(json.dumps({"method": method, "params": streams, "id": request_id}))
-        return messages
+        if not pairs:
+            return []
+        request_id = next(self._request_ids)
+        self._requests[request_id] = (method, pairs)
+        while len(self._requests) > PENDING_REQUESTS_KEPT:
+            self._requests.popitem(last=False)
+        streams = [self.symbol(pair).lower() + STREAM_SUFFIX for pair in pairs]
+        return [json.dumps({"method": method, "params": streams, "id": request_id})]
 
     def heartbeat_message(self) -> None:
         return None
