@@ -18,13 +18,15 @@
 - A gap seen on a live connection is filled the same way, at once: the exchange says messages were lost
   (Parsed.missed), or, where a pair's trade ids go up by one (Exchange.sequential_trade_ids), an id jumps.
 - An exchange that ends connections after a time (Exchange.max_connection_s) is handed over before it, the
-  same make-before-break way as when it asks.
+  same make-before-break way as when it asks. One that limits the requests a second on a connection
+  (Exchange.max_messages_per_s) gets them paced.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import websockets
@@ -79,6 +81,7 @@ class Link:
     feed_lag_s: float = 0.0  # the most a trade came after its exchange time
     hand_over_at: float | None = None  # monotonic time of its planned hand-over (Exchange.max_connection_s)
     last_seen: dict[Pair, LastTrade] = field(default_factory=dict)  # sequential ids: the last one per pair
+    sent_s: deque[float] = field(default_factory=deque)  # monotonic times of its requests in the last second
 
 
 class TradeStream:
@@ -178,7 +181,21 @@ class TradeStream:
         for pair in removed:  # trades made while it is not wanted are no gap once it is added back
             link.last_seen.pop(pair, None)
         for message in self.exchange.subscribe_messages(added) + self.exchange.unsubscribe_messages(removed):
-            await link.conn.send(message)
+            await self._send(link, message)
+
+    async def _send(self, link: Link, message: str) -> None:
+        """A request on `link`, held back as long as needed to keep to Exchange.max_messages_per_s (reloads in
+        quick succession would otherwise get the connection cut)."""
+        most = self.exchange.max_messages_per_s
+        while most is not None:
+            now = time.monotonic()
+            while link.sent_s and link.sent_s[0] <= now - 1.0:
+                link.sent_s.popleft()
+            if len(link.sent_s) < most:
+                link.sent_s.append(now)
+                break
+            await asyncio.sleep(link.sent_s[0] + 1.0 - now)
+        await link.conn.send(message)
 
     async def _keep_subscriptions(self, link: Link) -> None:
         with contextlib.suppress(websockets.exceptions.ConnectionClosed):

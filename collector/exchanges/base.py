@@ -93,9 +93,8 @@ class Exchange:
     trade_time_unit_ns: int
     sequential_trade_ids: bool = False  # a pair's ids go up by one: a jump on the live feed is a gap
     max_connection_s: float | None = None  # the exchange ends a connection after this: hand over before it
-    max_pairs: int | None = (
-        None  # the most pairs one connection streams: more are refused by the config check
-    )
+    max_pairs: int | None = None  # the most pairs a connection streams: the config check refuses more
+    max_messages_per_s: int | None = None  # the most (un)subscribe requests a second sent on a connection
 
     def __init__(self, config: ExchangeConfig):
         self.ws_url = config.ws_url or self.ws_url

@@ -66,6 +66,9 @@ class Binance(Exchange):
     # Binance cuts a connection at 24 h: the stream hands it over (make before break) a margin before
     max_connection_s = 24 * 3600
     max_pairs = 1024  # streams on one connection: every change of the wanted pairs is one request
+    max_messages_per_s = (
+        4  # Binance cuts a connection sending more than 5 a second; one is left for its pongs
+    )
     candle_steps = frozenset(INTERVALS)
     max_candles = 1000
     max_trades = 1000

@@ -261,6 +261,23 @@ def test_pairs_added_and_removed_while_running(collector_settings, admin_client,
     ]
 
 
+def test_repeated_hot_reloads_keep_to_five_messages_a_second(collector_settings, binance, tmp_path):
+    """Review: every reload that swaps a pair sends a SUBSCRIBE and an UNSUBSCRIBE; reloads in quick
+    succession (edits 0.2 s apart here) must still keep to Binance's 5 messages a second on the connection
+    (the replay cuts one that sends more, as Binance does), and end subscribed to exactly the last config."""
+    path = tmp_path / "portfolio.yml"
+    with collecting(tmp_path, binance, collector_settings, ("BTC-USDT", "ETH-BTC")) as runner:
+        _start(binance, runner, ("btcusdt@trade", "ethbtc@trade"))
+        swaps = [("BTC-USDT", "BTC-EUR"), ("BTC-USDT", "ETH-BTC")] * 4
+        for number, pairs in enumerate(swaps, start=1):
+            write_config(path, binance, pairs)
+            wait_for(lambda n=number: len(binance.received) >= 1 + 2 * n, what=f"reload {number} sent")
+        wait_for(lambda: binance.subscribed("ethbtc@trade") == 1, what="the last reload applied")
+        assert binance.rate_breaches == 0, "a connection was cut for sending more than 5 messages a second"
+        assert binance.subscribed_on(binance.connection_number()) == {"btcusdt@trade", "ethbtc@trade"}
+        assert binance.connection_number() == 1 and runner.health("binance").reconnects == 0
+
+
 def test_klines_and_the_ticker_are_stored(collector_settings, admin_client, binance, tmp_path):
     org = collector_settings.org
     now_hour = int(time.time()) // HOUR * HOUR
