@@ -190,6 +190,24 @@ def test_klines_are_paged_1000_at_a_time_without_the_open_candle(binance):
     assert all("limit=1000" in path and "interval=1h" in path for path in binance.http.requests)
 
 
+def test_klines_of_a_pair_listed_after_the_start_page_on_past_empty_windows(binance):
+    """Review: a window wholly before the listing answers nothing: the next page starts where the window ends,
+    and the candles from the listing on all come, none twice, the open hour left out."""
+    now = int(time.time())
+    listed = now // HOUR * HOUR - 200 * HOUR
+    start = listed - 2500 * HOUR
+    binance.candle_start_s = listed
+    exchange, http = adapter(binance), client()
+    empty = exchange.candles(http, BTC_USDT, HOUR, start, start + 10 * HOUR)
+    assert empty.records == [] and empty.next_start_s == start + 1000 * HOUR
+    candles, page_start = [], start
+    while page_start < now:
+        page = exchange.candles(http, BTC_USDT, HOUR, page_start, now)
+        candles += page.records
+        page_start = page.next_start_s
+    assert [c.open_time_s for c in candles] == list(range(listed, now // HOUR * HOUR, HOUR))
+
+
 def test_the_ticker_change_is_exact_from_the_price_24_hours_ago(binance):
     ticker = adapter(binance).ticker(client(), BTC_USDT)
     assert ticker.last == Decimal("77265.00000000") and ticker.open == Decimal("77700.00000000")

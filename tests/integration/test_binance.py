@@ -204,6 +204,35 @@ def test_the_planned_24_hour_hand_over_loses_and_duplicates_nothing(
     assert "its connection time limit is near" in caplog.text
 
 
+def test_a_reload_and_a_server_shutdown_during_the_planned_hand_over(
+    collector_settings, admin_client, binance, tmp_path, monkeypatch
+):
+    """Review: the 24 h hand-over's new connection is still waiting for its ack when the config adds a pair
+    and the old connection says serverShutdown: the stream ends on one connection subscribed to exactly the
+    new config, every trade of both pairs stored once, no connection cut for sending too much."""
+    monkeypatch.setattr(Binance, "max_connection_s", 3.0)  # handed over 2.7 s after opening
+    org = collector_settings.org
+    path = tmp_path / "portfolio.yml"
+    with collecting(tmp_path, binance, collector_settings) as runner:
+        _start(binance, runner)
+        published = [binance.publish("BTCUSDT", "68000.00")]
+        binance.hold_acks()
+        wait_for(lambda: len(binance.connections) == 2, what="the planned hand-over's new connection")
+        write_config(path, binance, ("BTC-USDT", "ETH-BTC"))
+        binance.server_shutdown()  # both connections hear it
+        published += [binance.publish("BTCUSDT", "68000.10") for _ in range(5)]
+        binance.release_acks()
+        binance.wait_subscribed("ethbtc@trade")
+        monkeypatch.setattr(Binance, "max_connection_s", None)  # no more planned hand-overs from here
+        eth = [binance.publish("ETHBTC", "0.05100000")]
+        published += [binance.publish("BTCUSDT", "68000.20")]
+        _wait_ids(admin_client, org, published)
+        _wait_ids(admin_client, org, eth, "ETH-BTC")
+        assert binance.rate_breaches == 0 and runner.health("binance").errors == 0
+    _assert_exactly(admin_client, org, published)
+    _assert_exactly(admin_client, org, eth, "ETH-BTC")
+
+
 def test_server_shutdown_is_handed_over_make_before_break(
     collector_settings, admin_client, binance, tmp_path
 ):
