@@ -2,7 +2,8 @@
 
 - Streams are subscribed on `/stream` with live SUBSCRIBE/UNSUBSCRIBE requests. One request carries every stream
   of a (re)subscription, so a connection sends at most two (one of each) per config reload, and the protocol's
-  pongs: Binance allows 5 messages a second and closes a connection that sends more. Their acks,
+  pongs: Binance allows 5 messages a second and closes a connection that sends more, so the stream paces
+  requests to max_messages_per_s. One connection carries at most 1024 streams: more pairs are refused. Their acks,
   `{"result":null,"id":n}`, name no stream: each request id remembers the pairs it carried.
 - Trade times are milliseconds in both the stream (`T`) and REST (`time`): points keep them (trade_time_unit_ns).
 - `m` true means the buyer was the maker: the taker sold.
