@@ -67,6 +67,9 @@ def main() -> None:
 
 def _parts():
     from bench import ingest
+    from bench.backfill_bench import backfill_rows
+    from bench.dashboards_bench import dashboard_rows
+    from bench.valuation_bench import valuation_rows
 
     def ingest_part(influx, org, work, sizes):
         return ingest.ingest_rows(influx, org, work, sizes.trades, sizes.sync_trades)
@@ -74,8 +77,26 @@ def _parts():
     def steady_part(influx, org, work, sizes):
         return ingest.steady_rows(org, work, sizes.steady_s)
 
-    ingest_part.__name__, steady_part.__name__ = "ingest", "steady"
-    return [ingest_part, steady_part]
+    def backfill_part(influx, org, work, sizes):
+        return backfill_rows(org, work, sizes.backfill_years, sizes.backfill_pairs)
+
+    def dashboards_part(influx, org, work, sizes):
+        return dashboard_rows(influx, org, work, sizes.dashboard_assets, sizes.dashboard_full_rate_h)
+
+    def valuation_part(influx, org, work, sizes):
+        return valuation_rows(org, work, sizes.valuation_years, sizes.valuation_assets)
+
+    parts = {
+        "ingest": ingest_part,
+        "steady": steady_part,
+        "backfill": backfill_part,
+        "dashboards": dashboards_part,
+        "valuation": valuation_part,
+    }
+    for name, part in parts.items():
+        part.__name__ = name
+    only = os.environ.get("BENCH_ONLY")  # e.g. BENCH_ONLY=ingest,backfill: while developing one part
+    return [part for name, part in parts.items() if not only or name in only.split(",")]
 
 
 if __name__ == "__main__":
