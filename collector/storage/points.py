@@ -7,6 +7,7 @@ from decimal import Decimal
 from influxdb_client import Point, WritePrecision
 
 from collector.records import Asset, Candle, PortfolioValue, Position, Ticker, Trade, Transaction
+from collector.storage.lines import candle_line, trade_line
 
 NS = 1_000_000_000
 
@@ -141,7 +142,11 @@ POINT_OF = {
 
 
 def to_line(record) -> tuple[str, str]:
-    """(bucket kind, line protocol) of a record."""
+    """(bucket kind, line protocol) of a record. Trades and candles, the bulk, skip the Point (lines.py)."""
     kind = type(record)
+    if kind is Trade:
+        return "live", trade_line(record)
+    if kind is Candle:
+        return "history", candle_line(record, interval_name(record.interval_s))
     bucket = record.bucket if kind in (Position, PortfolioValue) else BUCKET_OF[kind]
     return bucket, POINT_OF[kind](record).to_line_protocol()
