@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,6 +46,8 @@ QUICK = Sizes(
 
 def main() -> None:
     sizes = QUICK if os.environ.get("BENCH_QUICK") else Sizes()
+    if os.environ.get("BENCH_TRADES"):  # the burst alone, e.g. to profile the collector on a mid-sized one
+        sizes = replace(sizes, trades=int(os.environ["BENCH_TRADES"]))
     rows: list[Row] = []
     began, load_before = time.monotonic(), load_average()
     with tempfile.TemporaryDirectory() as tmp:

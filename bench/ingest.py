@@ -1,6 +1,7 @@
 """Ingest rows: a burst of trades through a real `collector run` process, beside the two baselines (one synchronous
 write per trade; prebuilt line protocol in large batches), and the steady-state cost of a home server's feed."""
 
+import os
 import statistics
 import subprocess
 import sys
@@ -151,9 +152,11 @@ def _collector(org: Organisation, work: Path, ws_url: str, replay: BitstampRepla
 @contextmanager
 def run_process(env: dict, config: Path):
     """`collector run` as Docker runs it; its log goes to a file (a pipe nobody reads would stall it)."""
+    profile = os.environ.get("BENCH_PROFILE")  # a file: the collector runs under pyinstrument, its report there
+    wrapper = ["-m", "pyinstrument", "-r", "text", "-o", profile] if profile else []
     with (config.parent / "collector.log").open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "collector", "run", "--config", str(config)],
+            [sys.executable, *wrapper, "-m", "collector", "run", "--config", str(config)],
             env=env,
             cwd=config.parent,
             stdout=log,

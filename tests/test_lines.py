@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.config import Pair
-from collector.records import Candle, Trade
-from collector.storage.points import candle_point, to_line, trade_point
+from collector.records import Candle, PortfolioValue, Position, Trade, Transaction
+from collector.storage.points import candle_point, to_line, trade_point, valuation_point
 
 ODD = [" ", ",", "=", "\\", '"', "\n", "\t", "é", "₿", "#", "a b", "end\\", ""]
 tag_text = st.one_of(st.sampled_from(ODD), st.text(min_size=0, max_size=12))
@@ -63,3 +63,27 @@ def test_exact_decimals_read_back_as_the_exchange_wrote_them(price, amount):
     line = to_line(Trade("bitstamp", Pair("BTC", "USD"), 7, price, amount, "buy", 1))[1]
     fields = dict(part.split("=", 1) for part in line.split(" ")[1].split(","))
     assert Decimal(fields["price"]) == price and Decimal(fields["amount"]) == amount
+
+
+valuation_figure = st.one_of(st.none(), any_decimal)
+
+
+@given(
+    st.sampled_from(["history", "live"]),
+    tag_text,
+    st.integers(0, 2**62),
+    any_decimal,
+    valuation_figure,
+    valuation_figure,
+    valuation_figure,
+)
+def test_valuation_lines_are_what_point_writes(bucket, asset, time_ns, quantity, price, value, pnl):
+    records = [
+        Position(asset, time_ns, bucket, quantity, price, value, unrealized_pnl=pnl),
+        PortfolioValue(time_ns, bucket, value, realized_pnl=pnl),
+        Transaction(asset, "buy", time_ns, quantity, price, pnl, "U SD", 'a "note", with\\ odd=text'),
+    ]
+    for record in records:
+        kind, line = to_line(record)
+        assert line == valuation_point(record).to_line_protocol()
+        assert kind == getattr(record, "bucket", "meta")

@@ -10,7 +10,7 @@ import math
 from decimal import Decimal
 from functools import lru_cache
 
-from influxdb_client.client.write.point import _ESCAPE_MEASUREMENT, _append_tags, _escape_key
+from influxdb_client.client.write.point import _ESCAPE_MEASUREMENT, _append_tags, _escape_key, _escape_string
 
 from collector.config import Pair
 from collector.records import Candle, Trade
@@ -39,7 +39,7 @@ def _candle_key(exchange: str, pair: Pair, interval: str) -> str:
     return series_key("candle", pair_tags(exchange, pair) + (("interval", interval),))
 
 
-def float_field(name: str, value: Decimal) -> str:
+def float_field(name: str, value: Decimal | float) -> str:
     """`name=value` as Point writes a float ('.0' trimmed); '' for a value beyond a float (Point leaves it out)."""
     number = float(value)
     if not math.isfinite(number):
@@ -59,6 +59,23 @@ def trade_line(trade: Trade) -> str:
         f'trade_id="{int(trade.trade_id)}"',  # digits only: nothing to escape
     )
     return f"{_trade_key(trade.exchange, trade.pair, trade.side)}{fields} {trade.time_ns}"
+
+
+def field(name: str, value: float | int | str) -> str:
+    """A field of any type a valuation point holds, as Point writes it."""
+    if isinstance(value, float):
+        return float_field(_escape_key(name), value)
+    if isinstance(value, bool):
+        return f"{_escape_key(name)}={str(value).lower()}"
+    if isinstance(value, int):
+        return f"{_escape_key(name)}={value}i"
+    return f'{_escape_key(name)}="{_escape_string(value)}"'
+
+
+def parts_line(measurement: str, tags: tuple[tuple[str, str], ...], fields, time_ns: int) -> str:
+    """A point from its parts (name-sorted fields), e.g. a valuation's: the series key cached, no Point."""
+    text = _fields(*(field(name, value) for name, value in fields))
+    return f"{series_key(measurement, tags)}{text} {time_ns}" if text else ""
 
 
 def candle_line(candle: Candle, interval: str) -> str:
