@@ -53,6 +53,8 @@ def backfill_rows(org: Organisation, work: Path, years: int, pair_count: int) ->
             raise RuntimeError("the backfilled candles were not all stored within 30 minutes")
         elapsed = time.perf_counter() - started
         collector.writer.close()
+        if collector.writer.stats.dropped_points or collector.writer.stats.write_errors:
+            raise RuntimeError(f"the backfilled candles were not all stored: {collector.writer.stats}")
         collector.reader.close()
         runtime.http.close()
     finally:

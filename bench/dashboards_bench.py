@@ -16,7 +16,28 @@ from tests.dashboard_queries import Organisation, Stack, load_dashboards, panel_
 from tests.dashboard_seed import health_lines
 
 HOUR, DAY, NS = 3600, 86400, 1_000_000_000
-SYMBOLS = ["BTC", "ETH", "SOL", "LTC", "XRP", "BCH", "LINK", "XLM", "UNI", "AAVE", "ADA", "DOT", "DOGE", "AVAX", "MATIC", "ATOM", "ALGO", "FIL", "ETC", "NEAR"]
+SYMBOLS = [
+    "BTC",
+    "ETH",
+    "SOL",
+    "LTC",
+    "XRP",
+    "BCH",
+    "LINK",
+    "XLM",
+    "UNI",
+    "AAVE",
+    "ADA",
+    "DOT",
+    "DOGE",
+    "AVAX",
+    "MATIC",
+    "ATOM",
+    "ALGO",
+    "FIL",
+    "ETC",
+    "NEAR",
+]
 TRADE_PAIRS = 5
 TRADES_PER_S = 5
 SPARSE_TRADE_S = (
@@ -77,11 +98,11 @@ def _records(now: int, assets: int, full_rate_h: int):
             yield Trade(
                 "bitstamp",
                 pair,
-                str(trade_id),
+                trade_id,
                 dec(price(index, t)),
                 dec(0.01 + (trade_id % 50) / 100, 6),
                 "buy" if trade_id % 2 else "sell",
-                int(t),
+                int(t * NS),
             )
     for t in range(now - now % HOUR - 365 * DAY, now, HOUR):
         yield from _valuation(pairs, t, "history")
@@ -131,7 +152,10 @@ def seed(org: Organisation, work: Path, assets: int, full_rate_h: int) -> tuple[
     if not writer.flush(1800):
         raise RuntimeError("the dashboard data was not stored within 30 minutes")
     writer.close(timeout_s=60)
-    return now, writer.stats.written_points
+    stats = writer.stats
+    if stats.dropped_points or stats.write_errors:
+        raise RuntimeError(f"the dashboard data was not all stored: {stats}")
+    return now, stats.written_points
 
 
 def dashboard_rows(influx, org: Organisation, work: Path, assets: int, full_rate_h: int) -> list[Row]:

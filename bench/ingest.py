@@ -152,7 +152,9 @@ def _collector(org: Organisation, work: Path, ws_url: str, replay: BitstampRepla
 @contextmanager
 def run_process(env: dict, config: Path):
     """`collector run` as Docker runs it; its log goes to a file (a pipe nobody reads would stall it)."""
-    profile = os.environ.get("BENCH_PROFILE")  # a file: the collector runs under pyinstrument, its report there
+    profile = os.environ.get(
+        "BENCH_PROFILE"
+    )  # a file: the collector runs under pyinstrument, its report there
     wrapper = ["-m", "pyinstrument", "-r", "text", "-o", profile] if profile else []
     with (config.parent / "collector.log").open("w") as log:
         process = subprocess.Popen(

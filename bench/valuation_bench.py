@@ -105,6 +105,8 @@ def valuation_rows(org: Organisation, work: Path, years: int, assets: int) -> li
         edit, rewritten = _recompute(org, _config(symbols, first_s, edited_s, "101.00"), writer, now_ns)
     finally:
         writer.close(timeout_s=60)
+    if writer.stats.dropped_points or writer.stats.write_errors:
+        raise RuntimeError(f"the valuation bench's points were not all stored: {writer.stats}")
     # the edited lot's asset and the portfolio, at every whole hour from the lot on, to the current hour
     affected = 2 * ((now - now % HOUR - (edited_s + 1800)) // HOUR + 1)
     return [
