@@ -37,6 +37,8 @@ BUCKET_PURPOSE = {
     "meta": "hodlboard tickers, assets and transactions",
 }
 DEFAULT_SECRETS_DIR = Path("/run/hodlboard")
+# The longest retention InfluxDB Cloud's free plan allows: a bucket it refuses longer is kept this long instead.
+PLAN_LIMIT_SECONDS = 30 * DAY
 REQUEST_TIMEOUT_S = 10
 
 
@@ -63,11 +65,30 @@ def format_retention(seconds: int) -> str:
     return f"{seconds // DAY} days" if seconds % DAY == 0 else f"{seconds} s"
 
 
-def retention_rule(kind: str) -> BucketRetentionRules:
+def retention_rule(kind: str, seconds: int | None = None) -> BucketRetentionRules:
+    """The bucket's own retention, or `seconds` (with InfluxDB's default shard groups) where a plan limits it."""
     return BucketRetentionRules(
         type="expire",
-        every_seconds=RETENTION_SECONDS[kind],
-        shard_group_duration_seconds=SHARD_GROUP_SECONDS[kind],
+        every_seconds=RETENTION_SECONDS[kind] if seconds is None else seconds,
+        shard_group_duration_seconds=SHARD_GROUP_SECONDS[kind] if seconds is None else None,
+    )
+
+
+# How a plan refuses what it does not allow. Its words are not documented (Cloud answered 403 for a retention over
+# its limit): a retention refusal is proven by the plan's limit then being accepted, not by the text.
+PLAN_REFUSALS = (400, 403, 422)
+# InfluxDB Cloud's free plan holds 2 buckets; past that it answers "creating bucket would exceed quota"
+BUCKET_QUOTA_WORD = "quota"
+
+
+def _bucket_quota(exc: ApiException, name: str, url: str) -> ConfigError | None:
+    """The plan allows fewer buckets than hodlboard needs, said as such (not as a token problem)."""
+    if exc.status not in PLAN_REFUSALS or BUCKET_QUOTA_WORD not in api_error_message(exc).lower():
+        return None
+    return ConfigError(
+        f"InfluxDB at {url} refused to create bucket {name} ({api_error_message(exc)}): hodlboard needs "
+        f"{len(RETENTION_SECONDS)} buckets and InfluxDB Cloud's free plan holds 2. Use a paid plan, or the bundled "
+        "InfluxDB (docker-compose.yml)"
     )
 
 
@@ -161,25 +182,61 @@ class Bootstrap:
         api = self.client.buckets_api()
         found = _not_found_as_empty(lambda: api.find_buckets(org_id=org_id, name=name).buckets)
         if not found:
-            bucket = api.create_bucket(
-                bucket_name=name,
-                org=org_id,
-                retention_rules=retention_rule(kind),
-                description=BUCKET_PURPOSE[kind],
-            )
-            self.report(f"bucket {name}: created, retention {format_retention(wanted)}")
+
+            def create(rule):
+                try:
+                    return api.create_bucket(
+                        bucket_name=name, org=org_id, retention_rules=rule, description=BUCKET_PURPOSE[kind]
+                    )
+                except ApiException as exc:
+                    quota = _bucket_quota(exc, name, self.settings.url)
+                    if quota is not None:
+                        raise quota from exc
+                    raise
+
+            bucket, kept = self._within_plan(name, kind, create)
+            self.report(f"bucket {name}: created, retention {format_retention(kept)}")
             return bucket.id
         bucket = found[0]
         actual = retention_of(bucket)
         if actual == wanted:
             self.report(f"bucket {name}: already present, retention {format_retention(wanted)}")
-        else:
-            bucket.retention_rules = [retention_rule(kind)]
-            api.update_bucket(bucket)
+            return bucket.id
+
+        def update(rule):
+            bucket.retention_rules = [rule]
+            return api.update_bucket(bucket)
+
+        _, kept = self._within_plan(name, kind, update)
+        if kept != actual:
             self.report(
-                f"bucket {name}: retention corrected from {format_retention(actual)} to {format_retention(wanted)}"
+                f"bucket {name}: retention corrected from {format_retention(actual)} to {format_retention(kept)}"
             )
         return bucket.id
+
+    def _within_plan(self, name: str, kind: str, apply):
+        """`apply` the bucket's retention; if InfluxDB refuses it and accepts the plan's limit instead (InfluxDB
+        Cloud's free plan keeps 30 days at most), that limit, said loudly: older data is deleted by InfluxDB. A
+        refusal the limit does not cure (the token, the request) is raised as it came. Returns what `apply`
+        returned and the retention kept."""
+        wanted = RETENTION_SECONDS[kind]
+        try:
+            return apply(retention_rule(kind)), wanted
+        except ApiException as exc:
+            if exc.status not in PLAN_REFUSALS or 0 < wanted <= PLAN_LIMIT_SECONDS:
+                raise
+            refused, refusal = exc, api_error_message(exc)
+        try:
+            result = apply(retention_rule(kind, PLAN_LIMIT_SECONDS))
+        except ApiException:
+            raise refused from None
+        self.report(
+            f"bucket {name}: WARNING: InfluxDB refused a retention of {format_retention(wanted)} ({refusal}); it keeps "
+            f"{format_retention(PLAN_LIMIT_SECONDS)}, the limit of InfluxDB Cloud's free plan: data older than that "
+            f"is deleted and older candles are refused. A paid plan or the bundled InfluxDB keeps "
+            f"{format_retention(wanted)}; run bootstrap again after upgrading."
+        )
+        return result, PLAN_LIMIT_SECONDS
 
     def _ensure_token(self, org_id: str, role: TokenRole, bucket_ids: list[str]) -> None:
         wanted = {(action, "buckets", bucket_id) for bucket_id in bucket_ids for action in role.actions}

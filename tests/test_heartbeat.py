@@ -2,7 +2,18 @@
 
 from dataclasses import replace
 
-from collector.heartbeat import DEAD, FAILED, STALE_S, STOPPED, STUCK_S, Beat, judge, read_beat, write_beat
+from collector.heartbeat import (
+    DEAD,
+    FAILED,
+    FRESH_S,
+    STALE_S,
+    STOPPED,
+    STUCK_S,
+    Beat,
+    judge,
+    read_beat,
+    write_beat,
+)
 
 NOW = 1_800_000_000.0
 HEALTHY = Beat(
@@ -45,3 +56,12 @@ def test_the_file_round_trips_and_a_garbled_one_reads_as_none(tmp_path):
     path.write_text("{not json")
     assert read_beat(path) is None
     assert read_beat(tmp_path / "missing") is None
+
+
+def test_a_feed_whose_connection_is_silent_for_ten_minutes_is_unhealthy_even_with_a_working_writer():
+    live = {"bitstamp": NOW - 5, "kraken": NOW - FRESH_S + 1}
+    assert judge(replace(HEALTHY, feeds=live), NOW) is None
+    assert judge(replace(HEALTHY, feeds={**live, "kraken": NOW - FRESH_S - 5}), NOW) == (
+        f"kraken: no message or pong on its connection for {FRESH_S + 5:.0f} s (see the log for why)"
+    )
+    assert judge(replace(HEALTHY, feeds={}), NOW) is None  # no exchange streams: nothing to judge

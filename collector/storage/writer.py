@@ -144,6 +144,10 @@ class Writer:
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
 
+    def feeds_alive(self, feeds: dict[str, float]) -> None:
+        """Each exchange's last sign of life on its connection, shown by the heartbeat to the healthcheck."""
+        self._pulse.feeds_alive(feeds)
+
     def close(self, timeout_s: float = 8.0) -> None:
         """Write or spool everything accepted, within `timeout_s`, then stop."""
         self._deadline = time.monotonic() + timeout_s

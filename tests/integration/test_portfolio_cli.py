@@ -12,21 +12,36 @@ from collector.service import Collector
 from tests.influxd import ROOT, free_port
 from tests.integration.harness import FAST, cli, collector_env
 from tests.integration.valuation_helpers import hourly_candles, seed
+from tests.replay.binance import BinanceReplay
 from tests.replay.bitstamp import synthetic_candle
+from tests.replay.kraken import KrakenReplay
 
 DAY = 86400
 FIELDS = ["asset", "quantity", "price", "value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct"]
 TOTAL_FIELDS = ["value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct"]
 
 
-def _example_config(path, replay) -> None:
+def _example_config(path, replay, kraken=None, binance=None) -> None:
     """portfolio.example.yml pointed at the replay servers, with daily candles so the backfill since 2020 is quick."""
     text = (ROOT / "portfolio.example.yml").read_text()
+    if kraken is not None:
+        text = text.replace("# ws_url: wss://ws.kraken.com/v2", f"ws_url: {kraken.ws_url}")
+        text = text.replace("# rest_url: https://api.kraken.com/0/public", f"rest_url: {kraken.rest_url}")
     text = text.replace("# ws_url: wss://ws.bitstamp.net", f"ws_url: {replay.ws_url}")
     text = text.replace("# rest_url: https://www.bitstamp.net/api/v2", f"rest_url: {replay.rest_url}")
+    if binance is not None:
+        text = text.replace("# ws_url: wss://stream.binance.com:9443/stream", f"ws_url: {binance.ws_url}")
+        text = text.replace("# rest_url: https://api.binance.com/api/v3", f"rest_url: {binance.rest_url}")
+        assert binance.rest_url in text
     text = text.replace("interval: 1h", "interval: 1d")
     assert replay.ws_url in text and replay.rest_url in text and "interval: 1d" in text
     path.write_text(text)
+
+
+def _example_line(text: str) -> int:
+    """The number of the example's line holding `text` (exchanges added above it move it down)."""
+    lines = (ROOT / "portfolio.example.yml").read_text().splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
 
 
 def _backfill(path, settings, tmp_path) -> None:
@@ -58,9 +73,10 @@ def _numbers(line: str) -> list[Decimal | None]:
 
 
 def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, tmp_path):
-    _example_config(tmp_path / "portfolio.yml", replay)
     replay.candle_start_s = int(datetime(2020, 11, 1, tzinfo=UTC).timestamp())
-    _backfill(tmp_path / "portfolio.yml", collector_settings, tmp_path)
+    with KrakenReplay() as kraken, BinanceReplay() as binance:
+        _example_config(tmp_path / "portfolio.yml", replay, kraken, binance)
+        _backfill(tmp_path / "portfolio.yml", collector_settings, tmp_path)
     env = collector_env(collector_settings, tmp_path)
 
     result = cli(env, "portfolio", cwd=tmp_path)
@@ -92,7 +108,8 @@ def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, t
     )
     assert lines[8] == "" and lines[10:] == [], lines[8:]
     note = re.fullmatch(
-        r"\S*portfolio\.yml:51: transfer_in of 1\.5 ETH on 2022-09-15 at market price (\S+) \(the line has no price\)",
+        rf"\S*portfolio\.yml:{_example_line('kind: transfer_in')}: transfer_in of 1\.5 ETH on 2022-09-15 at market "
+        r"price (\S+) \(the line has no price\)",
         lines[9],
     )
     assert note and Decimal(note[1]) == eth_close, lines[9]
