@@ -39,8 +39,11 @@ def _candle_key(exchange: str, pair: Pair, interval: str) -> str:
     return series_key("candle", pair_tags(exchange, pair) + (("interval", interval),))
 
 
-def float_field(name: str, value: Decimal | float) -> str:
-    """`name=value` as Point writes a float ('.0' trimmed); '' for a value beyond a float (Point leaves it out)."""
+def float_field(name: str, value: Decimal | float | None) -> str:
+    """`name=value` as Point writes a float ('.0' trimmed); '' for an unknown value or one beyond a float (Point
+    leaves both out)."""
+    if value is None:
+        return ""
     number = float(value)
     if not math.isfinite(number):
         return ""
