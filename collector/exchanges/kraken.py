@@ -12,8 +12,9 @@ offset keeps every trade of a second apart.
 
 Gap fill is by trade id: a jump in the live ids is a gap (`sequential_trade_ids`), and REST `Trades` is paged
 with Kraken's `since` cursor (nanoseconds) from a second before the last trade held, keeping only the trades
-after its id, then from the cursor each page ends with: it resumes exactly after the last trade stored, and no
-trade is handed on twice.
+after its id, then from a nanosecond before the cursor each page ends with (Kraken's `since` is exclusive and its
+`last` is the page's last trade time, which trades beyond the page may share; the overlap is dropped by id): it
+resumes exactly after the last trade stored, and no trade is handed on twice.
 
 Names: the websocket speaks `BTC/USD`; REST answers under Kraken's own names (`XXBTZUSD`, `XBTUSDT`, `XDGUSD`).
 Both map to the BASE-QUOTE pair of the config (XBT is BTC, XDG is DOGE). Errors come in the answer's `error`
@@ -218,13 +219,13 @@ class Kraken(Exchange):
             page.complete_from_s = int(since) / NS  # every trade after `since` is here or was already held
             if page.records or not page.more:
                 break
-            since = _next_since(result)  # a whole page of trades already held: go on past it
+            since = _next_since(result, since)  # a whole page of trades already held: go on past it
         else:  # asked again (the gap fill retries), it goes on from here
             self._cursors[pair] = (after_id, since)
             raise MessageError(f"Trades: {SKIP_PAGES} pages without a trade after id {after_id}; going on")
         page.records.sort(key=lambda trade: trade.trade_id)
         if page.more and page.records:
-            self._cursors[pair] = (page.records[-1].trade_id, _next_since(result))
+            self._cursors[pair] = (page.records[-1].trade_id, _next_since(result, since))
         return page
 
     def _rest_trade(self, pair: Pair, row) -> Trade:
@@ -336,9 +337,12 @@ def _time_ns(seconds) -> int:
     return int(value * NS)
 
 
-def _next_since(result) -> str:
-    """Where the page after this one begins: Kraken's `last`, a nanosecond cursor."""
-    return str(int_from(field_of(result, "last", "Trades answer"), "Trades last"))
+def _next_since(result, since: str) -> str:
+    """Where the page after the one asked `since` begins: a nanosecond before Kraken's `last` (the time of the
+    page's last trade; `since` is exclusive and several trades may share that nanosecond, some beyond the page:
+    those already held are dropped by id), yet always past `since`, so a walk never stands still."""
+    last = int_from(field_of(result, "last", "Trades answer"), "Trades last")
+    return str(max(last - 1, int(since) + 1))
 
 
 def _status(doc: dict) -> str:
