@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.backfill import backfill_pair
 from collector.config import ExchangeConfig, Pair
 from collector.exchanges.base import MessageError, RateLimit
 from collector.exchanges.kraken import Kraken, normalized_asset
@@ -125,19 +126,20 @@ def test_a_page_of_trades_already_held_is_walked_past(kraken, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("errors", "rate_limited"),
+    ("errors", "rate_limited", "requests"),
     [
-        ('["EService:Unavailable"]', 0),
-        ('["EAPI:Rate limit exceeded"]', 1),
-        ('["EQuery:Unknown asset pair"]', 0),
+        ('["EService:Unavailable"]', 0, 3),  # passing: retried with the client's attempts
+        ('["EAPI:Rate limit exceeded"]', 3, 3),
+        ('["EQuery:Unknown asset pair"]', 0, 1),  # for good: at once
     ],
 )
-def test_krakens_error_array_is_a_clear_error(kraken, errors, rate_limited):
-    kraken.http.script("/Trades", (200, {}, f'{{"error":{errors},"result":{{}}}}'))
+def test_krakens_error_array_is_a_clear_error(kraken, errors, rate_limited, requests):
+    kraken.http.script("/Trades", *[(200, {}, f'{{"error":{errors},"result":{{}}}}')] * 3)
     client = http()
     with pytest.raises(MessageError, match=f"Trades: Kraken says {json.loads(errors)[0]}"):
         adapter(kraken).recent_trades(client, BTC, time.time() - 10)
     assert client.health.rate_limited == rate_limited
+    assert len(kraken.http.requests) == requests
 
 
 def test_candles_drop_the_open_row_and_keep_exact_values(kraken):
@@ -237,3 +239,23 @@ def test_a_page_ending_inside_trades_of_one_nanosecond_loses_none(kraken, monkey
     published = [kraken.trade("BTC/USD", f"100.{i}", time_ns=moment + i // 3) for i in range(10)]  # 3 per ns
     seen = paged_after(kraken, published[0])
     assert [t.trade_id for t in seen] == [t.trade_id for t in published[1:]]
+
+
+@pytest.mark.parametrize("error", ["EAPI:Rate limit exceeded", "EGeneral:Too many requests", "EService:Busy"])
+def test_a_passing_kraken_error_in_a_200_answer_is_retried_like_a_429(kraken, error):
+    """Kraken says "slow down" or "busy" with HTTP 200 and an error array: the backfill (and the ticker) retry it
+    with backoff, as they retry a 429 or a 503, instead of failing the round (review: it failed at once)."""
+    kraken.http.script("/OHLC", (200, {}, json.dumps({"error": [error]})))
+    client, now = http(), int(time.time())
+    result = backfill_pair(adapter(kraken), client, lambda records: None, BTC, 3600, now - 5 * 3600, None)
+    assert (result.status, result.candles) == ("ok", 5)
+    assert client.health.rate_limited == (0 if error == "EService:Busy" else 1)
+    assert len(kraken.http.requests) == 2
+
+
+def test_a_kraken_rate_limit_that_lasts_ends_the_round_after_the_clients_attempts(kraken):
+    kraken.http.script("/OHLC", *[(200, {}, '{"error":["EAPI:Rate limit exceeded"]}')] * 3)
+    client, now = http(), int(time.time())
+    result = backfill_pair(adapter(kraken), client, lambda records: None, BTC, 3600, now - 5 * 3600, None)
+    assert result.status == "failed" and "EAPI:Rate limit exceeded after 3 attempts" in result.detail
+    assert client.health.rate_limited == 3 and len(kraken.http.requests) == 3

@@ -18,7 +18,7 @@ resumes exactly after the last trade stored, and no trade is handed on twice.
 
 Names: the websocket speaks `BTC/USD`; REST answers under Kraken's own names (`XXBTZUSD`, `XBTUSDT`, `XDGUSD`).
 Both map to the BASE-QUOTE pair of the config (XBT is BTC, XDG is DOGE). Errors come in the answer's `error`
-array (with HTTP 200): they become a MessageError naming them, retried by the gap fill and reported by the rest.
+array (with HTTP 200): rate limit and busy errors are retried like a 429 or a 503; what lasts is a MessageError.
 """
 
 import itertools
@@ -41,6 +41,7 @@ from collector.exchanges.base import (
     time_ns_from_iso,
 )
 from collector.records import Candle, Ticker, Trade
+from collector.retry import Backoff, retry_wait
 
 NS = 1_000_000_000
 REST_SIDES = {"b": "buy", "s": "sell"}  # the websocket writes buy and sell; REST b and s (the taker's side)
@@ -51,6 +52,7 @@ LEGACY_CODES = {"XXBT", "XETH", "XLTC", "XXRP", "XXLM", "XXDG", "XETC", "XMLN", 
 LEGACY_CODES |= {"ZUSD", "ZEUR", "ZGBP", "ZCAD", "ZJPY", "ZCHF", "ZAUD"}
 SKIP_PAGES = 20  # pages of trades already held that one gap-fill call walks past before answering
 RATE_LIMIT_ERRORS = ("EAPI:Rate limit exceeded", "EGeneral:Too many requests")
+BUSY_ERRORS = ("EService:Unavailable", "EService:Busy")  # passing, like a 503
 
 
 def normalized_asset(code: str) -> str:
@@ -175,15 +177,27 @@ class Kraken(Exchange):
     # --- REST ----------------------------------------------------------------------------------------
 
     def _public(self, http, endpoint: str, params: dict):
-        """The `result` of a public call; Kraken's `error` array (sent with HTTP 200) as a MessageError."""
-        doc = http.get_json(f"{self.rest_url}/{endpoint}", params)
-        errors = field_of(doc, "error", f"{endpoint} answer")
-        if errors:
+        """The `result` of a public call. Kraken's `error` array comes with HTTP 200: its rate limit and busy
+        errors are retried with the client's attempts and backoff, as a 429 or 503 would be; an error that
+        lasts, or any other, is a MessageError naming it (the gap fill retries it, the rest report it)."""
+        attempt, backoff = 0, None
+        while True:
+            doc = http.get_json(f"{self.rest_url}/{endpoint}", params)
+            errors = field_of(doc, "error", f"{endpoint} answer")
+            if not errors:
+                return field_of(doc, "result", f"{endpoint} answer")
             text = "; ".join(map(str, errors)) if isinstance(errors, list) else str(errors)
-            if any(error in text for error in RATE_LIMIT_ERRORS):
+            problem = f"{endpoint}: Kraken says {text}"
+            limited = any(error in text for error in RATE_LIMIT_ERRORS)
+            if limited:
                 http.health.rate_limited += 1
-            raise MessageError(f"{endpoint}: Kraken says {text}")
-        return field_of(doc, "result", f"{endpoint} answer")
+            elif not any(error in text for error in BUSY_ERRORS):
+                raise MessageError(problem)
+            attempt += 1
+            if attempt >= http.attempts:
+                raise MessageError(f"{problem} after {attempt} attempts")
+            backoff = backoff or Backoff(http.backoff.first_s, http.backoff.max_s)
+            http.stop.sleep(retry_wait(backoff, None))
 
     def _pair_result(self, result, pair: Pair, endpoint: str):
         """The value Kraken keys by its own name for the pair (XXBTZUSD for XBTUSD), whatever else is beside."""
