@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.backfill import backfill_pair
-from collector.config import ExchangeConfig, Pair
+from collector.config import ConfigError, ExchangeConfig, Pair
+from collector.exchanges import load_checked_config
 from collector.exchanges.base import MessageError, RateLimit
 from collector.exchanges.kraken import Kraken, normalized_asset
 from collector.http import HttpClient
@@ -259,3 +260,26 @@ def test_a_kraken_rate_limit_that_lasts_ends_the_round_after_the_clients_attempt
     result = backfill_pair(adapter(kraken), client, lambda records: None, BTC, 3600, now - 5 * 3600, None)
     assert result.status == "failed" and "EAPI:Rate limit exceeded after 3 attempts" in result.detail
     assert client.health.rate_limited == 3 and len(kraken.http.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("interval", "every", "refused"),
+    [("1m", "12h", True), ("1m", "7h", True), ("1m", "6h", False), ("1h", "12h", False)],
+)
+def test_rounds_further_apart_than_half_of_krakens_720_candles_are_refused(
+    tmp_path, interval, every, refused
+):
+    """Kraken serves only its latest 720 candles (12 h of 1m): with rounds 12 h apart (the default `every`), the
+    candles between two rounds were already out of its reach, each round, silently (review). At most half of it,
+    so that one failed round is survived too."""
+    path = tmp_path / "portfolio.yml"
+    path.write_text(
+        f"exchanges:\n  kraken:\n    pairs: [BTC-USD]\nbackfill:\n  interval: {interval}\n  every: {every}\n"
+    )
+    if not refused:
+        assert load_checked_config(path).backfill.every_s > 0
+        return
+    with pytest.raises(
+        ConfigError, match=r"portfolio.yml:6: backfill.every: at most 6h with 1m candles: kraken"
+    ):
+        load_checked_config(path)
