@@ -283,3 +283,10 @@ def test_rounds_further_apart_than_half_of_krakens_720_candles_are_refused(
         ConfigError, match=r"portfolio.yml:6: backfill.every: at most 6h with 1m candles: kraken"
     ):
         load_checked_config(path)
+
+
+def test_a_deeply_nested_frame_is_a_bad_message_not_a_reconnect():
+    """A frame of 100 000 "[" (well under the 4 MB frame limit) made json raise RecursionError, which is no
+    MessageError: the stream took it for a bug and dropped the connection (review)."""
+    with pytest.raises(MessageError, match="not JSON"):
+        adapter().parse("[" * 100_000)
