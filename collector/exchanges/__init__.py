@@ -19,9 +19,10 @@ EXCHANGES: dict[str, type[Exchange]] = {
 
 def load_checked_config(path: Path) -> Config:
     """portfolio.yml, checked against the registry: known exchanges (REST-only sources such as CoinGecko have
-    their own section), candle intervals each one offers."""
+    their own section), candle intervals each one offers, backfill rounds close enough for the candles each serves."""
     return load_config(
         path,
         known_exchanges={name for name, adapter in EXCHANGES.items() if adapter.live_trades},
         candle_steps={name: adapter.candle_steps for name, adapter in EXCHANGES.items()},
+        candle_reach_rows={name: adapter.candle_reach_rows for name, adapter in EXCHANGES.items()},
     )

@@ -165,7 +165,7 @@ def load_json(message: str | bytes):
     """JSON with every non-integer number kept as the exact Decimal of its text."""
     try:
         return json.loads(message, parse_float=Decimal)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise MessageError(f"not JSON: {exc}") from exc
 
 
