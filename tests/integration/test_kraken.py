@@ -270,11 +270,6 @@ def test_pings_are_answered_and_a_quiet_link_stays_up(
     assert_exactly(admin_client, org, published)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a restart while a gap fill still pages loses the rest of the gap: the last stored trade read "
-    "on start is the newest live one, and the new gap fill starts after its id (contract: stream/gap_fill/reader)",
-)
 def test_a_restart_while_a_gap_fill_still_pages_fills_the_rest(
     collector_settings, admin_client, kraken, tmp_path
 ):
