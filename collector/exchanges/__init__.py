@@ -5,9 +5,11 @@ from pathlib import Path
 from collector.config import Config, load_config
 from collector.exchanges.base import Exchange
 from collector.exchanges.bitstamp import Bitstamp
+from collector.exchanges.coinbase import Coinbase
 
 EXCHANGES: dict[str, type[Exchange]] = {
     "bitstamp": Bitstamp,
+    "coinbase": Coinbase,
 }
 
 
