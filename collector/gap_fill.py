@@ -147,7 +147,8 @@ class GapFiller:
                 continue
             self.health.recovered(log, kind, "%s %s: gap fill works again", name, pair)
             self.health.skipped_rows(log, f"{name} {pair} transactions", page.bad_rows)
-            missed = self.accept([trade for trade in page.records if trade.time_s >= int(fill.since_s)])
+            since_ns = int(fill.since_s) * 1_000_000_000
+            missed = self.accept([trade for trade in page.records if trade.time_ns >= since_ns])
             self.health.gap_filled += len(missed)
             filled += len(missed)
             complete_from_s = min(complete_from_s, page.complete_from_s or fill.since_s)

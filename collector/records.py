@@ -9,15 +9,21 @@ from decimal import Decimal
 from collector.config import Pair
 
 
+def inexact(value: Decimal) -> bool:
+    """Whether `value`, written as a float, would not read back as itself: more than 15 significant digits
+    (precisely: the float's shortest decimal is another number) or beyond a float's range."""
+    return Decimal(repr(float(value))) != value
+
+
 @dataclass(frozen=True, slots=True)
 class Trade:
     exchange: str
     pair: Pair
-    trade_id: str
+    trade_id: int  # the exchange's id: integers (or integer strings) only, never hashed
     price: Decimal
     amount: Decimal
     side: str  # "buy" or "sell" (the taker's side)
-    time_s: int  # exchange trade time, whole seconds: what both the websocket and REST give
+    time_ns: int  # the point time: built by Exchange.trade (exchange time truncated to its unit + id offset)
 
 
 @dataclass(frozen=True, slots=True)

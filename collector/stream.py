@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # A trade may arrive a little after a later message of the same connection: a connection is taken to have
 # delivered a pair's trades up to this long before its last message.
 DELIVERY_ALLOWANCE_S = 1.0
+NS = 1_000_000_000
 
 
 class ConnectionLost(Exception):
@@ -132,7 +133,7 @@ class TradeStream:
 
     async def _open(self) -> Link:
         conn = await connect(
-            self.exchange.ws_url,
+            self.exchange.connection_url(sorted(self.pairs)),
             open_timeout=self.options.open_timeout_s,
             ping_interval=None,  # liveness is the watchdog's job (see _receive)
             close_timeout=2,
@@ -140,6 +141,7 @@ class TradeStream:
         )
         self._links_opened += 1
         link = Link(conn, self._links_opened)
+        self.exchange.connection_opened()
         self.health.recovered_all("message:")  # each connection logs each kind of bad message again
         try:
             await self._reconcile(link)
@@ -287,13 +289,12 @@ class TradeStream:
             )
             return None
         if parsed.trades:
-            oldest_s = min(trade.time_s for trade in parsed.trades)
+            oldest_s = min(trade.time_ns for trade in parsed.trades) / NS
             link.feed_lag_s = max(link.feed_lag_s, link.alive_s - oldest_s)
             self._accept(parsed.trades)
-        if parsed.subscribed is not None:
-            self._on_subscribed(parsed.subscribed, link)
-        if parsed.unsubscribed is not None:
-            link.subscribed.discard(parsed.unsubscribed)
+        for pair in parsed.subscribed:
+            self._on_subscribed(pair, link)
+        link.subscribed.difference_update(parsed.unsubscribed)
         return parsed
 
     def _accept(self, trades: list[Trade]) -> list[Trade]:
@@ -303,8 +304,8 @@ class TradeStream:
             self.sink(trades)
             self.health.trades += len(trades)
         for trade in trades:
-            if trade.time_s > self.last_trade_s.get(trade.pair, 0):
-                self.last_trade_s[trade.pair] = trade.time_s
+            if trade.time_ns // NS > self.last_trade_s.get(trade.pair, 0):
+                self.last_trade_s[trade.pair] = trade.time_ns // NS
         return trades
 
     def _on_subscribed(self, pair: Pair, link: Link) -> None:

@@ -56,9 +56,8 @@ def trades(now: int):
                 if feed == SPIKE_FEED and t > now - HOUR:
                     amount *= 10
                 side = "buy" if trade_id % 2 else "sell"
-                yield Trade(
-                    exchange, pair, str(trade_id), dec(price(pair.base, t, exchange)), dec(amount, 6), side, t
-                )
+                price_t = dec(price(pair.base, t, exchange))
+                yield Trade(exchange, pair, trade_id, price_t, dec(amount, 6), side, t * NS + trade_id % NS)
 
 
 def candles(now: int):

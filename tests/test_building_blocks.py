@@ -13,18 +13,9 @@ from collector.exchanges.bitstamp import Bitstamp
 from collector.http import TokenBucket
 from collector.retry import Backoff, retry_after_seconds, retry_wait
 from collector.stop import Stopped, StopSignal
-from collector.storage.points import interval_name, to_line, trade_time_ns
+from collector.storage.points import interval_name, to_line
 
 BTC = Pair("BTC", "USD")
-
-
-def test_trade_time_is_the_second_plus_an_id_offset():
-    assert trade_time_ns(1_700_000_000, "216000477") == 1_700_000_000_216_000_477
-    assert trade_time_ns(1_700_000_000, "5") // 1_000_000_000 == 1_700_000_000
-    assert trade_time_ns(1, "abc-def") == trade_time_ns(
-        1, "abc-def"
-    )  # non-numeric ids hash deterministically
-    assert trade_time_ns(1, "abc-def") // 1_000_000_000 == 1
 
 
 class CannedHttp:

@@ -1,8 +1,11 @@
 """What every exchange adapter provides. An adapter is one small class per module, registered in EXCHANGES."""
 
+import calendar
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from collector.config import ExchangeConfig, Pair
@@ -19,8 +22,9 @@ class Parsed:
 
     trades: list[Trade] = field(default_factory=list)
     reconnect_requested: bool = False
-    subscribed: Pair | None = None
-    unsubscribed: Pair | None = None
+    subscribed: tuple[Pair, ...] = ()  # every pair this message acknowledges (one ack may name many, or none
+    unsubscribed: tuple[Pair, ...] = ()  # by name: the adapter maps a request id back to its pairs)
+    missed: tuple[Pair, ...] = ()  # the exchange says messages for these pairs were lost: gap fill them
     ignored: str | None = None  # known but uninteresting (heartbeat replies, acks we do not track)
 
 
@@ -29,14 +33,16 @@ class Page:
     """What one REST answer held: the usable records, and what was wrong with each row that was skipped.
 
     One bad row never costs the others. `next_start_s` (candles) is where the following page begins, so
-    paging goes on past a page whose rows were all bad or that was empty. `complete_from_s` (recent trades)
-    is the earliest time from which the answer holds every trade: its window, as of when it was answered.
+    paging goes on past a page whose rows were all bad or that was empty. `complete_from_s` (recent trades
+    by time) is the earliest time from which the answer holds every trade: its window, as of when it was
+    answered. `more` (recent trades by id) says the exchange has trades after this page's last one.
     """
 
     records: list = field(default_factory=list)
     bad_rows: list[str] = field(default_factory=list)
     next_start_s: int | None = None
     complete_from_s: float | None = None
+    more: bool = False
 
 
 def parse_rows(rows, parse_row: Callable, what: str) -> Page:
@@ -70,13 +76,44 @@ class Exchange:
     candle_steps: frozenset[
         int
     ]  # candle intervals (seconds) the exchange offers; config is checked against it
+    candle_reach_rows: int | None = None  # how many of the latest candles it serves; None: all it has
     trade_history_s: float  # how far back its "recent trades" call reaches: older gaps cannot be filled
+    trade_cursor: str = "time"  # how recent_trades pages: "time" (windows from since_s) or "id" (after_id)
+    # The precision the live feed and the REST recovery path share: a trade's point time is its exchange time
+    # truncated to it, plus its id modulo it, so the live and the recovered trade are one point.
+    trade_time_unit_ns: int
+    sequential_trade_ids: bool = False  # a pair's ids go up by one: a jump on the live feed is a gap
+    max_connection_s: float | None = None  # the exchange ends a connection after this: hand over before it
 
     def __init__(self, config: ExchangeConfig):
         self.ws_url = config.ws_url or self.ws_url
         self.rest_url = config.rest_url or self.rest_url
 
+    def trade(self, pair: Pair, trade_id, price, amount, side: str, exchange_time_ns: int) -> Trade:
+        """The one way an adapter builds a Trade: exact values, an integer id, and the point time."""
+        number = int_from(trade_id, "trade id")
+        if side not in ("buy", "sell"):
+            raise MessageError(f"trade side: expected buy or sell, got {side!r}")
+        unit = self.trade_time_unit_ns
+        return Trade(
+            exchange=self.name,
+            pair=pair,
+            trade_id=number,
+            price=decimal_from(price, "trade price"),
+            amount=decimal_from(amount, "trade amount"),
+            side=side,
+            time_ns=exchange_time_ns - exchange_time_ns % unit + number % unit,
+        )
+
     # websocket
+    def connection_url(self, pairs) -> str:
+        """Where a connection for `pairs` opens (an exchange may name its streams in the URL)."""
+        return self.ws_url
+
+    def connection_opened(self) -> None:
+        """A new connection starts (before its subscribe messages): reset per-connection state. During a
+        hand-over the old connection still delivers for a moment, so keep such state keyed by what it names."""
+
     def subscribe_messages(self, pairs) -> list[str]:
         raise NotImplementedError
 
@@ -90,9 +127,13 @@ class Exchange:
         raise NotImplementedError
 
     # REST (each takes an HttpClient); pages of rows skip a bad row instead of failing
-    def recent_trades(self, http, pair: Pair, since_s: float) -> Page:
-        """Page of Trade from `since_s` on, as far as trade_history_s reaches, with complete_from_s set (an
-        answer delayed by retries may no longer reach `since_s`: the caller then asks again)."""
+    def recent_trades(self, http, pair: Pair, since_s: float, after_id: int | None = None) -> Page:
+        """Page of Trade, ascending.
+
+        trade_cursor "time": from `since_s` on, as far as trade_history_s reaches, with complete_from_s set (an
+        answer delayed by retries may no longer reach `since_s`: the caller then asks again).
+        trade_cursor "id": the trades after `after_id` (from `since_s` when no id is known), with `more` set
+        while the exchange has trades after the page's last one."""
         raise NotImplementedError
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
@@ -128,13 +169,34 @@ def decimal_from(value, what: str) -> Decimal:
     return number
 
 
+def time_ns_from_iso(text, what: str = "time") -> int:
+    """Exact integer nanoseconds of an RFC 3339 time (`Z` or an offset; digits past the ninth are cut)."""
+    match = _RFC3339.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise MessageError(f"{what}: expected an RFC 3339 time, got {text!r}")
+    date, fraction, zone = match.group("date"), match.group("fraction") or "", match.group("zone")
+    try:
+        moment = datetime.fromisoformat(f"{date[:10]}T{date[11:]}{'+00:00' if zone in 'Zz' else zone}")
+        seconds = calendar.timegm(moment.utctimetuple())
+    except (ValueError, OverflowError) as exc:
+        raise MessageError(f"{what}: expected an RFC 3339 time, got {text!r}") from exc
+    return seconds * 1_000_000_000 + int(fraction[:9].ljust(9, "0"))
+
+
+_RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d+))?(?P<zone>[Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
+
+
 def int_from(value, what: str) -> int:
     if isinstance(value, bool):
         raise MessageError(f"{what}: expected an integer, got {value!r}")
     try:
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if digits.isascii() and digits.isdigit():  # ASCII only: int() would also read other scripts' digits
             return int(value)
     except ValueError:
         pass

@@ -20,6 +20,7 @@ from collector.records import Asset, Candle, Ticker, Trade
 
 SIDES = {0: "buy", 1: "sell"}
 CHANNEL_PREFIX = "live_trades_"
+NS = 1_000_000_000
 
 
 class Bitstamp(Exchange):
@@ -32,6 +33,7 @@ class Bitstamp(Exchange):
     candle_steps = frozenset({60, 180, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 259200})
     max_candles = 1000
     trade_history_s = 86_400  # /transactions/?time=day
+    trade_time_unit_ns = 1_000_000_000  # REST transactions carry whole seconds only
 
     def __init__(self, config):
         super().__init__(config)
@@ -76,10 +78,9 @@ class Bitstamp(Exchange):
         if event == "bts:heartbeat":
             return Parsed(ignored="heartbeat")
         if event == "bts:subscription_succeeded":
-            return Parsed(subscribed=self._channel_pair(doc.get("channel")))
+            return Parsed(subscribed=(self._channel_pair(doc.get("channel")),))
         if event == "bts:unsubscription_succeeded":
-            pair = self._channel_pair(doc.get("channel"))
-            return Parsed(unsubscribed=pair)
+            return Parsed(unsubscribed=(self._channel_pair(doc.get("channel")),))
         if event == "bts:error":
             data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
             raise MessageError(f"exchange error: {data.get('message') or data or 'no details'}")
@@ -89,35 +90,21 @@ class Bitstamp(Exchange):
         if not isinstance(data, dict):
             raise MessageError("trade: 'data' is not an object")
         if "microtimestamp" in data:
-            time_s = int_from(data["microtimestamp"], "trade microtimestamp") // 1_000_000
+            time_ns = int_from(data["microtimestamp"], "trade microtimestamp") * 1000
         else:
-            time_s = int_from(field_of(data, "timestamp", "trade"), "trade timestamp")
-        return self._trade(
+            time_ns = int_from(field_of(data, "timestamp", "trade"), "trade timestamp") * NS
+        return self.trade(
             pair,
             trade_id=field_of(data, "id", "trade"),
             price=data.get("price_str", data.get("price")),
             amount=data.get("amount_str", data.get("amount")),
-            side=field_of(data, "type", "trade"),
-            time_s=time_s,
-        )
-
-    def _trade(self, pair: Pair, trade_id, price, amount, side, time_s: int) -> Trade:
-        side_code = int_from(side, "trade type")
-        if side_code not in SIDES:
-            raise MessageError(f"trade type: expected 0 or 1, got {side!r}")
-        return Trade(
-            exchange=self.name,
-            pair=pair,
-            trade_id=str(int_from(trade_id, "trade id")),
-            price=decimal_from(price, "trade price"),
-            amount=decimal_from(amount, "trade amount"),
-            side=SIDES[side_code],
-            time_s=time_s,
+            side=_side(field_of(data, "type", "trade")),
+            exchange_time_ns=time_ns,
         )
 
     # --- HTTP ----------------------------------------------------------------------------------------
 
-    def recent_trades(self, http, pair: Pair, since_s: float) -> Page:
+    def recent_trades(self, http, pair: Pair, since_s: float, after_id: int | None = None) -> Page:
         """Trades of the last minute, hour or day: the smallest window that covers the gap, with a margin for
         the answer's latency. The window is fixed when asked; complete_from_s says what it held when answered."""
         gap_s = time.time() - since_s
@@ -128,13 +115,13 @@ class Bitstamp(Exchange):
         return page
 
     def _rest_trade(self, pair: Pair, row) -> Trade:
-        return self._trade(
+        return self.trade(
             pair,
             trade_id=field_of(row, "tid", "transaction"),
             price=field_of(row, "price", "transaction"),
             amount=field_of(row, "amount", "transaction"),
-            side=field_of(row, "type", "transaction"),
-            time_s=int_from(field_of(row, "date", "transaction"), "transaction date"),
+            side=_side(field_of(row, "type", "transaction")),
+            exchange_time_ns=int_from(field_of(row, "date", "transaction"), "transaction date") * NS,
         )
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
@@ -225,6 +212,13 @@ _TICKER_FIELDS = {
     "vwap": "vwap",
     "change_24h_pct": "percent_change_24",  # replaced by the exact figure when open_24 is known
 }
+
+
+def _side(code) -> str:
+    side_code = int_from(code, "trade type")
+    if side_code not in SIDES:
+        raise MessageError(f"trade type: expected 0 or 1, got {code!r}")
+    return SIDES[side_code]
 
 
 def _row_open_s(row) -> int | None:

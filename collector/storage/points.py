@@ -1,6 +1,5 @@
 """Records -> InfluxDB points, per the contract in docs/data-contract.md. Decimals become floats only here."""
 
-import hashlib
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -10,19 +9,6 @@ from influxdb_client import Point, WritePrecision
 from collector.records import Asset, Candle, PortfolioValue, Position, Ticker, Trade, Transaction
 
 NS = 1_000_000_000
-
-
-def trade_time_ns(time_s: int, trade_id: str) -> int:
-    """The trade's second plus a sub-second offset derived from its id.
-
-    Deterministic, so the websocket trade and the same trade gap-filled over REST (which has seconds only)
-    are one point; unique per trade id within a second, so two trades in one microsecond never collide.
-    """
-    if trade_id.isdigit():
-        offset = int(trade_id) % NS
-    else:
-        offset = int.from_bytes(hashlib.sha256(trade_id.encode()).digest()[:8], "big") % NS
-    return time_s * NS + offset
 
 
 def _pair_tags(point: Point, record) -> Point:
@@ -40,8 +26,8 @@ def trade_point(trade: Trade) -> Point:
         .tag("side", trade.side)
         .field("price", float(trade.price))
         .field("amount", float(trade.amount))
-        .field("trade_id", trade.trade_id)
-        .time(trade_time_ns(trade.time_s, trade.trade_id), WritePrecision.NS)
+        .field("trade_id", str(trade.trade_id))  # a string field since the first release: a type stays
+        .time(trade.time_ns, WritePrecision.NS)  # Exchange.trade built it
     )
 
 

@@ -114,7 +114,15 @@ def org(influx_server, tmp_path):
 
 
 def trade(exchange: str, trade_id: int, price: str, side: str, t: int, amount: str = "0.1") -> Trade:
-    return Trade(exchange, BTC, str(trade_id), Decimal(price), Decimal(amount), side, t)
+    return Trade(
+        exchange,
+        BTC,
+        trade_id,
+        Decimal(price),
+        Decimal(amount),
+        side,
+        t * 1_000_000_000 + trade_id % 1_000_000_000,
+    )
 
 
 def candle(exchange: str, t: int, price: str = "100", volume: str = "1", interval_s: int = HOUR) -> Candle:

@@ -154,7 +154,7 @@ def test_now_uses_the_latest_trade_or_close_whichever_is_newer(collector_setting
         collector_settings,
         tmp_path,
         hourly_candles("BTC-USD", "2026-02-01T10:00:00Z", ["40000"])
-        + [Trade("bitstamp", pair, "7", D("41000.5"), D("0.1"), "buy", an_hour_ago)],
+        + [Trade("bitstamp", pair, 7, D("41000.5"), D("0.1"), "buy", an_hour_ago * 1_000_000_000 + 7)],
     )
     valuation, problems = value_portfolio(collector_settings, config)
     assert problems == []

@@ -1,0 +1,84 @@
+"""The exchange contract's building blocks: trade ids, point times, RFC 3339 times, exact values."""
+
+from decimal import Decimal
+
+import pytest
+
+from collector.config import ExchangeConfig, Pair
+from collector.exchanges import EXCHANGES
+from collector.exchanges.base import Exchange, MessageError, Parsed, time_ns_from_iso
+from collector.records import inexact
+
+BTC = Pair("BTC", "USD")
+
+
+class Millis(Exchange):
+    name = "millis"
+    ws_url = rest_url = "http://localhost"
+    trade_time_unit_ns = 1_000_000
+
+
+def test_bitstamp_point_time_is_the_second_plus_the_id_offset_as_before():
+    bitstamp = EXCHANGES["bitstamp"](ExchangeConfig("bitstamp", (BTC,)))
+    trade = bitstamp.trade(BTC, "216000477", "3805.44", "0.0792", "buy", 1_641_343_699_596_000_000)
+    assert trade.trade_id == 216000477 and trade.price == Decimal("3805.44")
+    assert trade.time_ns == 1_641_343_699 * 10**9 + 216000477 % 10**9
+    big = bitstamp.trade(BTC, 5_000_000_123, "1", "1", "sell", 1_641_343_699 * 10**9)
+    assert big.time_ns == 1_641_343_699_000_000_123  # the offset is the id modulo the unit
+
+
+def test_point_time_keeps_the_exchange_unit_and_separates_trades_within_it():
+    exchange = Millis(ExchangeConfig("millis", (BTC,)))
+    first = exchange.trade(BTC, 1001, "1", "1", "buy", 1_700_000_000_123_456_789)
+    second = exchange.trade(BTC, 1002, "1", "1", "buy", 1_700_000_000_123_999_999)
+    assert first.time_ns == 1_700_000_000_123_000_000 + 1001
+    assert second.time_ns == 1_700_000_000_123_000_000 + 1002
+    again = exchange.trade(BTC, "1001", "1.0", "1", "buy", 1_700_000_000_123_000_000)  # the REST copy
+    assert again.time_ns == first.time_ns
+
+
+@pytest.mark.parametrize("bad_id", ["abc", "1.5", "", " ", Decimal("1.5"), None, True, "0x1f", "١٢"])
+def test_a_trade_id_that_is_no_integer_is_a_message_error(bad_id):
+    with pytest.raises(MessageError, match="trade id"):
+        Millis(ExchangeConfig("millis", (BTC,))).trade(BTC, bad_id, "1", "1", "buy", 0)
+
+
+def test_a_side_other_than_buy_or_sell_is_a_message_error():
+    with pytest.raises(MessageError, match="side"):
+        Millis(ExchangeConfig("millis", (BTC,))).trade(BTC, 1, "1", "1", "b", 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("2024-01-02T03:04:05Z", 1_704_164_645_000_000_000),
+        ("2024-01-02T03:04:05.1Z", 1_704_164_645_100_000_000),
+        ("2024-01-02T03:04:05.123456Z", 1_704_164_645_123_456_000),
+        ("2024-01-02T03:04:05.123456789Z", 1_704_164_645_123_456_789),
+        ("2024-01-02T03:04:05.1234567891Z", 1_704_164_645_123_456_789),  # past ns: cut, never rounded
+        ("2024-01-02T04:04:05.5+01:00", 1_704_164_645_500_000_000),
+        ("2024-01-02 03:04:05z", 1_704_164_645_000_000_000),
+    ],
+)
+def test_rfc3339_times_become_exact_nanoseconds(text, ns):
+    assert time_ns_from_iso(text) == ns
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "2024-01-02", "2024-01-02T03:04:05", "2024-13-02T03:04:05Z", "2024-01-02T03:04:05.Z", 7, None],
+)
+def test_a_time_that_is_no_rfc3339_is_a_message_error(text):
+    with pytest.raises(MessageError):
+        time_ns_from_iso(text)
+
+
+def test_inexact_means_a_float_would_not_read_back_as_the_exact_value():
+    for exact in ("3805.44", "0.00000001", "50000.00", "123456789012345", "1E-8", "0.1", "96.69000000"):
+        assert not inexact(Decimal(exact)), exact
+    for lossy in ("1234567890.123456789", "0.12345678901234567", "1E+400"):
+        assert inexact(Decimal(lossy)), lossy
+
+
+def test_parsed_names_pairs_as_tuples():
+    assert Parsed() == Parsed(trades=[], subscribed=(), unsubscribed=(), missed=())
