@@ -151,7 +151,7 @@ def test_trades_resume_exactly_after_an_id_page_by_page(coinbase_replay, http):
     assert [t.trade_id for t in fetched] == [t.id for t in published[100:]]  # nothing missed or fetched twice
     assert pages == 3
     assert coinbase_replay.http.requests[0].endswith(f"before={published[99].id}&limit=1000")
-    for trade, source in zip(fetched, published[100:]):
+    for trade, source in zip(fetched, published[100:], strict=True):
         assert trade.price == Decimal(source.price) and trade.amount == Decimal(source.size)
         assert trade.side == source.taker_side  # the opposite of Coinbase's (maker) side
         assert trade.time_ns == source.point_time_ns

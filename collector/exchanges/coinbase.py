@@ -256,7 +256,9 @@ class Coinbase(Exchange):
     def _candle(self, pair: Pair, interval_s: int, row) -> Candle:
         if not isinstance(row, list) or len(row) < 6:
             raise MessageError(f"candle: expected [time, low, high, open, close, volume], got {row!r}")
-        values = {name: decimal_from(value, f"candle {name}") for name, value in zip(_ROW, row[1:6])}
+        values = {
+            name: decimal_from(value, f"candle {name}") for name, value in zip(_ROW, row[1:6], strict=True)
+        }
         return Candle(
             exchange=self.name,
             pair=pair,
