@@ -91,8 +91,8 @@ class CoinbaseReplay:
         self.connections_opened = 0
         self.received: list[tuple[int, float, dict]] = []  # (connection number, seconds since open, request)
         self.http = HttpScript()
-        self.tickers: dict[str, dict] = {"BTC-USD": SAMPLE_TICKER}
-        self.stats: dict[str, dict] = {"BTC-USD": SAMPLE_STATS}
+        self.tickers: dict[str, dict] = {}  # per product; SAMPLE_TICKER for the others
+        self.stats: dict[str, dict] = {}  # per product; SAMPLE_STATS for the others
         self.candle_start_s: int | None = None  # the pair's first candle (listing time)
         self.empty_every = 7  # every 7th interval has no trade: Coinbase omits it
         self._skip_sequence = 0
@@ -341,10 +341,10 @@ class CoinbaseReplay:
                 return self._trades(product, query)
             if what == "candles":
                 return self._candles(product, query)
-            if what == "ticker" and product in self.tickers:
-                return 200, {}, json.dumps(self.tickers[product])
-            if what == "stats" and product in self.stats:
-                return 200, {}, json.dumps(self.stats[product])
+            if what == "ticker":
+                return 200, {}, json.dumps(self.tickers.get(product, SAMPLE_TICKER))
+            if what == "stats":
+                return 200, {}, json.dumps(self.stats.get(product, SAMPLE_STATS))
         return 404, {}, json.dumps({"message": "NotFound"})
 
     def _trades(self, product: str, query: dict) -> tuple[int, dict, str]:
