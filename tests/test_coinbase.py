@@ -12,7 +12,7 @@ from collector.config import ExchangeConfig, Pair
 from collector.exchanges.base import MessageError
 from collector.exchanges.coinbase import Coinbase
 from collector.http import HttpClient, TokenBucket
-from tests.replay.coinbase import SAMPLE_STATS, SAMPLE_TICKER, CoinbaseReplay, candle_values
+from tests.replay.coinbase import SAMPLE_STATS, SAMPLE_TICKER, candle_values
 
 BTC, ETH = Pair("BTC", "USD"), Pair("ETH", "USD")
 
@@ -112,12 +112,6 @@ def test_requests_are_spaced_to_ten_a_second():
     for _ in range(40):
         bucket.take()
     assert clock[0] >= 3.0 - 1e-9  # 40 requests: a burst of 10, then 10 a second
-
-
-@pytest.fixture
-def coinbase_replay():
-    with CoinbaseReplay() as server:
-        yield server
 
 
 @pytest.fixture

@@ -147,8 +147,12 @@ class Coinbase(Exchange):
         return sorted(trades, key=lambda trade: trade.trade_id)  # snapshots come newest first
 
     def _live_trade(self, row) -> Trade:
+        return self._trade(self._pair(field_of(row, "product_id", "trade")), row)
+
+    def _trade(self, pair: Pair, row) -> Trade:
+        """A trade row, the same on the websocket and over REST (where the id is a number, the side lower case)."""
         return self.trade(
-            self._pair(field_of(row, "product_id", "trade")),
+            pair,
             trade_id=field_of(row, "trade_id", "trade"),
             price=field_of(row, "price", "trade"),
             amount=field_of(row, "size", "trade"),
@@ -220,20 +224,10 @@ class Coinbase(Exchange):
 
     def _trades_page(self, http, pair: Pair, url: str, params: dict) -> Page:
         rows = http.get_json(url, params)
-        page = parse_rows(rows, lambda row: self._rest_trade(pair, row), "trades")
+        page = parse_rows(rows, lambda row: self._trade(pair, row), "trades")
         page.records.sort(key=lambda trade: trade.trade_id)  # Coinbase answers newest first
         page.more = len(rows) >= TRADES_PER_PAGE
         return page
-
-    def _rest_trade(self, pair: Pair, row) -> Trade:
-        return self.trade(
-            pair,
-            trade_id=field_of(row, "trade_id", "trade"),
-            price=field_of(row, "price", "trade"),
-            amount=field_of(row, "size", "trade"),
-            side=_taker_side(field_of(row, "side", "trade")),
-            exchange_time_ns=time_ns_from_iso(field_of(row, "time", "trade"), "trade time"),
-        )
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
         """Closed candles of one window of CANDLES_PER_REQUEST intervals from start_s, ascending. Coinbase

@@ -14,15 +14,9 @@ import pytest
 from collector.config import parse_config
 from collector.storage.reader import flux_query
 from tests.integration.harness import running, same_price, stored_rows, wait_for
-from tests.replay.coinbase import CoinbaseReplay, candle_values
+from tests.replay.coinbase import candle_values
 
 RATE_LIMITED = (429, {"Retry-After": "1"}, '{"message":"Public rate limit exceeded"}')
-
-
-@pytest.fixture
-def coinbase():
-    with CoinbaseReplay() as server:
-        yield server
 
 
 def write_config(path, replay, pairs=("BTC-USD",)):
@@ -91,17 +85,19 @@ def trades_requests(replay, product="BTC-USD") -> list[str]:
 
 
 def test_subscribed_at_once_and_every_trade_stored_exactly(
-    collector_settings, admin_client, coinbase, tmp_path
+    collector_settings, admin_client, coinbase_replay, tmp_path
 ):
     org = collector_settings.org
     now_us = time.time_ns() // 1000
     # before the collector connects: the subscription's snapshot brings them
     published = [
-        coinbase.publish("BTC-USD", f"68000.{i}", side="SELL", time_us=now_us - 5_000_000 + i)
+        coinbase_replay.publish("BTC-USD", f"68000.{i}", side="SELL", time_us=now_us - 5_000_000 + i)
         for i in range(3)
     ]
-    with streaming(tmp_path, coinbase, collector_settings, pairs=("BTC-USD", "ETH-USD")) as runner:
-        subscribes = [(seconds, request) for number, seconds, request in coinbase.received if number == 1]
+    with streaming(tmp_path, coinbase_replay, collector_settings, pairs=("BTC-USD", "ETH-USD")) as runner:
+        subscribes = [
+            (seconds, request) for number, seconds, request in coinbase_replay.received if number == 1
+        ]
         assert all(seconds < 5 for seconds, _ in subscribes)  # Coinbase closes a silent connection after 5 s
         assert [request for _, request in subscribes] == [
             {"type": "subscribe", "channel": "market_trades", "product_ids": ["BTC-USD", "ETH-USD"]},
@@ -112,11 +108,11 @@ def test_subscribed_at_once_and_every_trade_stored_exactly(
             time_us = now_us - now_us % 1_000_000 + [123456, 120000, 100000, 500, 0][i % 5] + i * 1_000_000
             side = "BUY" if i % 2 else "SELL"
             published.append(
-                coinbase.publish("BTC-USD", f"{68001 + i}.{i:02d}", f"0.{i + 1:08d}", side, time_us)
+                coinbase_replay.publish("BTC-USD", f"{68001 + i}.{i:02d}", f"0.{i + 1:08d}", side, time_us)
             )
         same_us = now_us + 50_000_000
-        published += [coinbase.publish("BTC-USD", "68100.01", "1", "BUY", same_us) for _ in range(2)]
-        eth = [coinbase.publish("ETH-USD", "3500.125", "0.00000001", "SELL")]
+        published += [coinbase_replay.publish("BTC-USD", "68100.01", "1", "BUY", same_us) for _ in range(2)]
+        eth = [coinbase_replay.publish("ETH-USD", "3500.125", "0.00000001", "SELL")]
         wait_stored(admin_client, org, published)
         wait_stored(admin_client, org, eth, "ETH-USD")
         candles = wait_for(
@@ -133,104 +129,106 @@ def test_subscribed_at_once_and_every_trade_stored_exactly(
 
 
 def test_a_dropped_connection_is_gap_filled_by_trade_id_page_by_page(
-    collector_settings, admin_client, coinbase, tmp_path
+    collector_settings, admin_client, coinbase_replay, tmp_path
 ):
     org = collector_settings.org
-    coinbase.snapshot_size = 0  # only REST can bring what the connection missed
-    with streaming(tmp_path, coinbase, collector_settings) as runner:
-        published = [coinbase.publish("BTC-USD", f"42000.{i:02d}") for i in range(5)]
+    coinbase_replay.snapshot_size = 0  # only REST can bring what the connection missed
+    with streaming(tmp_path, coinbase_replay, collector_settings) as runner:
+        published = [coinbase_replay.publish("BTC-USD", f"42000.{i:02d}") for i in range(5)]
         wait_stored(admin_client, org, published)
         last_seen = published[-1].id
-        published += [coinbase.publish("BTC-USD", f"42001.{i % 100:02d}", deliver=False) for i in range(1500)]
-        coinbase.drop_connections()
-        coinbase.wait_subscribed("BTC-USD")
-        published += [coinbase.publish("BTC-USD", f"42002.{i:02d}") for i in range(3)]
+        published += [
+            coinbase_replay.publish("BTC-USD", f"42001.{i % 100:02d}", deliver=False) for i in range(1500)
+        ]
+        coinbase_replay.drop_connections()
+        coinbase_replay.wait_subscribed("BTC-USD")
+        published += [coinbase_replay.publish("BTC-USD", f"42002.{i:02d}") for i in range(3)]
         wait_stored(admin_client, org, published)
         assert runner.health("coinbase").reconnects >= 1
     assert_exactly(admin_client, org, published)
-    cursors = [path for path in trades_requests(coinbase) if "before=" in path]
+    cursors = [path for path in trades_requests(coinbase_replay) if "before=" in path]
     assert f"before={last_seen}&" in cursors[0]  # resumed exactly after the last trade seen
     assert len(cursors) >= 2  # 1500 trades: more than one page of 1000
 
 
 @pytest.mark.parametrize("lost", ["heartbeats", "sequence"])
 def test_lost_messages_are_gap_filled_without_a_reconnect(
-    collector_settings, admin_client, coinbase, tmp_path, lost
+    collector_settings, admin_client, coinbase_replay, tmp_path, lost
 ):
     org = collector_settings.org
-    with streaming(tmp_path, coinbase, collector_settings) as runner:
-        published = [coinbase.publish("BTC-USD", f"43000.{i:02d}") for i in range(3)]
+    with streaming(tmp_path, coinbase_replay, collector_settings) as runner:
+        published = [coinbase_replay.publish("BTC-USD", f"43000.{i:02d}") for i in range(3)]
         wait_stored(admin_client, org, published)
-        before = len(trades_requests(coinbase))
+        before = len(trades_requests(coinbase_replay))
         # messages Coinbase sent that never arrived: their trades, and a jump in the counter that says so
-        published += [coinbase.publish("BTC-USD", f"43001.{i:02d}", deliver=False) for i in range(4)]
+        published += [coinbase_replay.publish("BTC-USD", f"43001.{i:02d}", deliver=False) for i in range(4)]
         if lost == "heartbeats":
-            coinbase.skip_heartbeats(2)
+            coinbase_replay.skip_heartbeats(2)
         else:
-            coinbase.skip_sequence(3)
+            coinbase_replay.skip_sequence(3)
         wait_stored(admin_client, org, published)
-        assert f"before={published[2].id}&" in trades_requests(coinbase)[before]
+        assert f"before={published[2].id}&" in trades_requests(coinbase_replay)[before]
         assert runner.health("coinbase").reconnects == 0
-        assert coinbase.connections_opened == 1
+        assert coinbase_replay.connections_opened == 1
     assert_exactly(admin_client, org, published)
 
 
 def test_a_restart_resumes_exactly_after_the_last_stored_trade(
-    collector_settings, admin_client, coinbase, tmp_path
+    collector_settings, admin_client, coinbase_replay, tmp_path
 ):
     org = collector_settings.org
-    coinbase.snapshot_size = 0
-    config = write_config(tmp_path / "portfolio.yml", coinbase)
+    coinbase_replay.snapshot_size = 0
+    config = write_config(tmp_path / "portfolio.yml", coinbase_replay)
     with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool"):
-        coinbase.wait_subscribed("BTC-USD")
-        published = [coinbase.publish("BTC-USD", f"41000.{i:02d}") for i in range(10)]
+        coinbase_replay.wait_subscribed("BTC-USD")
+        published = [coinbase_replay.publish("BTC-USD", f"41000.{i:02d}") for i in range(10)]
         wait_stored(admin_client, org, published)
     last_stored = published[-1].id
     published += [
-        coinbase.publish("BTC-USD", f"41001.{i:02d}", deliver=False) for i in range(10)
+        coinbase_replay.publish("BTC-USD", f"41001.{i:02d}", deliver=False) for i in range(10)
     ]  # while down
-    before = len(trades_requests(coinbase))
+    before = len(trades_requests(coinbase_replay))
     with running(tmp_path / "portfolio.yml", config, collector_settings, tmp_path / "spool") as runner:
         wait_stored(admin_client, org, published)
         assert runner.health("coinbase").gap_filled >= 10
-    assert f"before={last_stored}&" in trades_requests(coinbase)[before]
+    assert f"before={last_stored}&" in trades_requests(coinbase_replay)[before]
     assert_exactly(admin_client, org, published)
 
 
-def test_429_with_retry_after_is_survived(collector_settings, admin_client, coinbase, tmp_path):
+def test_429_with_retry_after_is_survived(collector_settings, admin_client, coinbase_replay, tmp_path):
     org = collector_settings.org
-    coinbase.snapshot_size = 0
-    with streaming(tmp_path, coinbase, collector_settings) as runner:
-        published = [coinbase.publish("BTC-USD", f"44000.{i:02d}") for i in range(3)]
+    coinbase_replay.snapshot_size = 0
+    with streaming(tmp_path, coinbase_replay, collector_settings) as runner:
+        published = [coinbase_replay.publish("BTC-USD", f"44000.{i:02d}") for i in range(3)]
         wait_stored(admin_client, org, published)
-        published += [coinbase.publish("BTC-USD", f"44001.{i:02d}", deliver=False) for i in range(5)]
-        coinbase.http.script("/trades", RATE_LIMITED, RATE_LIMITED)
-        coinbase.drop_connections()
+        published += [coinbase_replay.publish("BTC-USD", f"44001.{i:02d}", deliver=False) for i in range(5)]
+        coinbase_replay.http.script("/trades", RATE_LIMITED, RATE_LIMITED)
+        coinbase_replay.drop_connections()
         wait_stored(admin_client, org, published)
-        assert coinbase.http.scripted["/trades"] == []
+        assert coinbase_replay.http.scripted["/trades"] == []
         assert runner.health("coinbase").rate_limited >= 2
     assert_exactly(admin_client, org, published)
 
 
 def test_malformed_frames_are_counted_and_the_trades_they_carried_recovered(
-    collector_settings, admin_client, coinbase, tmp_path
+    collector_settings, admin_client, coinbase_replay, tmp_path
 ):
     org = collector_settings.org
-    with streaming(tmp_path, coinbase, collector_settings) as runner:
-        published = [coinbase.publish("BTC-USD", "45000.00")]
+    with streaming(tmp_path, coinbase_replay, collector_settings) as runner:
+        published = [coinbase_replay.publish("BTC-USD", "45000.00")]
         wait_stored(admin_client, org, published)
         errors_before = runner.health("coinbase").errors
-        garbled = coinbase.publish("BTC-USD", "45000.01", deliver=False)
+        garbled = coinbase_replay.publish("BTC-USD", "45000.01", deliver=False)
         bad = {**garbled.ws_row(), "price": "45,000.01"}
         envelope = {
             "channel": "market_trades",
             "client_id": "",
             "events": [{"type": "update", "trades": [bad]}],
         }
-        coinbase.send_raw(json.dumps(envelope), "BTC-USD")
-        coinbase.send_raw("{not json")
-        coinbase.send_raw('{"channel":"level2","events":[]}')
-        published += [garbled, coinbase.publish("BTC-USD", "45000.02")]
+        coinbase_replay.send_raw(json.dumps(envelope), "BTC-USD")
+        coinbase_replay.send_raw("{not json")
+        coinbase_replay.send_raw('{"channel":"level2","events":[]}')
+        published += [garbled, coinbase_replay.publish("BTC-USD", "45000.02")]
         wait_stored(admin_client, org, published)
         assert runner.health("coinbase").errors - errors_before == 3
     assert_exactly(admin_client, org, published)  # the garbled trade came over REST, with its exact price
