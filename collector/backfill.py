@@ -71,6 +71,7 @@ def backfill_pair(
     start = since_s if last_stored_s is None else max(since_s, last_stored_s + interval_s)
     start -= start % interval_s
     end = now_s - now_s % interval_s  # the candle opening here is still open
+    start = _within_reach(exchange, pair, interval_s, start, end)
     first = start
     if start >= end:
         result.status = "up to date"
@@ -107,6 +108,26 @@ def backfill_pair(
         skipped = f"{len(result.bad_rows)} unusable rows skipped"
         result.detail = f"{result.detail}; {skipped}" if result.detail else skipped
     return result
+
+
+def _within_reach(exchange: Exchange, pair: Pair, interval_s: int, start: int, end: int) -> int:
+    """Where the walk can start: an exchange that serves only its latest candle_reach_rows candles is not
+    asked for older ones; that older history has to come from another source, and the log says so."""
+    if exchange.candle_reach_rows is None:
+        return start
+    reach = end - exchange.candle_reach_rows * interval_s
+    if start >= reach:
+        return start
+    log.info(
+        "%s %s: candles from %s to %s are beyond the exchange's reach (its latest %d); another configured "
+        "source with this pair or coin covers them",
+        exchange.name,
+        pair,
+        _iso(start),
+        _iso(reach),
+        exchange.candle_reach_rows,
+    )
+    return reach
 
 
 def _iso(seconds: int) -> str:

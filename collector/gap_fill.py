@@ -4,6 +4,10 @@ A failed fetch (network, 429, 5xx, an unusable answer) is retried with backoff, 
 long as the exchange's REST history (Exchange.trade_history_s) still reaches the gap. What it no longer
 reaches, or what the exchange refuses outright (another 4xx), is given up on out loud: its span is added to
 `unrecoverable_gap_s` and logged with the pair and the time range, so a dashboard can show it.
+
+Where the exchange pages recent trades by id (Exchange.trade_cursor "id"), a gap fill asks for the trades after
+the last id stored or seen, then after the last id of each page while the exchange has more: every missed trade
+is fetched once, none skipped.
 """
 
 import asyncio
@@ -17,16 +21,18 @@ from collector.config import Pair
 from collector.exchanges.base import Exchange, MessageError
 from collector.health import ExchangeHealth
 from collector.http import HttpClient, HttpError
-from collector.records import Trade
+from collector.records import LastTrade, Trade
 from collector.retry import Backoff, retry_wait
 from collector.stop import Stopped
 
 log = logging.getLogger(__name__)
+NS = 1_000_000_000
 
 
 @dataclass(eq=False)
 class _Running:
     since_s: float  # where the gap still open starts: moves on as parts of it are given up on
+    after_id: int | None = None  # id cursors: the last trade id stored before the gap (None: start by time)
     task: asyncio.Task | None = None
 
 
@@ -77,19 +83,20 @@ class GapFiller:
         if pair not in self._running:
             self._cover(pair, until_s)
 
-    def start(self, pair: Pair, last_trade_s: float | None) -> None:
-        """A new subscription: fetch what was missed since the pair was last covered. A gap fill still
-        running is merged into the new one, from where its open gap starts."""
+    def start(self, pair: Pair, last: LastTrade | None) -> None:
+        """A new subscription (or a gap seen on a live one): fetch what was missed since the pair was last
+        covered, or, where the exchange pages by id, everything after the last trade id stored or seen. A gap
+        fill still running is merged into the new one, from where its open gap starts."""
         running = self._running.get(pair)
         if running is not None:
-            since_s = running.since_s
+            since_s, after_id = running.since_s, running.after_id
             running.task.cancel()
         else:
-            known = [seconds for seconds in (last_trade_s, self.covered_s.get(pair)) if seconds is not None]
+            known = [s for s in (last and last.time_s, self.covered_s.get(pair)) if s is not None]
             if not known:
                 return  # a pair never seen owes nothing: candles cover its history
-            since_s = max(known)
-        fill = _Running(since_s)
+            since_s, after_id = max(known), last and last.trade_id
+        fill = _Running(since_s, after_id if self.exchange.trade_cursor == "id" else None)
         fill.task = asyncio.create_task(self._fill(pair, fill, time.time()))
         self._running[pair] = fill
         fill.task.add_done_callback(lambda _task: self._done(pair, fill))
@@ -114,17 +121,20 @@ class GapFiller:
         name, kind = self.exchange.name, f"gap-fill:{pair}"
         backoff = Backoff(*self.backoff_s)
         complete_from_s = until_s  # the answers so far hold every trade from here to until_s
-        started_s, filled = fill.since_s, 0
+        started_s, filled, by_id = fill.since_s, 0, self.exchange.trade_cursor == "id"
         while True:
             reach_s = time.time() - self.exchange.trade_history_s
             if fill.since_s < reach_s:  # that part is gone from the exchange's REST history
                 reach_h = self.exchange.trade_history_s / 3600
                 reason = f"the exchange's REST history reaches back {reach_h:g} h"
                 fill.since_s = self._unrecoverable(pair, fill.since_s, min(until_s, reach_s), reason)
-            if fill.since_s >= complete_from_s:
+                fill.after_id = None  # that id is out of reach too: from the reach on, by time
+            if not by_id and fill.since_s >= complete_from_s:
                 break
             try:
-                page = await asyncio.to_thread(self.exchange.recent_trades, self.http, pair, fill.since_s)
+                page = await asyncio.to_thread(
+                    self.exchange.recent_trades, self.http, pair, fill.since_s, fill.after_id
+                )
             except Stopped:
                 return
             except (HttpError, MessageError) as exc:
@@ -147,13 +157,37 @@ class GapFiller:
                 continue
             self.health.recovered(log, kind, "%s %s: gap fill works again", name, pair)
             self.health.skipped_rows(log, f"{name} {pair} transactions", page.bad_rows)
-            since_ns = int(fill.since_s) * 1_000_000_000
-            missed = self.accept([trade for trade in page.records if trade.time_ns >= since_ns])
+            missed = self.accept(self._in_gap(page.records, fill))
             self.health.gap_filled += len(missed)
             filled += len(missed)
-            complete_from_s = min(complete_from_s, page.complete_from_s or fill.since_s)
+            if not by_id:
+                complete_from_s = min(complete_from_s, page.complete_from_s or fill.since_s)
+            elif self._page_on(fill, page, until_s):
+                continue
+            else:
+                break
         self._cover(pair, until_s)
         log.info("%s %s: gap of %.0f s filled with %d trades", name, pair, until_s - started_s, filled)
+
+    def _in_gap(self, trades: list[Trade], fill: _Running) -> list[Trade]:
+        """The trades of a page that belong to the gap: after its trade id, or from its start time."""
+        if fill.after_id is not None:
+            return [trade for trade in trades if trade.trade_id > fill.after_id]
+        unit = self.exchange.trade_time_unit_ns
+        since_ns = int(fill.since_s * NS) // unit * unit  # point times are truncated to the unit
+        return [trade for trade in trades if trade.time_ns >= since_ns]
+
+    @staticmethod
+    def _page_on(fill: _Running, page, until_s: float) -> bool:
+        """Id cursors: the next page starts right after this one's last trade; asked while the exchange has
+        more and this page ended before the gap did."""
+        if not page.records:
+            return False
+        last = max(page.records, key=lambda trade: trade.trade_id)
+        if fill.after_id is None or last.trade_id > fill.after_id:
+            fill.after_id = last.trade_id
+        fill.since_s = max(fill.since_s, last.time_ns // NS)
+        return page.more and last.time_ns < until_s * NS
 
     def _unrecoverable(self, pair: Pair, from_s: float, to_s: float, reason: str) -> float:
         """Given up on: counted in `unrecoverable_gap_s` and logged with its span, for a dashboard to show, and

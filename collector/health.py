@@ -8,6 +8,8 @@ import logging
 import time
 from dataclasses import dataclass, field, fields
 
+from collector.records import EXCHANGE_VALUES, inexact
+
 
 @dataclass
 class ExchangeHealth:
@@ -20,8 +22,10 @@ class ExchangeHealth:
     unrecoverable_gap_s: float = 0.0  # trade history given up on: older than the exchange's REST reach
     connected: int = 0  # 1 while a websocket connection is open
     backfill_lag_s: float = 0.0
+    inexact_values: int = 0  # exchange values a float cannot carry exactly: written as the nearest one
     last_message_s: float | None = field(default=None, repr=False)  # wall clock of the last message
     _failing: set[str] = field(default_factory=set, repr=False)
+    _inexact_logged: set[str] = field(default_factory=set, repr=False)
     _started_s: float = field(
         default_factory=time.time, repr=False
     )  # before any message, the age counts from here
@@ -45,6 +49,28 @@ class ExchangeHealth:
             self.error(logger, kind, "%s: skipped an unusable row (%s)", source, row)
         if not rows:
             self.recovered(logger, kind, "%s: every row usable again", source)
+
+    def count_inexact(self, logger: logging.Logger, records) -> None:
+        """Exchange values that will not read back exactly once written as floats: still written (the nearest
+        float), never silently: counted, and each kind (measurement and field) logged once with its exact text."""
+        for record in records:
+            for name in EXCHANGE_VALUES.get(type(record), ()):
+                value = getattr(record, name)
+                if value is None or not inexact(value):
+                    continue
+                self.inexact_values += 1
+                kind = f"{type(record).__name__.lower()} {name}"
+                if kind not in self._inexact_logged:
+                    self._inexact_logged.add(kind)
+                    logger.warning(
+                        "%s %s: %s %s is stored as the nearest float %r: a float holds 15 significant digits"
+                        " (further ones are counted in inexact_values, not logged)",
+                        getattr(record, "exchange", ""),
+                        getattr(record, "pair", getattr(record, "symbol", "")),
+                        kind,
+                        value,
+                        float(value),
+                    )
 
     def recovered_all(self, prefix: str) -> None:
         """Forget every failing kind starting with `prefix` (e.g. a new connection for message errors)."""

@@ -5,6 +5,7 @@ Values stay `Decimal`, parsed from the exchange's exact strings, until a point i
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from collector.config import Pair
 
@@ -24,6 +25,13 @@ class Trade:
     amount: Decimal
     side: str  # "buy" or "sell" (the taker's side)
     time_ns: int  # the point time: built by Exchange.trade (exchange time truncated to its unit + id offset)
+
+
+class LastTrade(NamedTuple):
+    """Where a pair's trades stand: the latest trade time (whole seconds) and the highest trade id."""
+
+    time_s: int
+    trade_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,5 +121,14 @@ class PortfolioValue:
     realized_pnl: Decimal | None = None
     pnl_pct: Decimal | None = None
 
+
+# The exchange's own values of each record: each must read back exactly (see inexact); computed figures
+# (a ticker's change_24h_pct) are not the exchange's text and are not checked.
+EXCHANGE_VALUES = {
+    Trade: ("price", "amount"),
+    Candle: ("open", "high", "low", "close", "volume"),
+    Ticker: ("last", "bid", "ask", "open", "high", "low", "volume", "vwap"),
+    Asset: ("available_supply",),
+}
 
 Record = Trade | Candle | Ticker | Asset | Transaction | Position | PortfolioValue

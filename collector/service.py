@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class ExchangeRuntime:
     adapter: Exchange
     http: HttpClient
     health: ExchangeHealth
+    submit: Callable[[list], None]  # to the writer, inexact values counted on the way (health.count_inexact)
     stream: TradeStream | None = None
     task: asyncio.Task | None = None
     # (pair, interval) -> open of the last candle stored: after an interval edit the new one starts afresh
@@ -88,7 +90,12 @@ class Collector:
         health = ExchangeHealth()
         backoff = Backoff(self.options.stream.backoff_first_s, self.options.stream.backoff_max_s)
         http = HttpClient(exchange.name, adapter.rate_limit, backoff=backoff, stop=self.stop, health=health)
-        return ExchangeRuntime(exchange, adapter, http, health)
+
+        def submit(records: list) -> None:
+            health.count_inexact(log, records)
+            self.writer.submit(records)
+
+        return ExchangeRuntime(exchange, adapter, http, health, submit)
 
     def backfill(
         self, runtime: ExchangeRuntime, pairs, since_s: int | None = None, progress=None
@@ -105,7 +112,7 @@ class Collector:
             result = backfill_pair(
                 runtime.adapter,
                 runtime.http,
-                self.writer.submit,
+                runtime.submit,
                 pair,
                 interval,
                 start,
@@ -147,7 +154,7 @@ class Collector:
         name, health = runtime.adapter.name, runtime.health
         for pair in runtime.config.pairs:
             try:
-                self.writer.submit([runtime.adapter.ticker(runtime.http, pair)])
+                runtime.submit([runtime.adapter.ticker(runtime.http, pair)])
                 tickers += 1
             except (HttpError, MessageError) as exc:
                 health.error(log, f"ticker:{pair}", "%s %s: ticker failed: %s", name, pair, exc)
@@ -160,7 +167,7 @@ class Collector:
         else:
             health.recovered(log, "assets", "%s: coin metadata works again", name)
             health.skipped_rows(log, f"{name} currencies", page.bad_rows)
-            self.writer.submit(page.records)
+            runtime.submit(page.records)
             assets = len(page.records)
         return tickers, assets
 
@@ -223,7 +230,7 @@ class Collector:
     async def _start_exchange(self, exchange: ExchangeConfig) -> None:
         runtime = self.runtime(exchange)
         try:  # through the stop, as any wait on the network: a hanging database does not hold up a stop
-            last_trades = await asyncio.to_thread(self.stop.call, self.reader.last_trade_s, exchange.name)
+            last_trades = await asyncio.to_thread(self.stop.call, self.reader.last_trades, exchange.name)
         except Stopped:
             raise
         except Exception as exc:  # noqa: BLE001 - without it there is just no gap fill after this restart
@@ -235,9 +242,9 @@ class Collector:
             runtime.adapter,
             exchange.pairs,
             runtime.http,
-            self.writer.submit,
+            runtime.submit,
             runtime.health,
-            {pair: seconds for pair, seconds in last_trades.items() if pair in exchange.pairs},
+            {pair: last for pair, last in last_trades.items() if pair in exchange.pairs},
             self.options.stream,
         )
         runtime.task = self._spawn(runtime.stream.run())

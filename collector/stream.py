@@ -15,6 +15,10 @@
   lost what was in flight, so its cover ends earlier by the lag of its trade feed (how late its trades came,
   measured on the connection: acks, heartbeat replies and pongs do not wait for trades).
   Gap-filled trades become the same points as live ones, so overlaps overwrite themselves.
+- A gap seen on a live connection is filled the same way, at once: the exchange says messages were lost
+  (Parsed.missed), or, where a pair's trade ids go up by one (Exchange.sequential_trade_ids), an id jumps.
+- An exchange that ends connections after a time (Exchange.max_connection_s) is handed over before it, the
+  same make-before-break way as when it asks.
 """
 
 import asyncio
@@ -31,7 +35,7 @@ from collector.exchanges.base import Exchange, MessageError, Parsed
 from collector.gap_fill import GapFiller
 from collector.health import ExchangeHealth
 from collector.http import HttpClient
-from collector.records import Trade
+from collector.records import LastTrade, Trade
 from collector.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,13 @@ log = logging.getLogger(__name__)
 # delivered a pair's trades up to this long before its last message.
 DELIVERY_ALLOWANCE_S = 1.0
 NS = 1_000_000_000
+PLANNED_HAND_OVER = object()  # what _receive returns when the link's planned hand-over is due
+
+
+def _hand_over_after_s(max_connection_s: float) -> float:
+    """A planned hand-over starts this long after a connection opens: before the exchange's limit, with a
+    margin (a tenth of it, at most 5 minutes) for the new connection to open and subscribe."""
+    return max_connection_s - min(max_connection_s / 10, 300.0)
 
 
 class ConnectionLost(Exception):
@@ -65,6 +76,8 @@ class Link:
     subscribed: set[Pair] = field(default_factory=set)  # acknowledged on this connection
     alive_s: float | None = None  # when it last delivered a message or answered a ping
     feed_lag_s: float = 0.0  # the most a trade came after its exchange time
+    hand_over_at: float | None = None  # monotonic time of its planned hand-over (Exchange.max_connection_s)
+    last_seen: dict[Pair, LastTrade] = field(default_factory=dict)  # sequential ids: the last one per pair
 
 
 class TradeStream:
@@ -75,7 +88,7 @@ class TradeStream:
         http: HttpClient,
         sink,
         health: ExchangeHealth,
-        last_trade_s: dict[Pair, int] | None = None,
+        last_trades: dict[Pair, LastTrade] | None = None,
         options: StreamOptions = StreamOptions(),
     ):
         self.exchange = exchange
@@ -83,7 +96,7 @@ class TradeStream:
         self.http = http
         self.sink = sink
         self.health = health
-        self.last_trade_s: dict[Pair, int] = dict(last_trade_s or {})
+        self.last_trades: dict[Pair, LastTrade] = dict(last_trades or {})  # stored or accepted since
         self.options = options
         self.link: Link | None = None  # the connection being served
         self._links_opened = 0
@@ -123,7 +136,7 @@ class TradeStream:
         pairs, now = set(pairs), time.time()
         for pair in self.pairs - pairs:
             self._gap_filler.forget(pair)
-            self.last_trade_s.pop(pair, None)
+            self.last_trades.pop(pair, None)
         for pair in pairs - self.pairs:
             self._gap_filler.wanted_from(pair, now)
         self.pairs = pairs
@@ -141,6 +154,8 @@ class TradeStream:
         )
         self._links_opened += 1
         link = Link(conn, self._links_opened)
+        if self.exchange.max_connection_s is not None:
+            link.hand_over_at = time.monotonic() + _hand_over_after_s(self.exchange.max_connection_s)
         self.exchange.connection_opened()
         self.health.recovered_all("message:")  # each connection logs each kind of bad message again
         try:
@@ -170,11 +185,18 @@ class TradeStream:
         helpers = self._start_helpers(link)
         try:
             while True:
-                parsed = self._handle(await self._receive(link), link)
-                hand_over = parsed is not None and parsed.reconnect_requested
+                message = await self._receive(link)
+                if message is PLANNED_HAND_OVER:
+                    reason, hand_over = "its connection time limit is near", True
+                else:
+                    parsed = self._handle(message, link)
+                    reason, hand_over = (
+                        "asked for a reconnect",
+                        parsed is not None and parsed.reconnect_requested,
+                    )
                 while hand_over:  # again if the new connection was asked to go during its hand-over
                     _cancel(helpers)
-                    link, hand_over = await self._hand_over(link)
+                    link, hand_over = await self._hand_over(link, reason)
                     helpers = self._start_helpers(link)
         finally:  # whichever connection it holds by now, handed over or not, ends here
             _cancel(helpers)
@@ -202,13 +224,21 @@ class TradeStream:
             log.error("%s: connection helper failed", self.exchange.name, exc_info=task.exception())
 
     async def _receive(self, link: Link):
+        """The next message, or PLANNED_HAND_OVER once the link's planned hand-over is due."""
         conn = link.conn
         while True:
+            wait_s = self.exchange.silence_s
+            if link.hand_over_at is not None:
+                wait_s = min(wait_s, link.hand_over_at - time.monotonic())
+                if wait_s <= 0:
+                    return PLANNED_HAND_OVER
             try:  # asyncio.timeout, not wait_for: in Python 3.11 wait_for loses a cancel that lands as a message does
-                async with asyncio.timeout(self.exchange.silence_s):
+                async with asyncio.timeout(wait_s):
                     return await conn.recv()
             except TimeoutError:
                 pass
+            if wait_s < self.exchange.silence_s:
+                continue  # the hand-over is due, not a silence
             try:  # silence: a quiet pair or a dead connection? The pong tells.
                 pong = await conn.ping()
                 async with asyncio.timeout(self.options.pong_timeout_s):
@@ -226,12 +256,9 @@ class TradeStream:
                 await asyncio.sleep(self.exchange.heartbeat_s)
                 await conn.send(message)
 
-    async def _hand_over(self, old: Link) -> tuple[Link, bool]:
+    async def _hand_over(self, old: Link, reason: str) -> tuple[Link, bool]:
         """The new connection, subscribed, and whether it too was asked to reconnect meanwhile."""
-        log.info(
-            "%s asked for a reconnect: opening a new connection before closing the old one",
-            self.exchange.name,
-        )
+        log.info("%s %s: opening a new connection before closing the old one", self.exchange.name, reason)
         old_reader = asyncio.create_task(self._read_to_end(old))
         new, again = None, False
         try:
@@ -291,11 +318,36 @@ class TradeStream:
         if parsed.trades:
             oldest_s = min(trade.time_ns for trade in parsed.trades) / NS
             link.feed_lag_s = max(link.feed_lag_s, link.alive_s - oldest_s)
+            jumps = self._id_jumps(parsed.trades, link) if self.exchange.sequential_trade_ids else {}
             self._accept(parsed.trades)
+            for pair, before in jumps.items():
+                self._gap_found(pair, before, "a trade id jump")
         for pair in parsed.subscribed:
             self._on_subscribed(pair, link)
         link.subscribed.difference_update(parsed.unsubscribed)
+        for pair in set(parsed.missed) & link.subscribed:
+            self._gap_found(pair, self.last_trades.get(pair), "the exchange says messages were lost")
         return parsed
+
+    @staticmethod
+    def _id_jumps(trades: list[Trade], link: Link) -> dict[Pair, LastTrade]:
+        """Pairs whose trade ids skipped some on this link, each with the last trade before its first skip.
+        Ids at or below the last one seen (a snapshot, a repeat) are no gap."""
+        jumps: dict[Pair, LastTrade] = {}
+        for trade in sorted(trades, key=lambda trade: trade.trade_id):
+            before = link.last_seen.get(trade.pair)
+            if before is not None and trade.trade_id <= before.trade_id:
+                continue
+            if before is not None and trade.trade_id > before.trade_id + 1:
+                jumps.setdefault(trade.pair, before)
+            link.last_seen[trade.pair] = LastTrade(trade.time_ns // NS, trade.trade_id)
+        return jumps
+
+    def _gap_found(self, pair: Pair, before: LastTrade | None, why: str) -> None:
+        if pair not in self.pairs:
+            return
+        log.info("%s %s: %s; filling the gap over REST", self.exchange.name, pair, why)
+        self._gap_filler.start(pair, before)
 
     def _accept(self, trades: list[Trade]) -> list[Trade]:
         """Hand the trades of wanted pairs to the sink; returns them."""
@@ -304,8 +356,14 @@ class TradeStream:
             self.sink(trades)
             self.health.trades += len(trades)
         for trade in trades:
-            if trade.time_ns // NS > self.last_trade_s.get(trade.pair, 0):
-                self.last_trade_s[trade.pair] = trade.time_ns // NS
+            last = self.last_trades.get(trade.pair)
+            time_s = trade.time_ns // NS
+            if last is None:
+                self.last_trades[trade.pair] = LastTrade(time_s, trade.trade_id)
+            elif time_s > last.time_s or last.trade_id is None or trade.trade_id > last.trade_id:
+                self.last_trades[trade.pair] = LastTrade(
+                    max(time_s, last.time_s), max(trade.trade_id, last.trade_id or trade.trade_id)
+                )
         return trades
 
     def _on_subscribed(self, pair: Pair, link: Link) -> None:
@@ -315,7 +373,7 @@ class TradeStream:
         self._backoff.reset()
         if self.link is not None and self.link is not link:  # a hand-over: the old connection is still alive
             self._covered_by(self.link)
-        self._gap_filler.start(pair, self.last_trade_s.get(pair))
+        self._gap_filler.start(pair, self.last_trades.get(pair))
 
 
 def _cancel(tasks: list[asyncio.Task]) -> None:

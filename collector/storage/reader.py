@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from collector.config import Buckets, Pair
 from collector.influx_settings import InfluxSettings
+from collector.records import LastTrade
 from collector.storage.current_token import CurrentTokenClient
 from collector.storage.points import interval_name
 
@@ -19,7 +20,7 @@ from(bucket: {bucket})
 LAST_TRADES = """
 from(bucket: {bucket})
   |> range(start: time(v: {since}))
-  |> filter(fn: (r) => r._measurement == "trade" and r._field == "price" and r.exchange == {exchange})
+  |> filter(fn: (r) => r._measurement == "trade" and r._field == "trade_id" and r.exchange == {exchange})
   |> group(columns: ["pair"])
   |> last()
 """  # range, filter, group and last() are all pushed down to storage: cheap over the live bucket's 90 days
@@ -62,13 +63,18 @@ class Reader:
         times = [record.get_time() for table in self._client.query(query) for record in table]
         return int(max(times).timestamp()) if times else None
 
-    def last_trade_s(self, exchange: str, since_s: int = 0) -> dict[Pair, int]:
-        """Each pair's last stored trade time; by default over the whole live bucket (its retention bounds it)."""
+    def last_trades(self, exchange: str, since_s: int = 0) -> dict[Pair, LastTrade]:
+        """Each pair's last stored trade (its time and id); by default over the whole live bucket (its
+        retention bounds it). Trade ids go up with time, so the last point holds the highest id."""
         query = flux_query(LAST_TRADES, bucket=self.buckets.live, since=_rfc3339(since_s), exchange=exchange)
-        result: dict[Pair, int] = {}
+        result: dict[Pair, LastTrade] = {}
         for table in self._client.query(query):
             for record in table:
-                result[Pair.parse(record.values["pair"])] = int(record.get_time().timestamp())
+                stored_id = record.get_value()
+                trade_id = int(stored_id) if isinstance(stored_id, str) and stored_id.isdigit() else None
+                result[Pair.parse(record.values["pair"])] = LastTrade(
+                    int(record.get_time().timestamp()), trade_id
+                )
         return result
 
     def close(self) -> None:

@@ -207,5 +207,5 @@ def test_a_token_replaced_by_bootstrap_is_picked_up_after_a_401(influx, admin_cl
     reader = Reader(
         settings, Buckets()
     )  # still holds the revoked token, as a running collector's reader would
-    assert reader.last_trade_s("bitstamp", 0) == {}  # no 401: it read the token file again
+    assert reader.last_trades("bitstamp", 0) == {}  # no 401: it read the token file again
     reader.close()
