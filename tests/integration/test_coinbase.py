@@ -95,6 +95,7 @@ def test_subscribed_at_once_and_every_trade_stored_exactly(
         for i in range(3)
     ]
     with streaming(tmp_path, coinbase_replay, collector_settings, pairs=("BTC-USD", "ETH-USD")) as runner:
+        wait_for(lambda: len(coinbase_replay.received) >= 2, what="both subscribes")
         subscribes = [
             (seconds, request) for number, seconds, request in coinbase_replay.received if number == 1
         ]
@@ -205,7 +206,7 @@ def test_429_with_retry_after_is_survived(collector_settings, admin_client, coin
         coinbase_replay.http.script("/trades", RATE_LIMITED, RATE_LIMITED)
         coinbase_replay.drop_connections()
         wait_stored(admin_client, org, published)
-        assert coinbase_replay.http.scripted["/trades"] == []
+        assert coinbase_replay.http.scripted["/trades"] == [], coinbase_replay.http.requests
         assert runner.health("coinbase").rate_limited >= 2
     assert_exactly(admin_client, org, published)
 

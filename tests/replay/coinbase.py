@@ -5,7 +5,8 @@ Runs in its own thread and event loop; tests drive it with plain method calls. E
 so /products/{id}/trades serves what a client missed. Like Coinbase, every message of a connection carries the
 next `sequence_num`, heartbeats count up once per tick, a connection that subscribes to nothing within 5 s is
 closed, and a subscription starts with a snapshot of the latest trades. Knobs: sequence and heartbeat counter
-jumps (lost messages), dropped or refused connections, frozen links, raw frames, scripted HTTP answers.
+jumps (lost messages), dropped or refused connections, raw frames, scripted HTTP answers. One rest_url serves
+trades, candles, ticker and stats, as https://api.exchange.coinbase.com does.
 """
 
 import asyncio
@@ -16,13 +17,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.replay.bitstamp import HttpScript
+from tests.replay.server import ReplayServer
 
 
 @dataclass
@@ -81,8 +80,9 @@ class Connection:
     heartbeat_counter: int = 0
 
 
-class CoinbaseReplay:
+class CoinbaseReplay(ReplayServer):
     def __init__(self, heartbeat_interval_s: float = 0.2, snapshot_size: int = 50):
+        super().__init__()
         self.heartbeat_interval_s = heartbeat_interval_s  # Coinbase: 1 s
         self.snapshot_size = snapshot_size
         self.subscribe_deadline_s = 5.0  # Coinbase closes a connection with no subscription after 5 s
@@ -90,7 +90,6 @@ class CoinbaseReplay:
         self.connections: list[Connection] = []
         self.connections_opened = 0
         self.received: list[tuple[int, float, dict]] = []  # (connection number, seconds since open, request)
-        self.http = HttpScript()
         self.tickers: dict[str, dict] = {}  # per product; SAMPLE_TICKER for the others
         self.stats: dict[str, dict] = {}  # per product; SAMPLE_STATS for the others
         self.candle_start_s: int | None = None  # the pair's first candle (listing time)
@@ -99,55 +98,9 @@ class CoinbaseReplay:
         self._skip_heartbeats = 0
         self._next_id = 995_000_000
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run_loop, daemon=True)
-        self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._http_thread = threading.Thread(target=self._http_server.serve_forever, daemon=True)
-        self._closing = threading.Event()
 
-    # --- life --------------------------------------------------------------------------------------------
-
-    def __enter__(self):
-        self._thread.start()
-        self._http_thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        self._closing.set()
-        self._call(self._shutdown())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._http_server.shutdown()
-        self._http_server.server_close()
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self._ws_port}"
-
-    @property
-    def rest_url(self) -> str:
-        """One base for trades, candles, ticker and stats, as https://api.exchange.coinbase.com."""
-        return f"http://127.0.0.1:{self._http_server.server_address[1]}"
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _start(self) -> None:
-        self._ws_server = await serve(self._serve_ws, "127.0.0.1", 0, ping_interval=None)
-        self._ws_port = self._ws_server.sockets[0].getsockname()[1]
-
-    async def _shutdown(self) -> None:
-        self._ws_server.close()
-        for link in list(self.connections):
-            link.conn.transport.abort()
-
-    def _call(self, coroutine, timeout: float = 10):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+    def open_connections(self) -> list:
+        return [link.conn for link in self.connections]
 
     # --- websocket -----------------------------------------------------------------------------------------
 
@@ -195,7 +148,8 @@ class CoinbaseReplay:
         await self._send(link, self._envelope("subscriptions", [{"subscriptions": subscriptions}]))
         if channel == "market_trades" and kind == "subscribe" and new:
             with self._lock:
-                latest = [t for t in self.trades if t.product in new][-self.snapshot_size :]
+                of_new = [t for t in self.trades if t.product in new]
+                latest = of_new[len(of_new) - self.snapshot_size :] if self.snapshot_size else []
             rows = [trade.ws_row() for trade in reversed(latest)]  # newest first
             await self._send(link, self._envelope("market_trades", [{"type": "snapshot", "trades": rows}]))
 
@@ -296,40 +250,11 @@ class CoinbaseReplay:
         """The next heartbeat's counter jumps by `count` + 1: heartbeats were lost."""
         self._skip_heartbeats = count
 
-    def drop_connections(self) -> None:
-        async def drop():
-            for link in list(self.connections):
-                link.conn.transport.abort()
-
-        self._call(drop())
-
     def refuse_connections(self) -> None:
+        """The websocket server goes away: open connections drop and new ones are refused."""
         self._call(self._shutdown())
 
     # --- HTTP ------------------------------------------------------------------------------------------------
-
-    def _handler_class(self):
-        replay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802 - the stdlib's name
-                replay.http.requests.append(self.path)
-                delay = replay.http.delay_s(self.path)
-                if delay and replay._closing.wait(delay):
-                    return
-                status, headers, body = replay.http.next_answer(self.path) or replay._answer(self.path)
-                payload = body.encode()
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        return Handler
 
     def _answer(self, raw_path: str) -> tuple[int, dict, str]:
         url = urlparse(raw_path)
