@@ -5,7 +5,7 @@ Runs in its own thread and event loop; tests drive it with plain method calls. E
 so /products/{id}/trades serves what a client missed. Like Coinbase, every message of a connection carries the
 next `sequence_num`, heartbeats count up once per tick, a connection that subscribes to nothing within 5 s is
 closed, and a subscription starts with a snapshot of the latest trades. Knobs: sequence and heartbeat counter
-jumps (lost messages), dropped or refused connections, raw frames, scripted HTTP answers. One rest_url serves
+jumps (lost messages), dropped connections, raw frames, scripted HTTP answers. One rest_url serves
 trades, candles, ticker and stats, as https://api.exchange.coinbase.com does.
 """
 
@@ -190,12 +190,6 @@ class CoinbaseReplay(ReplayServer):
                 raise AssertionError(f"no subscription to {product} within {timeout} s")
             time.sleep(0.02)
 
-    def subscribed_on(self, number: int) -> set[str]:
-        for link in list(self.connections):
-            if link.number == number:
-                return set(link.products)
-        return set()
-
     def publish(
         self,
         product: str,
@@ -249,10 +243,6 @@ class CoinbaseReplay(ReplayServer):
     def skip_heartbeats(self, count: int = 1) -> None:
         """The next heartbeat's counter jumps by `count` + 1: heartbeats were lost."""
         self._skip_heartbeats = count
-
-    def refuse_connections(self) -> None:
-        """The websocket server goes away: open connections drop and new ones are refused."""
-        self._call(self._shutdown())
 
     # --- HTTP ------------------------------------------------------------------------------------------------
 
