@@ -233,3 +233,25 @@ def test_malformed_frames_are_counted_and_the_trades_they_carried_recovered(
         wait_stored(admin_client, org, published)
         assert runner.health("coinbase").errors - errors_before == 3
     assert_exactly(admin_client, org, published)  # the garbled trade came over REST, with its exact price
+
+
+def test_pairs_added_and_removed_by_an_edit_are_subscribed_and_left(
+    collector_settings, admin_client, coinbase_replay, tmp_path
+):
+    org = collector_settings.org
+    path = tmp_path / "portfolio.yml"
+    with streaming(tmp_path, coinbase_replay, collector_settings) as runner:
+        write_config(path, coinbase_replay, pairs=("BTC-USD", "ETH-USD"))
+        coinbase_replay.wait_subscribed("ETH-USD")
+        eth = [coinbase_replay.publish("ETH-USD", "3500.01")]
+        wait_stored(admin_client, org, eth, "ETH-USD")
+        write_config(path, coinbase_replay, pairs=("ETH-USD",))
+        wait_for(lambda: coinbase_replay.subscribed("BTC-USD") == 0, what="BTC-USD left")
+        eth.append(coinbase_replay.publish("ETH-USD", "3500.02"))
+        wait_stored(admin_client, org, eth, "ETH-USD")
+        requests = [request for _, _, request in coinbase_replay.received]
+        assert {"type": "subscribe", "channel": "market_trades", "product_ids": ["ETH-USD"]} in requests
+        assert {"type": "unsubscribe", "channel": "market_trades", "product_ids": ["BTC-USD"]} in requests
+        assert coinbase_replay.connections_opened == 1  # all on the one connection
+        assert runner.health("coinbase").errors == 0
+    assert_exactly(admin_client, org, eth, "ETH-USD")
