@@ -19,9 +19,16 @@ FIELDS = ["asset", "quantity", "price", "value", "cost_basis", "unrealized_pnl",
 TOTAL_FIELDS = ["value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct"]
 
 
-def _example_config(path, replay) -> None:
+def _example_config(path, replay, coinbase_replay=None) -> None:
     """portfolio.example.yml pointed at the replay servers, with daily candles so the backfill since 2020 is quick."""
     text = (ROOT / "portfolio.example.yml").read_text()
+    if coinbase_replay is not None:
+        text = text.replace(
+            "# ws_url: wss://advanced-trade-ws.coinbase.com", f"ws_url: {coinbase_replay.ws_url}"
+        )
+        text = text.replace(
+            "# rest_url: https://api.exchange.coinbase.com", f"rest_url: {coinbase_replay.rest_url}"
+        )
     text = text.replace("# ws_url: wss://ws.bitstamp.net", f"ws_url: {replay.ws_url}")
     text = text.replace("# rest_url: https://www.bitstamp.net/api/v2", f"rest_url: {replay.rest_url}")
     text = text.replace("interval: 1h", "interval: 1d")
@@ -57,8 +64,8 @@ def _numbers(line: str) -> list[Decimal | None]:
     return [None if cell == "—" else Decimal(cell.replace(",", "")) for cell in _cells(line)[1:]]
 
 
-def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, tmp_path):
-    _example_config(tmp_path / "portfolio.yml", replay)
+def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, coinbase_replay, tmp_path):
+    _example_config(tmp_path / "portfolio.yml", replay, coinbase_replay)
     replay.candle_start_s = int(datetime(2020, 11, 1, tzinfo=UTC).timestamp())
     _backfill(tmp_path / "portfolio.yml", collector_settings, tmp_path)
     env = collector_env(collector_settings, tmp_path)
@@ -91,8 +98,10 @@ def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, t
         synthetic_candle("ethusd", int(datetime(2022, 9, 14, tzinfo=UTC).timestamp()))["close"]
     )
     assert lines[8] == "" and lines[10:] == [], lines[8:]
+    example = (tmp_path / "portfolio.yml").read_text().splitlines()
+    line = next(number for number, text in enumerate(example, 1) if 'quantity: "1.5"' in text)
     note = re.fullmatch(
-        r"\S*portfolio\.yml:51: transfer_in of 1\.5 ETH on 2022-09-15 at market price (\S+) \(the line has no price\)",
+        rf"\S*portfolio\.yml:{line}: transfer_in of 1\.5 ETH on 2022-09-15 at market price (\S+) \(the line has no price\)",
         lines[9],
     )
     assert note and Decimal(note[1]) == eth_close, lines[9]
