@@ -14,7 +14,7 @@ import pytest
 from collector.config import parse_config
 from collector.storage.reader import flux_query
 from tests.integration.harness import running, same_price, stored_rows, wait_for
-from tests.replay.coinbase import candle_values
+from tests.replay.coinbase import SAMPLE_STATS, SAMPLE_TICKER, candle_values
 
 RATE_LIMITED = (429, {"Retry-After": "1"}, '{"message":"Public rate limit exceeded"}')
 
@@ -119,9 +119,19 @@ def test_subscribed_at_once_and_every_trade_stored_exactly(
         candles = wait_for(
             lambda: stored_rows(admin_client, org, "crypto_history", "candle", "BTC-USD"), what="candles"
         )
+        tickers = wait_for(
+            lambda: stored_rows(admin_client, org, "crypto_meta", "ticker", "BTC-USD"), what="the ticker"
+        )
         assert runner.health("coinbase").errors == 0
     assert_exactly(admin_client, org, published)
     assert_exactly(admin_client, org, eth, "ETH-USD")
+    ticker = tickers[0]
+    assert same_price(ticker["last"], SAMPLE_TICKER["price"]) and same_price(
+        ticker["bid"], SAMPLE_TICKER["bid"]
+    )
+    assert same_price(ticker["open"], SAMPLE_STATS["open"]) and same_price(
+        ticker["high"], SAMPLE_STATS["high"]
+    )
     for row in candles:
         exact = candle_values("BTC-USD", int(row["_time"].timestamp()))
         assert all(
