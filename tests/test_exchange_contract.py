@@ -1,5 +1,6 @@
 """The exchange contract's building blocks: trade ids, point times, RFC 3339 times, exact values."""
 
+import logging
 from decimal import Decimal
 
 import pytest
@@ -7,7 +8,8 @@ import pytest
 from collector.config import ExchangeConfig, Pair
 from collector.exchanges import EXCHANGES
 from collector.exchanges.base import Exchange, MessageError, Parsed, time_ns_from_iso
-from collector.records import inexact
+from collector.health import ExchangeHealth
+from collector.records import Candle, Ticker, inexact
 
 BTC = Pair("BTC", "USD")
 
@@ -82,3 +84,14 @@ def test_inexact_means_a_float_would_not_read_back_as_the_exact_value():
 
 def test_parsed_names_pairs_as_tuples():
     assert Parsed() == Parsed(trades=[], subscribed=(), unsubscribed=(), missed=())
+
+
+def test_only_the_exchanges_own_values_are_counted_and_each_kind_logged_once(caplog):
+    health = ExchangeHealth()
+    computed = Ticker("x", BTC, 0, last=Decimal("100"), change_24h_pct=Decimal(1) / Decimal(3))
+    lossy = Decimal("1.00000000000000001")
+    candle = Candle("x", BTC, 60, 0, Decimal(1), lossy, Decimal(1), Decimal(1), Decimal(1))
+    with caplog.at_level(logging.WARNING):
+        health.count_inexact(logging.getLogger("test"), [computed, candle, candle])
+    assert health.inexact_values == 2  # the ticker's change is computed, not the exchange's text
+    assert caplog.text.count("candle high 1.00000000000000001 is stored as the nearest float 1.0") == 1
