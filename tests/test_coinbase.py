@@ -151,17 +151,25 @@ def test_trades_resume_exactly_after_an_id_page_by_page(coinbase_replay, http):
         assert trade.time_ns == source.point_time_ns
 
 
-def test_trades_without_a_known_id_start_at_a_time(coinbase_replay, http):
+def test_trades_without_a_known_id_start_with_the_page_holding_that_time(coinbase_replay, http):
     now_us = time.time_ns() // 1000
     published = [
         coinbase_replay.publish("BTC-USD", "68000.00", time_us=now_us - 3_000_000_000 + i * 1_000_000)
-        for i in range(2500)
+        for i in range(3500)
     ]
     since_s = published[1200].time_us / 1e6
-    page = rest_adapter(coinbase_replay).recent_trades(http, BTC, since_s=since_s)
-    assert [t.trade_id for t in page.records] == [t.id for t in published[1200:]]
-    assert not page.more
-    assert any("after=" in path for path in coinbase_replay.http.requests)  # walked back a page
+    adapter = rest_adapter(coinbase_replay)
+    page = adapter.recent_trades(http, BTC, since_s=since_s)
+    assert page.records[0].time_ns <= published[1200].point_time_ns <= page.records[-1].time_ns
+    assert page.more  # newer trades follow: paged by id from its last one, as a gap fill does
+    fetched = list(page.records)
+    while page.more:
+        page = adapter.recent_trades(http, BTC, since_s=since_s, after_id=fetched[-1].trade_id)
+        fetched += page.records
+    assert [t.trade_id for t in fetched if t.time_ns >= since_s * 1e9] == [t.id for t in published[1200:]]
+    assert (
+        len([path for path in coinbase_replay.http.requests if "after=" in path]) == 2
+    )  # walked back two pages
 
 
 def test_candles_are_exact_ascending_closed_and_page_past_omitted_intervals(coinbase_replay, http):

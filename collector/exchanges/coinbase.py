@@ -200,34 +200,33 @@ class Coinbase(Exchange):
     # --- HTTP ----------------------------------------------------------------------------------------
 
     def recent_trades(self, http, pair: Pair, since_s: float, after_id: int | None = None) -> Page:
-        """With an id: the page of trades just after it (`before` is Coinbase's cursor towards newer trades),
-        ascending, `more` while the page is full. Without one: every trade from since_s to now, walking back
-        from the newest page with the `after` cursor."""
+        """Ascending. With an id: the page of trades just after it (`before` is Coinbase's cursor towards newer
+        trades), `more` while it is full. Without one: the page that holds since_s, found by walking back from
+        the newest with the `after` cursor (only one page is kept, so a long walk costs requests, not memory);
+        `more` when newer trades follow it, which the gap fill then pages through by id."""
         url = f"{self.rest_url}/products/{self.product(pair)}/trades"
         if after_id is not None:
-            page = self._trades_page(http, pair, url, {"before": after_id, "limit": TRADES_PER_PAGE})
-            page.more = page.more and bool(page.records)
+            page, full = self._trades_page(http, pair, url, {"before": after_id})
             page.records = [trade for trade in page.records if trade.trade_id > after_id]
+            page.more = full and bool(page.records)
             return page
+        page, older = self._trades_page(http, pair, url, {})
         since_ns = int(since_s * 1e9)
-        page = self._trades_page(http, pair, url, {"limit": TRADES_PER_PAGE})
-        walked = page
-        while walked.more and walked.records and walked.records[0].time_ns >= since_ns:
-            oldest_id = walked.records[0].trade_id
-            walked = self._trades_page(http, pair, url, {"after": oldest_id, "limit": TRADES_PER_PAGE})
+        while older and page.records and page.records[0].time_ns >= since_ns:
+            oldest_id = page.records[0].trade_id
+            walked, older = self._trades_page(http, pair, url, {"after": oldest_id})
             walked.records = [trade for trade in walked.records if trade.trade_id < oldest_id]
-            page.records = walked.records + page.records
-            page.bad_rows += walked.bad_rows
-        page.records = [trade for trade in _unique(page.records) if trade.time_ns >= since_ns]
-        page.more = False
+            if not walked.records:
+                break
+            page, page.more = walked, True
         return page
 
-    def _trades_page(self, http, pair: Pair, url: str, params: dict) -> Page:
-        rows = http.get_json(url, params)
+    def _trades_page(self, http, pair: Pair, url: str, cursor: dict) -> tuple[Page, bool]:
+        """A page of trades, ascending, and whether it was full (the exchange has more beyond it)."""
+        rows = http.get_json(url, {**cursor, "limit": TRADES_PER_PAGE})
         page = parse_rows(rows, lambda row: self._trade(pair, row), "trades")
         page.records.sort(key=lambda trade: trade.trade_id)  # Coinbase answers newest first
-        page.more = len(rows) >= TRADES_PER_PAGE
-        return page
+        return page, isinstance(rows, list) and len(rows) >= TRADES_PER_PAGE
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
         """Closed candles of one window of CANDLES_PER_REQUEST intervals from start_s, ascending. Coinbase
@@ -291,10 +290,6 @@ def _taker_side(maker_side) -> str:
     if side not in TAKER_SIDE:
         raise MessageError(f"trade side: expected BUY or SELL, got {maker_side!r}")
     return TAKER_SIDE[side]
-
-
-def _unique(trades: list[Trade]) -> list[Trade]:
-    return list({trade.trade_id: trade for trade in trades}.values())
 
 
 def _iso(seconds: int) -> str:
