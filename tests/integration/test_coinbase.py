@@ -46,12 +46,12 @@ def streaming(tmp_path, replay, settings, pairs=("BTC-USD",)):
 
 
 def stored(client, org, pair="BTC-USD") -> dict[str, dict]:
-    """Each stored trade by its id, with its exact point time in nanoseconds."""
+    """Each stored Coinbase trade by its id, with its exact point time in nanoseconds."""
     query = flux_query(
         """
 from(bucket: "crypto_live")
   |> range(start: 0)
-  |> filter(fn: (r) => r._measurement == "trade" and r.pair == {pair})
+  |> filter(fn: (r) => r._measurement == "trade" and r.exchange == "coinbase" and r.pair == {pair})
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
   |> map(fn: (r) => ({{r with time_ns: int(v: r._time)}}))
 """,
@@ -265,3 +265,53 @@ def test_pairs_added_and_removed_by_an_edit_are_subscribed_and_left(
         assert coinbase_replay.connections_opened == 1  # all on the one connection
         assert runner.health("coinbase").errors == 0
     assert_exactly(admin_client, org, eth, "ETH-USD")
+
+
+def test_the_same_pair_from_bitstamp_and_coinbase_at_once_stays_apart(
+    collector_settings, admin_client, coinbase_replay, replay, tmp_path
+):
+    org = collector_settings.org
+    path = tmp_path / "portfolio.yml"
+    write_config(path, coinbase_replay)
+    text = path.read_text().replace(
+        "exchanges:\n",
+        f"exchanges:\n  bitstamp:\n    pairs: [BTC-USD]\n    ws_url: {replay.ws_url}\n    rest_url: {replay.rest_url}\n",
+    )
+    path.write_text(text)
+    with running(path, parse_config(text, str(path)), collector_settings, tmp_path / "spool") as runner:
+        coinbase_replay.wait_subscribed("BTC-USD")
+        replay.wait_subscribed("btcusd")
+        now_us = time.time_ns() // 1000 - 10_000_000
+        # the same moment, the same price, ids that collide modulo either unit: still four points
+        on_coinbase = [
+            coinbase_replay.publish("BTC-USD", "68000.00", time_us=now_us, trade_id=2_000_000_000 + i)
+            for i in range(2)
+        ]
+        for i in range(2):
+            replay.publish("btcusd", "68000.00", microtimestamp=now_us, trade_id=2_000_000_000 + i)
+        wait_stored(admin_client, org, on_coinbase)
+        wait_for(
+            lambda: len(stored_rows(admin_client, org, "crypto_live", "trade", "BTC-USD")) == 4,
+            what="4 trades",
+        )
+        assert runner.health("coinbase").errors == 0 and runner.health("bitstamp").errors == 0
+    query = flux_query(
+        """
+from(bucket: "crypto_live")
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "trade" and r.pair == {pair} and r._field == "trade_id")
+""",
+        pair="BTC-USD",
+    )
+    tables = admin_client.query_api().query(query, org=org)
+    by_exchange = sorted(
+        (record.values["exchange"], record.get_value()) for table in tables for record in table
+    )
+    ids = [str(2_000_000_000 + i) for i in range(2)]
+    assert by_exchange == [
+        ("bitstamp", ids[0]),
+        ("bitstamp", ids[1]),
+        ("coinbase", ids[0]),
+        ("coinbase", ids[1]),
+    ]
+    assert_exactly(admin_client, org, on_coinbase)
