@@ -162,7 +162,7 @@ def test_a_dropped_connection_is_gap_filled_by_trade_id_page_by_page(
     assert len(cursors) >= 2  # 1500 trades: more than one page of 1000
 
 
-@pytest.mark.parametrize("lost", ["heartbeats", "sequence"])
+@pytest.mark.parametrize("lost", ["heartbeats", "sequence", "sequence before a trade"])
 def test_lost_messages_are_gap_filled_without_a_reconnect(
     collector_settings, admin_client, coinbase_replay, tmp_path, lost
 ):
@@ -175,8 +175,11 @@ def test_lost_messages_are_gap_filled_without_a_reconnect(
         published += [coinbase_replay.publish("BTC-USD", f"43001.{i:02d}", deliver=False) for i in range(4)]
         if lost == "heartbeats":
             coinbase_replay.skip_heartbeats(2)
-        else:
+        elif lost == "sequence":
             coinbase_replay.skip_sequence(3)
+        else:  # the jump shows on a message with newer trades of the same pair: filled from before them
+            coinbase_replay.skip_sequence(3, "market_trades")
+            published.append(coinbase_replay.publish("BTC-USD", "43002.00"))
         wait_stored(admin_client, org, published)
         assert f"before={published[2].id}&" in trades_requests(coinbase_replay)[before]
         assert runner.health("coinbase").reconnects == 0

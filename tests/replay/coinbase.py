@@ -94,7 +94,7 @@ class CoinbaseReplay(ReplayServer):
         self.stats: dict[str, dict] = {}  # per product; SAMPLE_STATS for the others
         self.candle_start_s: int | None = None  # the pair's first candle (listing time)
         self.empty_every = 7  # every 7th interval has no trade: Coinbase omits it
-        self._skip_sequence = 0
+        self._skip_sequence: tuple[int, str | None] = (0, None)
         self._skip_heartbeats = 0
         self._next_id = 995_000_000
         self._lock = threading.Lock()
@@ -173,8 +173,10 @@ class CoinbaseReplay(ReplayServer):
 
     async def _send(self, link: Connection, message: dict) -> None:
         if "channel" in message:
-            link.sequence += self._skip_sequence
-            self._skip_sequence = 0
+            count, channel = self._skip_sequence
+            if count and channel in (None, message["channel"]):
+                link.sequence += count
+                self._skip_sequence = (0, None)
             message = {**message, "sequence_num": link.sequence}
             link.sequence += 1
         await link.conn.send(json.dumps(message))
@@ -236,9 +238,9 @@ class CoinbaseReplay(ReplayServer):
 
         self._call(send())
 
-    def skip_sequence(self, count: int = 1) -> None:
-        """The next message of every connection comes `count` sequence numbers later: messages were lost."""
-        self._skip_sequence = count
+    def skip_sequence(self, count: int = 1, channel: str | None = None) -> None:
+        """The next message (of `channel`, if given) comes `count` sequence numbers later: messages were lost."""
+        self._skip_sequence = (count, channel)
 
     def skip_heartbeats(self, count: int = 1) -> None:
         """The next heartbeat's counter jumps by `count` + 1: heartbeats were lost."""
