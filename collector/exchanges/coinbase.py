@@ -48,8 +48,7 @@ class Coinbase(Exchange):
     ws_url = "wss://advanced-trade-ws.coinbase.com"
     rest_url = "https://api.exchange.coinbase.com"
     rate_limit = RateLimit(requests=10, per_seconds=1)  # public endpoints: 10 requests a second
-    heartbeat_s = 1  # the server's heartbeats tick every second; the client sends none
-    silence_s = 10  # ten missed server heartbeats
+    silence_s = 10  # ten missed server heartbeats (its `heartbeats` tick every second; the client sends none)
     candle_steps = frozenset({60, 300, 900, 3600, 21600, 86400})
     # /trades reaches back to a pair's first trade; past a week a gap fill would take thousands of pages,
     # and the candles cover that span
