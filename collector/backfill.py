@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from collector.config import Pair
 from collector.exchanges.base import Exchange, MessageError
 from collector.http import HttpClient, HttpError, RateLimited
+from collector.older_history import reach_start_s
 
 log = logging.getLogger(__name__)
 
@@ -111,21 +112,26 @@ def backfill_pair(
 
 
 def _within_reach(exchange: Exchange, pair: Pair, interval_s: int, start: int, end: int) -> int:
-    """Where the walk can start: an exchange that serves only its latest candle_reach_rows candles is not
-    asked for older ones; that older history has to come from another source, and the log says so."""
-    if exchange.candle_reach_rows is None:
+    """Where the walk can start: an exchange that serves only its latest candle_reach_rows candles (or the last
+    candle_reach_s seconds) is not asked for older ones; that older history has to come from another source
+    (collector/older_history.py plans it), and the log says so."""
+    reach = reach_start_s(exchange.candle_reach_rows, exchange.candle_reach_s, interval_s, end)
+    if reach is None or start >= reach:
         return start
-    reach = end - exchange.candle_reach_rows * interval_s
-    if start >= reach:
-        return start
+    reach += -reach % interval_s
+    within = (
+        f"its latest {exchange.candle_reach_rows}"
+        if exchange.candle_reach_rows is not None
+        else f"its last {exchange.candle_reach_s / 86400:g} days"
+    )
     log.info(
-        "%s %s: candles from %s to %s are beyond the exchange's reach (its latest %d); another configured "
-        "source with this pair or coin covers them",
+        "%s %s: candles from %s to %s are beyond the exchange's reach (%s); older history comes from another "
+        "configured source with this pair or coin, if there is one (see 'older history')",
         exchange.name,
         pair,
         _iso(start),
         _iso(reach),
-        exchange.candle_reach_rows,
+        within,
     )
     return reach
 

@@ -37,6 +37,8 @@ BUCKET_PURPOSE = {
     "meta": "hodlboard tickers, assets and transactions",
 }
 DEFAULT_SECRETS_DIR = Path("/run/hodlboard")
+# The longest retention InfluxDB Cloud's free plan allows: a bucket it refuses longer is kept this long instead.
+PLAN_LIMIT_SECONDS = 30 * DAY
 REQUEST_TIMEOUT_S = 10
 
 
@@ -63,12 +65,18 @@ def format_retention(seconds: int) -> str:
     return f"{seconds // DAY} days" if seconds % DAY == 0 else f"{seconds} s"
 
 
-def retention_rule(kind: str) -> BucketRetentionRules:
+def retention_rule(kind: str, seconds: int | None = None) -> BucketRetentionRules:
+    """The bucket's own retention, or `seconds` (with InfluxDB's default shard groups) where a plan limits it."""
     return BucketRetentionRules(
         type="expire",
-        every_seconds=RETENTION_SECONDS[kind],
-        shard_group_duration_seconds=SHARD_GROUP_SECONDS[kind],
+        every_seconds=RETENTION_SECONDS[kind] if seconds is None else seconds,
+        shard_group_duration_seconds=SHARD_GROUP_SECONDS[kind] if seconds is None else None,
     )
+
+
+def _retention_refused(exc: ApiException) -> bool:
+    """A refusal of the retention itself (a plan's limit), not of the token or the request."""
+    return exc.status in (400, 403, 422) and "retention" in api_error_message(exc).lower()
 
 
 def retention_of(bucket) -> int:
@@ -161,25 +169,51 @@ class Bootstrap:
         api = self.client.buckets_api()
         found = _not_found_as_empty(lambda: api.find_buckets(org_id=org_id, name=name).buckets)
         if not found:
-            bucket = api.create_bucket(
-                bucket_name=name,
-                org=org_id,
-                retention_rules=retention_rule(kind),
-                description=BUCKET_PURPOSE[kind],
-            )
-            self.report(f"bucket {name}: created, retention {format_retention(wanted)}")
+
+            def create(rule):
+                return api.create_bucket(
+                    bucket_name=name, org=org_id, retention_rules=rule, description=BUCKET_PURPOSE[kind]
+                )
+
+            bucket, kept = self._within_plan(name, kind, create)
+            self.report(f"bucket {name}: created, retention {format_retention(kept)}")
             return bucket.id
         bucket = found[0]
         actual = retention_of(bucket)
         if actual == wanted:
             self.report(f"bucket {name}: already present, retention {format_retention(wanted)}")
-        else:
-            bucket.retention_rules = [retention_rule(kind)]
-            api.update_bucket(bucket)
+            return bucket.id
+
+        def update(rule):
+            bucket.retention_rules = [rule]
+            return api.update_bucket(bucket)
+
+        _, kept = self._within_plan(name, kind, update, limited=actual == PLAN_LIMIT_SECONDS)
+        if kept != actual:
             self.report(
-                f"bucket {name}: retention corrected from {format_retention(actual)} to {format_retention(wanted)}"
+                f"bucket {name}: retention corrected from {format_retention(actual)} to {format_retention(kept)}"
             )
         return bucket.id
+
+    def _within_plan(self, name: str, kind: str, apply, limited: bool = False):
+        """`apply` the bucket's retention; if InfluxDB refuses it for its length (InfluxDB Cloud's free plan keeps
+        30 days at most), the plan's limit instead, said loudly: older data is deleted by InfluxDB. Returns what
+        `apply` returned and the retention kept. `limited`: the bucket already has the plan's limit."""
+        wanted = RETENTION_SECONDS[kind]
+        try:
+            return apply(retention_rule(kind)), wanted
+        except ApiException as exc:
+            if not _retention_refused(exc) or 0 < wanted <= PLAN_LIMIT_SECONDS:
+                raise
+            refusal = api_error_message(exc)
+        result = None if limited else apply(retention_rule(kind, PLAN_LIMIT_SECONDS))
+        self.report(
+            f"bucket {name}: WARNING: InfluxDB refused a retention of {format_retention(wanted)} ({refusal}); it keeps "
+            f"{format_retention(PLAN_LIMIT_SECONDS)}, the limit of InfluxDB Cloud's free plan: data older than that "
+            f"is deleted and older candles are refused. A paid plan or the bundled InfluxDB keeps "
+            f"{format_retention(wanted)}; run bootstrap again after upgrading."
+        )
+        return result, PLAN_LIMIT_SECONDS
 
     def _ensure_token(self, org_id: str, role: TokenRole, bucket_ids: list[str]) -> None:
         wanted = {(action, "buckets", bucket_id) for bucket_id in bucket_ids for action in role.actions}

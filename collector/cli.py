@@ -18,7 +18,9 @@ from collector.backfill import Progress, day_start_s
 from collector.config import Config, Pair, config_path, load_config
 from collector.errors import ConfigError, RuntimeFailure
 from collector.exchanges import load_checked_config
+from collector.exchanges.coingecko import API_KEY_ENV_VAR
 from collector.influx_settings import InfluxSettings
+from collector.older_history import extra_pairs
 from collector.portfolio.prices import from_ns
 from collector.portfolio.render import as_json, as_table
 from collector.portfolio.routes import price_sources
@@ -247,9 +249,14 @@ def _backfill(args) -> None:
     since = day_start_s(args.since) if args.since else None
     failed = False
     with _one_shot(args) as collector:
-        for exchange in collector.config.exchanges.values():
-            runtime = collector.runtime(exchange)
-            pairs = [pair for pair in exchange.pairs if args.pair in (None, pair)]
+        collector.exchanges = {s.name: collector.runtime(s) for s in collector.config.sources()}
+        plan = (
+            collector.older_history()
+        )  # older history of a pair an exchange cannot reach, from another source
+        for exchange in collector.config.sources():
+            runtime = collector.exchanges[exchange.name]
+            wanted = [*exchange.pairs, *extra_pairs(plan, exchange.name)]
+            pairs = [pair for pair in wanted if args.pair in (None, pair)]
             progress = lambda rt, pair: Progress(f"{rt.adapter.name} {pair}")  # noqa: E731
             for result in collector.backfill(runtime, pairs, since, progress):
                 failed |= result.status in ("failed", "rate limited")
@@ -265,7 +272,7 @@ def _backfill(args) -> None:
 
 def _ticker(args) -> None:
     with _one_shot(args) as collector:
-        for exchange in collector.config.exchanges.values():
+        for exchange in collector.config.sources():
             runtime = collector.runtime(exchange)
             tickers, assets = collector.reference_data(runtime)
             print(f"{exchange.name}: {tickers} tickers, {assets} assets written")
@@ -304,6 +311,10 @@ def _check_config(args) -> None:
     print(f"  base currency: {config.base_currency}")
     for exchange in config.exchanges.values():
         print(f"  {exchange.name}: {', '.join(map(str, exchange.pairs))}")
+    if config.coingecko:
+        coins = ", ".join(f"{symbol} ({coin_id})" for symbol, coin_id in config.coingecko.coins)
+        key = "Demo key" if os.environ.get(API_KEY_ENV_VAR, "").strip() else "no key: the public rate limit"
+        print(f"  coingecko: {coins}; {key}")
     backfill = config.backfill
     print(
         f"  backfill: {interval_name(backfill.interval_s)} candles since {backfill.since}, "

@@ -54,6 +54,17 @@ class ExchangeConfig:
     rest_url: str | None = None
 
 
+COINGECKO = "coingecko"  # the `coingecko:` section, and the exchange tag of what CoinGecko gives
+
+
+@dataclass(frozen=True)
+class CoinGeckoConfig(ExchangeConfig):
+    """`coingecko:`: its pairs are SYMBOL-<base_currency>; `coins` maps each symbol to its CoinGecko id (coins are
+    matched by id only: many coins share a symbol)."""
+
+    coins: tuple[tuple[str, str], ...] = ()  # (SYMBOL, coingecko-id)
+
+
 @dataclass(frozen=True)
 class BackfillConfig:
     interval_s: int = 3600
@@ -69,9 +80,15 @@ class Config:
     buckets: Buckets = field(default_factory=Buckets)
     holdings: Holdings = field(default_factory=Holdings)
     live_valuation_every_s: float = 10
+    coingecko: CoinGeckoConfig | None = None
+
+    def sources(self) -> list[ExchangeConfig]:
+        """Every configured source of market data: the exchanges, then CoinGecko."""
+        return [*self.exchanges.values(), *([self.coingecko] if self.coingecko else [])]
 
 
 _PAIR = re.compile(r"(?P<base>[A-Z0-9]{2,12})-(?P<quote>[A-Z0-9]{2,12})")
+_COIN_ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _DURATION = re.compile(r"(?P<count>[1-9][0-9]*)(?P<unit>[smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -121,13 +138,24 @@ def parse_config(
     doc = _Document.parse(text, source)
     root = doc.mapping(
         (),
-        allowed={"base_currency", "exchanges", "backfill", "influxdb", "cost_basis", "holdings", "valuation"},
+        allowed={
+            "base_currency",
+            "exchanges",
+            COINGECKO,
+            "backfill",
+            "influxdb",
+            "cost_basis",
+            "holdings",
+            "valuation",
+        },
     )
     config = Config()
     if "base_currency" in root:
         config = replace(config, base_currency=doc.currency(("base_currency",)))
     if "exchanges" in root:
         config = replace(config, exchanges=_exchanges(doc, known_exchanges))
+    if COINGECKO in root:
+        config = replace(config, coingecko=_coingecko(doc, config.base_currency))
     if "backfill" in root:
         config = replace(config, backfill=_backfill(doc))
     _check_interval(doc, config, candle_steps or {})
@@ -160,6 +188,38 @@ def _exchanges(doc: "_Document", known: set[str] | None) -> dict[str, ExchangeCo
     return result
 
 
+def _coingecko(doc: "_Document", base_currency: str) -> CoinGeckoConfig:
+    entry = doc.mapping((COINGECKO,), allowed={"coins", "rest_url"})
+    path = (COINGECKO, "coins")
+    if "coins" not in entry:
+        doc.fail((COINGECKO,), "a 'coins' mapping of SYMBOL: coingecko-id, such as {HBAR: hedera-hashgraph}")
+    coins = doc.mapping(path, allowed=None)
+    if not coins:
+        doc.fail(path, "at least one SYMBOL: coingecko-id, such as {HBAR: hedera-hashgraph}")
+    seen: dict[str, str] = {}
+    for symbol, coin_id in coins.items():
+        if not isinstance(symbol, str) or not re.fullmatch(r"[A-Z0-9]{2,12}", symbol):
+            doc.error(path + (symbol,), "expected a coin symbol in upper case, such as HBAR")
+        if symbol == base_currency:
+            doc.error(path + (symbol,), f"{symbol} is the base currency: it needs no price")
+        if not isinstance(coin_id, str) or not _COIN_ID.fullmatch(coin_id):
+            doc.fail(
+                path + (symbol,),
+                "a CoinGecko coin id (the API id on its coin page), such as hedera-hashgraph",
+            )
+        if coin_id in seen:
+            doc.error(
+                path + (symbol,), f"id {coin_id!r} is already given to {seen[coin_id]}; give each id once"
+            )
+        seen[coin_id] = symbol
+    return CoinGeckoConfig(
+        name=COINGECKO,
+        pairs=tuple(Pair(symbol, base_currency) for symbol in seen.values()),
+        rest_url=doc.url((COINGECKO, "rest_url"), ("http", "https")) if "rest_url" in entry else None,
+        coins=tuple((symbol, coin_id) for coin_id, symbol in seen.items()),
+    )
+
+
 def _backfill(doc: "_Document") -> BackfillConfig:
     entry = doc.mapping(("backfill",), allowed={"interval", "every", "since"})
     config = BackfillConfig()
@@ -175,12 +235,15 @@ def _backfill(doc: "_Document") -> BackfillConfig:
 def _check_interval(doc: "_Document", config: Config, candle_steps: dict[str, frozenset[int]]) -> None:
     """Refused here, not at run time: a candle interval that a configured exchange does not offer."""
     interval = config.backfill.interval_s
-    for name in config.exchanges:
+    sources = {name: ("exchanges", name) for name in config.exchanges}
+    if config.coingecko:
+        sources[COINGECKO] = (COINGECKO,)
+    for name, section in sources.items():
         offered = candle_steps.get(name)
         if offered is not None and interval not in offered:
             path = ("backfill", "interval")
             if path not in doc.lines:  # the default interval: name the exchange instead
-                path = ("exchanges", name)
+                path = section
             names = ", ".join(_duration_name(step) for step in sorted(offered))
             line = doc.lines.get(path, 1)
             raise ConfigError(

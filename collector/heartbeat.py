@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 BEAT_S = 1.0  # how often the writer thread writes the file
 STALE_S = 30.0  # no beat for this long: the writer thread is dead or hung
 STUCK_S = 120.0  # points waiting, and nothing written or spooled for this long
+FRESH_S = (
+    600.0  # no trade from any exchange for this long: the feeds are down (as the Feed stale alert judges)
+)
 
 RUNNING, FAILED, DEAD, STOPPED = "running", "failed", "dead", "stopped"
 STATE_PROBLEMS = {
@@ -37,6 +40,9 @@ class Beat:
     written: int
     spooled: int  # points on disk now
     error: str = ""
+    last_trade: float | None = (
+        None  # wall clock of the last trade accepted (at first, when the writer started)
+    )
 
 
 def write_beat(path: Path, beat: Beat) -> None:
@@ -55,6 +61,7 @@ class Pulse:
         self.state, self.error = RUNNING, ""
         self._figures = figures
         self._progress = time.time()
+        self._last_trade = time.time()
         self._due = 0.0
         self._failing: OSError | None = None
 
@@ -63,6 +70,10 @@ class Pulse:
         self._progress = time.time()
         if self.state == FAILED:
             self.set(RUNNING)
+
+    def traded(self) -> None:
+        """Trades were accepted: the data is fresh. Called from the submitting thread (a float is set atomically)."""
+        self._last_trade = time.time()
 
     def set(self, state: str, error: str = "") -> None:
         if (state, error) != (self.state, self.error):
@@ -83,6 +94,7 @@ class Pulse:
             time=time.time(),
             progress=self._progress,
             error=self.error,
+            last_trade=self._last_trade,
             **figures,
         )
         try:
@@ -112,4 +124,6 @@ def judge(beat: Beat | None, now: float | None = None) -> str | None:
         return f"the writer has not reported for {now - beat.time:.0f} s (dead or hung)"
     if beat.waiting and now - beat.progress > STUCK_S:
         return f"{beat.waiting} points waiting and nothing written or spooled for {now - beat.progress:.0f} s"
+    if beat.last_trade is not None and now - beat.last_trade > FRESH_S:
+        return f"no trade from any exchange for {now - beat.last_trade:.0f} s (see the log for the feeds' errors)"
     return None

@@ -78,14 +78,17 @@ class HttpClient:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "hodlboard-collector"
 
-    def get_json(self, url: str, params: dict | None = None):
-        """The JSON answer; HttpError (RateLimited for 429) when it fails for good, Stopped on a stop."""
+    def get_json(self, url: str, params: dict | None = None, headers: dict | None = None):
+        """The JSON answer; HttpError (RateLimited for 429) when it fails for good, Stopped on a stop.
+        `headers` (e.g. an API key) are sent, never logged."""
         self.backoff.reset()
         last_problem, status, retry_after = "", None, None
         for attempt in range(self.attempts):
             self.bucket.take()
             try:  # on its own thread, so a stop never waits for a slow or hanging answer
-                response = self.stop.call(self.session.get, url, params=params, timeout=self.timeout_s)
+                response = self.stop.call(
+                    self.session.get, url, params=params, headers=headers, timeout=self.timeout_s
+                )
             except requests.RequestException as exc:
                 last_problem, status = f"network error: {exc.__class__.__name__}", None
                 wait = retry_after = None

@@ -44,7 +44,7 @@ class Candle:
     high: Decimal
     low: Decimal
     close: Decimal
-    volume: Decimal
+    volume: Decimal | None  # None: the source has none (CoinGecko's candles are built from price samples)
 
 
 @dataclass(frozen=True, slots=True)

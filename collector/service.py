@@ -9,13 +9,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from collector.backfill import BackfillResult, backfill_pair, day_start_s
-from collector.config import Config, ExchangeConfig, Pair
+from collector.config import COINGECKO, Config, ExchangeConfig, Pair
 from collector.errors import ConfigError, RuntimeFailure
 from collector.exchanges import EXCHANGES, load_checked_config
 from collector.exchanges.base import Exchange, MessageError
 from collector.health import ExchangeHealth
 from collector.http import HttpClient, HttpError
 from collector.influx_settings import InfluxSettings
+from collector.older_history import OlderHistory, Source, extra_pairs, plan_older_history, reach_start_s
 from collector.portfolio.history import Interrupted
 from collector.portfolio.work import PortfolioWork
 from collector.retry import Backoff
@@ -26,6 +27,8 @@ from collector.storage.writer import Writer, WriterOptions
 from collector.stream import StreamOptions, TradeStream
 
 log = logging.getLogger(__name__)
+
+LIVE_ONLY_COUNTERS = frozenset({"messages", "trades", "connected", "last_message_age_s", "reconnects"})
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,8 @@ class Collector:
         try:
             for exchange in self.config.exchanges.values():
                 await self._start_exchange(exchange)
+            if self.config.coingecko:
+                self._start_rest_source(self.config.coingecko)
         except Stopped:
             return
         except Exception:  # noqa: BLE001 - ends the run loudly (exit code 1), as when the start was awaited
@@ -251,6 +256,13 @@ class Collector:
         self.exchanges[exchange.name] = runtime
         log.info("%s: streaming %s", exchange.name, ", ".join(map(str, exchange.pairs)))
 
+    def _start_rest_source(self, source: ExchangeConfig) -> None:
+        """A source without live trades (CoinGecko): only the schedule's backfill and reference data."""
+        self.exchanges[source.name] = self.runtime(source)
+        log.info(
+            "%s: candles, prices and coin metadata of %s", source.name, ", ".join(map(str, source.pairs))
+        )
+
     async def _stop_exchange(self, name: str) -> None:
         runtime = self.exchanges.pop(name)
         if runtime.task:
@@ -284,9 +296,33 @@ class Collector:
     async def _schedule(self) -> None:
         """Reference data and backfill on start, then every `backfill.every`."""
         while True:
+            plan = self.older_history()
             for runtime in list(self.exchanges.values()):
-                await self._refresh(runtime, runtime.config.pairs)
+                await self._refresh(
+                    runtime, [*runtime.config.pairs, *extra_pairs(plan, runtime.adapter.name)]
+                )
             await asyncio.sleep(self.config.backfill.every_s)
+
+    def older_history(self) -> list[OlderHistory]:
+        """Where each exchange's candles stop short of `backfill.since`, who has the older ones; logged."""
+        now_s = time.time()
+        sources = [
+            Source(
+                name,
+                runtime.config.pairs,
+                self._reach_start_s(runtime.adapter, now_s),
+                frozenset(symbol for symbol, _ in getattr(runtime.config, "coins", ())),
+            )
+            for name, runtime in self.exchanges.items()
+        ]
+        plan = plan_older_history(sources, day_start_s(self.config.backfill.since))
+        for entry in plan:
+            log.info("older history: %s", entry.describe())
+        return plan
+
+    def _reach_start_s(self, adapter: Exchange, now_s: float) -> int | None:
+        interval = self.config.backfill.interval_s
+        return reach_start_s(adapter.candle_reach_rows, adapter.candle_reach_s, interval, now_s)
 
     async def _refresh(self, runtime: ExchangeRuntime, pairs) -> None:
         try:
@@ -367,7 +403,10 @@ class Collector:
             await asyncio.sleep(self.options.health_s)
             writer = self.writer.stats.health()
             for name, runtime in self.exchanges.items():
-                self.writer.submit_health(name, runtime.health.counters() | writer)
+                counters = runtime.health.counters()
+                if not runtime.adapter.live_trades:  # no websocket: its age and "disconnected" would mislead
+                    counters = {k: v for k, v in counters.items() if k not in LIVE_ONLY_COUNTERS}
+                self.writer.submit_health(name, counters | writer)
             if self.config.holdings.assets:
                 self.writer.submit_health("portfolio", {"errors": self.portfolio.errors})
 
@@ -432,10 +471,31 @@ class Collector:
                 self._spawn(self._refresh(runtime, exchange.pairs))
             elif added:
                 self._spawn(self._refresh(runtime, added))
+        if new.coingecko != old.coingecko:
+            await self._apply_coingecko(old.coingecko, new.coingecko, interval_changed)
+        elif interval_changed and new.coingecko:
+            self._spawn(self._refresh(self.exchanges[COINGECKO], new.coingecko.pairs))
         # after an interval edit the refreshes recompute: one now would find no candle of it and blank the history
         if self.portfolio.configure(self.config) and not (interval_changed and self.exchanges):
             self._request_history()
         log.info("configuration reloaded from %s", self.config_path)
+
+    async def _apply_coingecko(self, old, new, interval_changed: bool) -> None:
+        """A `coingecko:` edit: a new source (its coins, ids, endpoint), refreshed for the coins that are new."""
+        if old:
+            await self._stop_exchange(COINGECKO)
+        if not new:
+            log.info("%s: removed", COINGECKO)
+            return
+        self._start_rest_source(new)
+        changed = set(new.coins) - set(old.coins if old else ())
+        pairs = (
+            new.pairs
+            if interval_changed or (old and old.rest_url != new.rest_url)
+            else [pair for pair, coin in zip(new.pairs, new.coins, strict=True) if coin in changed]
+        )
+        if pairs:
+            self._spawn(self._refresh(self.exchanges[COINGECKO], pairs))
 
 
 def _stamp(path: Path):

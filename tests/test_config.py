@@ -29,7 +29,8 @@ def test_example_file_is_valid():
     [
         (
             "influx:\n  x: 1\n",
-            "p.yml:1: influx: unknown key; expected one of backfill, base_currency, cost_basis, exchanges, holdings, "
+            "p.yml:1: influx: unknown key; expected one of backfill, base_currency, coingecko, cost_basis, exchanges, "
+            "holdings, "
             "influxdb, valuation",
         ),
         (

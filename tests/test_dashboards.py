@@ -158,7 +158,10 @@ def test_datasource_provisioning():
     assert data["defaultBucket"] == Buckets().live
     # the organisation comes from the environment compose gives Grafana (empty breaks every panel)
     assert data["organization"] == "$INFLUXDB_V2_ORG"
-    assert GRAFANA["environment"]["INFLUXDB_V2_ORG"] == "${INFLUXDB_V2_ORG}"
+    assert GRAFANA["environment"]["INFLUXDB_V2_ORG"].startswith("${INFLUXDB_V2_ORG:?")
+    # the URL too: the bundled InfluxDB, or an existing one (docker-compose.external-influxdb.yml)
+    assert DATASOURCE["url"] == "$INFLUXDB_V2_URL"
+    assert GRAFANA["environment"]["INFLUXDB_V2_URL"] == "http://influxdb:8086"
     # the read-only token that bootstrap writes, in the secrets volume Grafana mounts
     token_path = re.fullmatch(r"\$__file\{(.+)\}", DATASOURCE["secureJsonData"]["token"]).group(1)
     assert token_path == str(DEFAULT_SECRETS_DIR / "grafana.token")

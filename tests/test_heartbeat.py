@@ -2,7 +2,18 @@
 
 from dataclasses import replace
 
-from collector.heartbeat import DEAD, FAILED, STALE_S, STOPPED, STUCK_S, Beat, judge, read_beat, write_beat
+from collector.heartbeat import (
+    DEAD,
+    FAILED,
+    FRESH_S,
+    STALE_S,
+    STOPPED,
+    STUCK_S,
+    Beat,
+    judge,
+    read_beat,
+    write_beat,
+)
 
 NOW = 1_800_000_000.0
 HEALTHY = Beat(
@@ -45,3 +56,10 @@ def test_the_file_round_trips_and_a_garbled_one_reads_as_none(tmp_path):
     path.write_text("{not json")
     assert read_beat(path) is None
     assert read_beat(tmp_path / "missing") is None
+
+
+def test_no_trade_for_ten_minutes_is_unhealthy_even_with_a_working_writer():
+    assert judge(replace(HEALTHY, last_trade=NOW - FRESH_S + 1), NOW) is None
+    assert judge(replace(HEALTHY, last_trade=NOW - FRESH_S - 5), NOW) == (
+        f"no trade from any exchange for {FRESH_S + 5:.0f} s (see the log for the feeds' errors)"
+    )

@@ -6,17 +6,22 @@ from collector.config import Config, load_config
 from collector.exchanges.base import Exchange
 from collector.exchanges.bitstamp import Bitstamp
 from collector.exchanges.coinbase import Coinbase
+from collector.exchanges.coingecko import CoinGecko
+from collector.exchanges.kraken import Kraken
 
 EXCHANGES: dict[str, type[Exchange]] = {
     "bitstamp": Bitstamp,
     "coinbase": Coinbase,
+    "coingecko": CoinGecko,
+    "kraken": Kraken,
 }
 
 
 def load_checked_config(path: Path) -> Config:
-    """portfolio.yml, checked against the registry: known exchanges, candle intervals each one offers."""
+    """portfolio.yml, checked against the registry: known exchanges (REST-only sources such as CoinGecko have
+    their own section), candle intervals each one offers."""
     return load_config(
         path,
-        known_exchanges=set(EXCHANGES),
+        known_exchanges={name for name, adapter in EXCHANGES.items() if adapter.live_trades},
         candle_steps={name: adapter.candle_steps for name, adapter in EXCHANGES.items()},
     )

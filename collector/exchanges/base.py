@@ -77,7 +77,9 @@ class Exchange:
         int
     ]  # candle intervals (seconds) the exchange offers; config is checked against it
     candle_reach_rows: int | None = None  # how many of the latest candles it serves; None: all it has
+    candle_reach_s: float | None = None  # how far back from now its candles reach (CoinGecko); None: no limit
     trade_history_s: float  # how far back its "recent trades" call reaches: older gaps cannot be filled
+    live_trades: bool = True  # False: a REST-only source (CoinGecko): no websocket, no stream, no gap fill
     trade_cursor: str = "time"  # how recent_trades pages: "time" (windows from since_s) or "id" (after_id)
     # The precision the live feed and the REST recovery path share: a trade's point time is its exchange time
     # truncated to it, plus its id modulo it, so the live and the recovered trade are one point.

@@ -5,7 +5,8 @@ price of each leg taken from one of three lookups:
 - `ClosesAt`: the latest candle close at or before t, one query per leg and moment (`collector portfolio --at`,
   and the rates of lots bought in another currency);
 - `CloseSeries`: the same figure for every hour of a span, from one query per leg and span (hourly history);
-- `LatestPrices`: the most recent of the latest trade and the latest close (live samples, `collector portfolio`).
+- `LatestPrices`: the most recent of the latest trade and the latest close (live samples, `collector portfolio`);
+  for CoinGecko, which has no trades, of its latest price (`ticker`) and the latest close.
 """
 
 from bisect import bisect_right
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from collector.config import COINGECKO
 from collector.portfolio.ledger import PriceUnavailable
 from collector.portfolio.routes import Leg, PriceRoutes, Route
 from collector.storage.prices import StoredPrices
@@ -84,8 +86,13 @@ class ClosesAt:
 
     def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
         key = (leg, at_ns)
-        if key not in self._cache:
-            self._cache[key] = self.store.close_at(leg.exchange, leg.pair, at_ns)
+        if (
+            key not in self._cache
+        ):  # the first source with a close by then: older ones before its candles start
+            found = None
+            for exchange in leg.sources:
+                found = found or self.store.close_at(exchange, leg.pair, at_ns)
+            self._cache[key] = found
         return self._cache[key]
 
 
@@ -96,18 +103,28 @@ class CloseSeries:
         self.store = store
         self.legs = tuple(legs)
         self._series: dict[Leg, tuple[list[int], list[Decimal]]] = {}
-        self._carry: dict[Leg, tuple[int, Decimal] | None] = {}
+        self._carry: dict[tuple[Leg, str], tuple[int, Decimal] | None] = {}
 
     def load(self, start_ns: int, stop_ns: int) -> None:
         for leg in self.legs:
-            seed = (
-                self._carry[leg]
-                if leg in self._carry
-                else self.store.close_at(leg.exchange, leg.pair, start_ns - 1)
-            )
-            rows = ([seed] if seed else []) + self.store.closes(leg.exchange, leg.pair, start_ns, stop_ns)
+            rows: list[tuple[int, Decimal]] = []
+            for exchange in leg.sources:  # an older source fills in before the first close of those before it
+                first = rows[0][0] if rows else None
+                own = self._rows(leg, exchange, start_ns, stop_ns)
+                rows = [row for row in own if first is None or row[0] < first] + rows
+                if rows and rows[0][0] < start_ns:  # a close from before the span: nothing older is needed
+                    break
             self._series[leg] = ([time for time, _ in rows], [price for _, price in rows])
-            self._carry[leg] = rows[-1] if rows else None
+
+    def _rows(self, leg: Leg, exchange: str, start_ns: int, stop_ns: int) -> list[tuple[int, Decimal]]:
+        """The carried (or the latest earlier) close and the closes in the span of one source."""
+        key = (leg, exchange)
+        seed = (
+            self._carry[key] if key in self._carry else self.store.close_at(exchange, leg.pair, start_ns - 1)
+        )
+        rows = ([seed] if seed else []) + self.store.closes(exchange, leg.pair, start_ns, stop_ns)
+        self._carry[key] = rows[-1] if rows else None
+        return rows
 
     def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
         times, prices = self._series[leg]
@@ -116,22 +133,26 @@ class CloseSeries:
 
 
 class LatestPrices:
-    """The newest stored price of each leg (latest trade or latest close, whichever is more recent)."""
+    """The newest stored price of each leg (latest trade or latest close, whichever is more recent); from an
+    older source of the pair only while its own exchange has none."""
 
     def __init__(self, store: StoredPrices, legs: Iterable[Leg]):
         self._latest: dict[tuple[str, object], tuple[int, Decimal]] = {}
-        for exchange in sorted({leg.exchange for leg in legs}):
-            for pair, found in store.latest(exchange).items():
+        for exchange in sorted({source for leg in legs for source in leg.sources}):
+            for pair, found in store.latest(exchange, tickers=exchange == COINGECKO).items():
                 self._latest[(exchange, pair)] = found
 
     def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
-        found = self._latest.get((leg.exchange, leg.pair))
+        found = self._found(leg)
         return found[1] if found else None
 
     def time(self, leg: Leg, at_ns: int) -> int | None:
         """When the newest price was taken (the trade's time, or its candle's close time)."""
-        found = self._latest.get((leg.exchange, leg.pair))
+        found = self._found(leg)
         return found[0] if found else None
+
+    def _found(self, leg: Leg) -> tuple[int, Decimal] | None:
+        return next((self._latest[(s, leg.pair)] for s in leg.sources if (s, leg.pair) in self._latest), None)
 
 
 def old_prices(

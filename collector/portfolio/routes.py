@@ -6,11 +6,15 @@ In order of preference:
 3. a bridge through one intermediate currency: ASSET-X × X-BASE, trying X = USDT, USDC, BTC, ETH, then any other
    quote currency in alphabetical order. The bridge uses the intermediate's own market price: a stablecoin is never
    assumed to be worth exactly 1, so a de-pegged USDT changes the value.
-When several exchanges list the same pair, the first exchange in portfolio.yml that lists it is used.
-Only configured pairs are routes: their candles and trades are what the collector stores.
+When several exchanges list the same pair, the first exchange in portfolio.yml that lists it is used; a coin in
+`coingecko.coins` is a pair SYMBOL-BASE on CoinGecko, used when no exchange lists that pair. Before the first
+candle of the chosen exchange (one that serves only recent candles), the other sources of the pair are read, in the
+same order: the older history the backfill fetched from them (collector/older_history.py).
+Only configured pairs are routes: their candles and trades (CoinGecko: candles and prices) are what the collector
+stores.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
 from collector.config import Config, Pair
@@ -23,6 +27,12 @@ class Leg:
     exchange: str
     pair: Pair
     inverted: bool = False  # the pair quotes the other way round: the rate is 1 / its price
+    # other sources of the pair, read where `exchange` has no price yet (its candles stop short); not identity
+    older: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.exchange, *self.older)
 
     def describe(self) -> str:
         return f"1/{self.pair}" if self.inverted else str(self.pair)
@@ -60,9 +70,14 @@ class PriceRoutes:
     def __init__(self, config: Config):
         self.base = config.base_currency
         self._markets: dict[Pair, str] = {}  # pair -> the first exchange listing it
+        self._listed: dict[Pair, list[str]] = {}  # pair -> every exchange listing it, in order
         for exchange in config.exchanges.values():
             for pair in exchange.pairs:
                 self._markets.setdefault(pair, exchange.name)
+                self._listed.setdefault(pair, []).append(exchange.name)
+        self._coingecko = config.coingecko
+        for pair in config.coingecko.pairs if config.coingecko else ():
+            self._markets.setdefault(pair, config.coingecko.name)
 
     def route(self, asset: str) -> Route | None:
         if asset == self.base:
@@ -89,8 +104,16 @@ class PriceRoutes:
     def _leg(self, asset: str, currency: str) -> Leg | None:
         for pair, inverted in ((Pair(asset, currency), False), (Pair(currency, asset), True)):
             if pair in self._markets:
-                return Leg(self._markets[pair], pair, inverted)
+                return Leg(self._markets[pair], pair, inverted, self._older(pair))
         return None
+
+    def _older(self, pair: Pair) -> tuple[str, ...]:
+        """The pair's sources after the first: other exchanges listing it, then CoinGecko if it has the base coin."""
+        sources = list(self._listed.get(pair, ()))
+        coingecko = self._coingecko
+        if coingecko and pair.base in dict(coingecko.coins) and coingecko.name not in sources:
+            sources.append(coingecko.name)
+        return tuple(source for source in sources if source != self._markets[pair])
 
     def _bridges(self, asset: str) -> list[str]:
         currencies = {c for pair in self._markets for c in (pair.base, pair.quote)} - {asset, self.base}

@@ -27,7 +27,7 @@ SERVICE_QUERY_TIMEOUT_S = READ_TIMEOUT_S
 def valuation_inputs(config: Config) -> tuple:
     """What a valuation depends on in the configuration: an edit of any of it recomputes the history."""
     pairs = tuple((name, exchange.pairs) for name, exchange in config.exchanges.items())
-    return config.holdings, config.base_currency, pairs, config.backfill.interval_s
+    return config.holdings, config.base_currency, pairs, config.coingecko, config.backfill.interval_s
 
 
 def value_portfolio(

@@ -33,8 +33,7 @@ def trade_point(trade: Trade) -> Point:
 
 def candle_point(candle: Candle) -> Point:
     point = _pair_tags(Point("candle"), candle).tag("interval", interval_name(candle.interval_s))
-    for name in ("open", "high", "low", "close", "volume"):
-        point.field(name, float(getattr(candle, name)))
+    _optional_fields(point, candle, ("open", "high", "low", "close", "volume"))
     return point.time(candle.open_time_s * NS, WritePrecision.NS)
 
 

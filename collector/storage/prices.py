@@ -44,6 +44,13 @@ from(bucket: {bucket})
   |> last()
 """
 
+LAST_TICKERS = """
+from(bucket: {bucket})
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "ticker" and r._field == "last" and r.exchange == {exchange})
+  |> last()
+"""
+
 LAST_TRADES = """
 from(bucket: {bucket})
   |> range(start: 0)
@@ -95,13 +102,18 @@ class StoredPrices:
         ]
         return max(rows) if rows else None
 
-    def latest(self, exchange: str) -> dict[Pair, tuple[int, Decimal]]:
-        """Per pair: the most recent of its latest trade and its latest candle close, as (time ns, price)."""
+    def latest(self, exchange: str, tickers: bool = False) -> dict[Pair, tuple[int, Decimal]]:
+        """Per pair: the most recent of its latest trade and its latest candle close (and, with `tickers`, its
+        latest ticker: a source without trades, such as CoinGecko), as (time ns, price)."""
         interval_ns = self.interval_s * NS
         found: dict[Pair, tuple[int, Decimal]] = {}
-        closes = self._flux(LAST_CLOSES, exchange=exchange)
-        trades = flux_query(LAST_TRADES, bucket=self.buckets.live, exchange=exchange)
-        for query, shift_ns in ((closes, interval_ns), (trades, 0)):
+        queries = [
+            (self._flux(LAST_CLOSES, exchange=exchange), interval_ns),
+            (flux_query(LAST_TRADES, bucket=self.buckets.live, exchange=exchange), 0),
+        ]
+        if tickers:
+            queries.append((flux_query(LAST_TICKERS, bucket=self.buckets.meta, exchange=exchange), 0))
+        for query, shift_ns in queries:
             for record in self._rows(query):
                 pair = Pair.parse(record.values["pair"])
                 candidate = (_ns(record) + shift_ns, decimal_from_float(record.get_value()))

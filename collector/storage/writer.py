@@ -26,6 +26,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from collector import heartbeat
 from collector.config import Buckets
 from collector.influx_settings import InfluxSettings
+from collector.records import Trade
 from collector.retry import Backoff
 from collector.storage.current_token import CurrentTokenClient
 from collector.storage.failures import DROP, HOLD, Failure, FailureLog, OutOfTime, classify
@@ -96,6 +97,8 @@ class Writer:
         lines = [to_line(record) for record in records]
         self._count_to_settle(len(lines))
         self._inbox.put(lines, records=True)
+        if any(isinstance(record, Trade) for record in records):
+            self._pulse.traded()
 
     def submit_line(self, kind: str, line: str) -> None:
         """A point already in line protocol, for bucket `kind` (live, history or meta)."""

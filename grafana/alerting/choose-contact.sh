@@ -15,6 +15,12 @@ case "$choice" in
     webhook) [ -n "${HODLBOARD_ALERT_WEBHOOK_URL:-}" ] || refuse "HODLBOARD_ALERT_CONTACT=webhook needs HODLBOARD_ALERT_WEBHOOK_URL" ;;
     *) refuse "HODLBOARD_ALERT_CONTACT=$choice is not a choice: set none, email or webhook" ;;
 esac
+# the SMTP password is a compose secret (a file, so it is no environment value in `docker inspect`); empty unless set
+smtp_password_file="${HODLBOARD_SMTP_PASSWORD_FILE:-/run/secrets/grafana-smtp-password}"
+if [ -s "$smtp_password_file" ]; then
+    GF_SMTP_PASSWORD="$(cat "$smtp_password_file")"
+    export GF_SMTP_PASSWORD
+fi
 # the provisioning files are mounted read-only: Grafana reads a copy that has the chosen contact point
 choices="${HODLBOARD_ALERTING_DIR:-/etc/hodlboard/alerting}"
 provided="${GF_PATHS_PROVISIONING:-/etc/grafana/provisioning}"

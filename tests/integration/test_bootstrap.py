@@ -368,3 +368,35 @@ def test_cli_secrets_dir_not_writable(influx_env, tmp_path):
     blocker.write_text("")
     line = one_line_error(cli(influx_env, "bootstrap", "--secrets-dir", str(blocker / "s")), 1)
     assert f"cannot use secrets directory {blocker / 's'}" in line
+
+
+def test_a_plan_that_limits_retention_gets_its_limit_said_clearly_and_a_second_run_is_quiet(influx, tmp_path):
+    """InfluxDB Cloud's free plan keeps 30 days: bootstrap still sets everything up, and says what that costs."""
+    from dataclasses import replace
+
+    from collector.bootstrap import PLAN_LIMIT_SECONDS
+    from tests.replay.plan_limit import PlanLimitedInflux
+
+    with PlanLimitedInflux(influx.url) as cloud:
+        limited = replace(influx, url=cloud.url)
+        lines = run_bootstrap(limited, tmp_path / "secrets")
+        assert sorted(cloud.refused) == [0, 7_776_000, 315_360_000]  # meta (forever), live, history
+        for name in ("crypto_live", "crypto_history", "crypto_meta"):
+            (said,) = [line for line in lines if line.startswith(f"bucket {name}: WARNING")]
+            assert "InfluxDB refused a retention of" in said and "exceeds the plan's maximum" in said
+            assert "keeps 30 days, the limit of InfluxDB Cloud's free plan" in said
+        with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
+            kept = {name: retention(bucket) for name, bucket in buckets_by_name(client, influx).items()}
+        assert {name: kept[name] for name in EXPECTED_RETENTION} == dict.fromkeys(
+            EXPECTED_RETENTION, PLAN_LIMIT_SECONDS
+        )
+        assert {path.name for path in (tmp_path / "secrets").iterdir()} == {
+            "collector.token",
+            "grafana.token",
+        }
+
+        again = run_bootstrap(limited, tmp_path / "secrets")
+        assert not any("corrected" in line for line in again), again
+        assert (
+            sum("WARNING" in line for line in again) == 3
+        )  # still said: the buckets keep less than they should

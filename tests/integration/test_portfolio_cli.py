@@ -13,27 +13,33 @@ from tests.influxd import ROOT, free_port
 from tests.integration.harness import FAST, cli, collector_env
 from tests.integration.valuation_helpers import hourly_candles, seed
 from tests.replay.bitstamp import synthetic_candle
+from tests.replay.kraken import KrakenReplay
 
 DAY = 86400
 FIELDS = ["asset", "quantity", "price", "value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct"]
 TOTAL_FIELDS = ["value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct"]
 
 
-def _example_config(path, replay, coinbase_replay=None) -> None:
+def _example_config(path, replay, kraken=None, coinbase=None) -> None:
     """portfolio.example.yml pointed at the replay servers, with daily candles so the backfill since 2020 is quick."""
     text = (ROOT / "portfolio.example.yml").read_text()
-    if coinbase_replay is not None:
-        text = text.replace(
-            "# ws_url: wss://advanced-trade-ws.coinbase.com", f"ws_url: {coinbase_replay.ws_url}"
-        )
-        text = text.replace(
-            "# rest_url: https://api.exchange.coinbase.com", f"rest_url: {coinbase_replay.rest_url}"
-        )
+    if coinbase is not None:
+        text = text.replace("# ws_url: wss://advanced-trade-ws.coinbase.com", f"ws_url: {coinbase.ws_url}")
+        text = text.replace("# rest_url: https://api.exchange.coinbase.com", f"rest_url: {coinbase.rest_url}")
+    if kraken is not None:
+        text = text.replace("# ws_url: wss://ws.kraken.com/v2", f"ws_url: {kraken.ws_url}")
+        text = text.replace("# rest_url: https://api.kraken.com/0/public", f"rest_url: {kraken.rest_url}")
     text = text.replace("# ws_url: wss://ws.bitstamp.net", f"ws_url: {replay.ws_url}")
     text = text.replace("# rest_url: https://www.bitstamp.net/api/v2", f"rest_url: {replay.rest_url}")
     text = text.replace("interval: 1h", "interval: 1d")
     assert replay.ws_url in text and replay.rest_url in text and "interval: 1d" in text
     path.write_text(text)
+
+
+def _example_line(text: str) -> int:
+    """The number of the example's line holding `text` (exchanges added above it move it down)."""
+    lines = (ROOT / "portfolio.example.yml").read_text().splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
 
 
 def _backfill(path, settings, tmp_path) -> None:
@@ -65,9 +71,10 @@ def _numbers(line: str) -> list[Decimal | None]:
 
 
 def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, coinbase_replay, tmp_path):
-    _example_config(tmp_path / "portfolio.yml", replay, coinbase_replay)
     replay.candle_start_s = int(datetime(2020, 11, 1, tzinfo=UTC).timestamp())
-    _backfill(tmp_path / "portfolio.yml", collector_settings, tmp_path)
+    with KrakenReplay() as kraken:
+        _example_config(tmp_path / "portfolio.yml", replay, kraken, coinbase_replay)
+        _backfill(tmp_path / "portfolio.yml", collector_settings, tmp_path)
     env = collector_env(collector_settings, tmp_path)
 
     result = cli(env, "portfolio", cwd=tmp_path)
@@ -98,10 +105,9 @@ def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, c
         synthetic_candle("ethusd", int(datetime(2022, 9, 14, tzinfo=UTC).timestamp()))["close"]
     )
     assert lines[8] == "" and lines[10:] == [], lines[8:]
-    example = (tmp_path / "portfolio.yml").read_text().splitlines()
-    line = next(number for number, text in enumerate(example, 1) if 'quantity: "1.5"' in text)
     note = re.fullmatch(
-        rf"\S*portfolio\.yml:{line}: transfer_in of 1\.5 ETH on 2022-09-15 at market price (\S+) \(the line has no price\)",
+        rf"\S*portfolio\.yml:{_example_line('kind: transfer_in')}: transfer_in of 1\.5 ETH on 2022-09-15 at market "
+        r"price (\S+) \(the line has no price\)",
         lines[9],
     )
     assert note and Decimal(note[1]) == eth_close, lines[9]

@@ -94,6 +94,9 @@ class ReplayServer:
     def _answer(self, raw_path: str) -> tuple[int, dict, str]:
         raise NotImplementedError
 
+    def _seen(self, request: BaseHTTPRequestHandler) -> None:
+        """Told of every HTTP request before it is answered (its headers: an API key); nothing by default."""
+
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.run_until_complete(self._start())
@@ -128,6 +131,7 @@ class ReplayServer:
 
             def do_GET(self):  # noqa: N802 - the stdlib's name
                 replay.http.requests.append(self.path)
+                replay._seen(self)
                 delay = replay.http.delay_s(self.path)
                 if delay and replay._closing.wait(delay):
                     return  # the replay stops: never answered, as a hanging server

@@ -1,0 +1,173 @@
+"""CoinGecko: REST only (no websocket, no trades). Candle history from price samples, current prices, names and logos.
+
+Coins are matched by their CoinGecko id (portfolio.yml `coingecko.coins`), never by symbol: many coins share one.
+A pair is SYMBOL-QUOTE; QUOTE is CoinGecko's `vs_currency`, lower-cased in requests.
+
+`/coins/{id}/market_chart/range` has no OHLC: it answers price samples whose spacing depends on the span asked
+(1 day ending now: 5 minutes; 2-90 days: hourly; more than 90 days: daily at 00:00 UTC), and the free and Demo
+plans reach back 365 days. A candle here is built from the samples inside its interval: open the first, high the
+highest, low the lowest, close the last; no volume (`total_volumes` is a rolling 24 h figure, not the candle's).
+Each request spans what gives the interval's granularity exactly (hourly candles: 2-90 days; daily: 91-365 days),
+so every candle of a series is built from samples of the same spacing.
+"""
+
+import os
+import time
+from decimal import Decimal
+
+from collector.config import COINGECKO, ExchangeConfig, Pair
+from collector.exchanges.base import (
+    Exchange,
+    MessageError,
+    Page,
+    RateLimit,
+    decimal_from,
+    field_of,
+    int_from,
+    parse_rows,
+)
+from collector.records import Asset, Candle, Ticker
+
+API_KEY_ENV_VAR = "COINGECKO_API_KEY"
+API_KEY_HEADER = "x-cg-demo-api-key"
+DAY = 86_400
+# interval -> (shortest span, longest span) of one market_chart/range request that gives that granularity
+_SPANS = {3600: (2 * DAY, 90 * DAY), DAY: (91 * DAY, 365 * DAY)}
+_MARKETS_PER_PAGE = 250
+
+
+class CoinGecko(Exchange):
+    name = COINGECKO
+    live_trades = False
+    ws_url = ""
+    rest_url = "https://api.coingecko.com/api/v3"
+    heartbeat_s = 0.0
+    silence_s = 0.0
+    candle_steps = frozenset(_SPANS)
+    trade_history_s = 0.0
+    # the free and Demo plans answer history of the last 365 days only; a day's margin keeps a request inside it
+    candle_reach_s = 364 * DAY
+
+    def __init__(self, config: ExchangeConfig, environ=os.environ):
+        super().__init__(config)
+        self.coin_ids = dict(getattr(config, "coins", ()))
+        key = environ.get(API_KEY_ENV_VAR, "").strip()
+        self.headers = {API_KEY_HEADER: key} if key else {}
+        # documented budgets: public ("keyless") 5-15 calls a minute, Demo 30; the lower end of each
+        self.rate_limit = RateLimit(30, 60.0) if key else RateLimit(5, 60.0)
+
+    def coin_id(self, pair: Pair) -> str:
+        if pair.base not in self.coin_ids:
+            raise MessageError(f"{pair.base}: not in coingecko.coins")
+        return self.coin_ids[pair.base]
+
+    def _get(self, http, path: str, params: dict):
+        return http.get_json(f"{self.rest_url}{path}", params, headers=self.headers)
+
+    def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
+        """Closed candles opening in [start_s, the chunk's end), ascending; the next page starts at the chunk's end.
+        (The backfill never asks for more than `candle_reach_s` back: CoinGecko refuses it.)"""
+        shortest, longest = _SPANS[interval_s]
+        chunk_end = min(start_s + longest, end_s)
+        params = {
+            "vs_currency": pair.quote.lower(),
+            "from": min(start_s, chunk_end - shortest),
+            "to": chunk_end,
+        }
+        doc = self._get(http, f"/coins/{self.coin_id(pair)}/market_chart/range", params)
+        samples = parse_rows(_answer(doc, "prices", "market_chart"), _sample, "market_chart prices")
+        page = Page(bad_rows=samples.bad_rows, next_start_s=chunk_end - chunk_end % interval_s)
+        by_open: dict[int, list[Decimal]] = {}
+        for sample_ms, price in sorted(samples.records, key=lambda sample: sample[0]):
+            open_s = sample_ms // 1000 - sample_ms // 1000 % interval_s
+            if open_s >= start_s and open_s + interval_s <= chunk_end:  # inside the chunk, and closed
+                by_open.setdefault(open_s, []).append(price)
+        page.records = [
+            Candle(self.name, pair, interval_s, open_s, prices[0], max(prices), min(prices), prices[-1], None)
+            for open_s, prices in sorted(by_open.items())
+        ]
+        return page
+
+    def ticker(self, http, pair: Pair) -> Ticker:
+        """The current price; its time is CoinGecko's `last_updated_at` (when the price is from), else the fetch."""
+        coin_id, currency = self.coin_id(pair), pair.quote.lower()
+        params = {
+            "ids": coin_id,
+            "vs_currencies": currency,
+            "include_last_updated_at": "true",
+            "include_24hr_change": "true",
+        }
+        prices = field_of(self._get(http, "/simple/price", params), coin_id, "simple price")
+        last = decimal_from(field_of(prices, currency, f"simple price of {coin_id}"), f"{coin_id} price")
+        if last < 0:
+            raise MessageError(f"{coin_id} price: expected a price, got {last}")
+        change = prices.get(f"{currency}_24h_change")
+        updated = prices.get("last_updated_at")
+        return Ticker(
+            exchange=self.name,
+            pair=pair,
+            time_ns=int_from(updated, "last_updated_at") * 1_000_000_000 if updated else time.time_ns(),
+            last=last,
+            change_24h_pct=decimal_from(change, "24h change") if change is not None else None,
+        )
+
+    def assets(self, http) -> Page:
+        """Names and logos of the configured coins; a configured id CoinGecko does not know is a bad row."""
+        symbols = {coin_id: symbol for symbol, coin_id in self.coin_ids.items()}
+        now, page = time.time_ns(), Page()
+        ids = sorted(symbols)
+        for first in range(0, len(ids), _MARKETS_PER_PAGE):
+            params = {
+                "vs_currency": "usd",  # the market figures are not used: names, logos and supply are
+                "ids": ",".join(ids[first : first + _MARKETS_PER_PAGE]),
+                "per_page": _MARKETS_PER_PAGE,
+                "page": 1,
+            }
+            rows = _answer(self._get(http, "/coins/markets", params), None, "coins markets")
+            part = parse_rows(rows, lambda row: _asset(row, symbols, now), "coins markets")
+            page.records += part.records
+            page.bad_rows += part.bad_rows
+        seen = {asset.symbol for asset in page.records}
+        page.bad_rows += [
+            f"no coin with id {i!r} (check coingecko.coins)" for i in ids if symbols[i] not in seen
+        ]
+        return page
+
+
+def _answer(doc, key: str | None, what: str):
+    """doc[key] (or doc itself when key is None); CoinGecko's error objects become a MessageError naming them."""
+    if isinstance(doc, dict) and ("error" in doc or "status" in doc) and (key is None or key not in doc):
+        raise MessageError(f"{what}: CoinGecko answered an error: {str(doc)[:200]}")
+    return doc if key is None else field_of(doc, key, what)
+
+
+def _sample(row) -> tuple[int, Decimal]:
+    if not isinstance(row, list) or len(row) != 2:
+        raise MessageError("price sample: expected [milliseconds, price]")
+    stamp, price = row
+    if isinstance(stamp, Decimal) and stamp == stamp.to_integral_value():
+        stamp = int(stamp)  # 1.7e12 written with a fraction
+    sample_ms = int_from(stamp, "sample time")
+    value = decimal_from(price, "sample price")
+    if sample_ms <= 0 or value <= 0:
+        raise MessageError(f"price sample: expected a time and a price above 0, got {row!r}")
+    return sample_ms, value
+
+
+def _asset(row, symbols: dict[str, str], time_ns: int) -> Asset:
+    coin_id = field_of(row, "id", "coin")
+    if not isinstance(coin_id, str) or coin_id not in symbols:
+        raise MessageError(f"coin: an id that was not asked for: {coin_id!r}")
+    supply = row.get("circulating_supply")
+    return Asset(
+        symbol=symbols[coin_id],  # the configured symbol: CoinGecko's own may be shared by other coins
+        time_ns=time_ns,
+        name=_text(row.get("name")),
+        type="crypto",
+        logo_url=_text(row.get("image")),
+        available_supply=decimal_from(supply, "circulating_supply") if supply is not None else None,
+    )
+
+
+def _text(value) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
