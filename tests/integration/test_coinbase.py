@@ -1,8 +1,9 @@
 """Coinbase end to end: the replayed Advanced Trade websocket and Exchange REST API, the real influxd.
 
-Subscribed at once, trades stored exactly (taker side, microsecond point times), a drop, a heartbeat counter jump
-and a sequence jump gap filled by trade id, a restart resuming exactly after the last stored id, 429 survived,
-malformed frames counted (and the trades they carried recovered)."""
+Subscribed at once, trades, candles and the ticker stored exactly (taker side, microsecond point times), a drop, a
+heartbeat counter jump and a sequence jump gap filled by trade id, a restart resuming exactly after the last stored
+id, 429 survived, malformed frames counted (and the trades they carried recovered), pairs added and removed by an
+edit, and the same pair from Bitstamp at the same moment kept apart."""
 
 import json
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from collector.config import parse_config
 from collector.storage.reader import flux_query
+from tests.integration import harness
 from tests.integration.harness import running, same_price, stored_rows, wait_for
 from tests.replay.coinbase import SAMPLE_STATS, SAMPLE_TICKER, candle_values
 
@@ -20,20 +22,8 @@ RATE_LIMITED = (429, {"Retry-After": "1"}, '{"message":"Public rate limit exceed
 
 
 def write_config(path, replay, pairs=("BTC-USD",)):
-    since = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    text = (
-        "exchanges:\n"
-        "  coinbase:\n"
-        f"    pairs: [{', '.join(pairs)}]\n"
-        f"    ws_url: {replay.ws_url}\n"
-        f"    rest_url: {replay.rest_url}\n"
-        "backfill:\n"
-        "  interval: 1h\n"
-        "  every: 12h\n"
-        f"  since: {since}\n"
-    )
-    path.write_text(text)
-    return parse_config(text, str(path))
+    since = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()  # a page of candles, not years
+    return harness.write_config(path, replay, pairs, since=since, exchange="coinbase")
 
 
 @contextmanager
