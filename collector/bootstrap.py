@@ -74,9 +74,22 @@ def retention_rule(kind: str, seconds: int | None = None) -> BucketRetentionRule
     )
 
 
-def _retention_refused(exc: ApiException) -> bool:
-    """A refusal of the retention itself (a plan's limit), not of the token or the request."""
-    return exc.status in (400, 403, 422) and "retention" in api_error_message(exc).lower()
+# How a plan refuses what it does not allow. Its words are not documented (Cloud answered 403 for a retention over
+# its limit): a retention refusal is proven by the plan's limit then being accepted, not by the text.
+PLAN_REFUSALS = (400, 403, 422)
+# InfluxDB Cloud's free plan holds 2 buckets; past that it answers "creating bucket would exceed quota"
+BUCKET_QUOTA_WORD = "quota"
+
+
+def _bucket_quota(exc: ApiException, name: str, url: str) -> ConfigError | None:
+    """The plan allows fewer buckets than hodlboard needs, said as such (not as a token problem)."""
+    if exc.status not in PLAN_REFUSALS or BUCKET_QUOTA_WORD not in api_error_message(exc).lower():
+        return None
+    return ConfigError(
+        f"InfluxDB at {url} refused to create bucket {name} ({api_error_message(exc)}): hodlboard needs "
+        f"{len(RETENTION_SECONDS)} buckets and InfluxDB Cloud's free plan holds 2. Use a paid plan, or the bundled "
+        "InfluxDB (docker-compose.yml)"
+    )
 
 
 def retention_of(bucket) -> int:
@@ -171,9 +184,15 @@ class Bootstrap:
         if not found:
 
             def create(rule):
-                return api.create_bucket(
-                    bucket_name=name, org=org_id, retention_rules=rule, description=BUCKET_PURPOSE[kind]
-                )
+                try:
+                    return api.create_bucket(
+                        bucket_name=name, org=org_id, retention_rules=rule, description=BUCKET_PURPOSE[kind]
+                    )
+                except ApiException as exc:
+                    quota = _bucket_quota(exc, name, self.settings.url)
+                    if quota is not None:
+                        raise quota from exc
+                    raise
 
             bucket, kept = self._within_plan(name, kind, create)
             self.report(f"bucket {name}: created, retention {format_retention(kept)}")
@@ -188,25 +207,29 @@ class Bootstrap:
             bucket.retention_rules = [rule]
             return api.update_bucket(bucket)
 
-        _, kept = self._within_plan(name, kind, update, limited=actual == PLAN_LIMIT_SECONDS)
+        _, kept = self._within_plan(name, kind, update)
         if kept != actual:
             self.report(
                 f"bucket {name}: retention corrected from {format_retention(actual)} to {format_retention(kept)}"
             )
         return bucket.id
 
-    def _within_plan(self, name: str, kind: str, apply, limited: bool = False):
-        """`apply` the bucket's retention; if InfluxDB refuses it for its length (InfluxDB Cloud's free plan keeps
-        30 days at most), the plan's limit instead, said loudly: older data is deleted by InfluxDB. Returns what
-        `apply` returned and the retention kept. `limited`: the bucket already has the plan's limit."""
+    def _within_plan(self, name: str, kind: str, apply):
+        """`apply` the bucket's retention; if InfluxDB refuses it and accepts the plan's limit instead (InfluxDB
+        Cloud's free plan keeps 30 days at most), that limit, said loudly: older data is deleted by InfluxDB. A
+        refusal the limit does not cure (the token, the request) is raised as it came. Returns what `apply`
+        returned and the retention kept."""
         wanted = RETENTION_SECONDS[kind]
         try:
             return apply(retention_rule(kind)), wanted
         except ApiException as exc:
-            if not _retention_refused(exc) or 0 < wanted <= PLAN_LIMIT_SECONDS:
+            if exc.status not in PLAN_REFUSALS or 0 < wanted <= PLAN_LIMIT_SECONDS:
                 raise
-            refusal = api_error_message(exc)
-        result = None if limited else apply(retention_rule(kind, PLAN_LIMIT_SECONDS))
+            refused, refusal = exc, api_error_message(exc)
+        try:
+            result = apply(retention_rule(kind, PLAN_LIMIT_SECONDS))
+        except ApiException:
+            raise refused from None
         self.report(
             f"bucket {name}: WARNING: InfluxDB refused a retention of {format_retention(wanted)} ({refusal}); it keeps "
             f"{format_retention(PLAN_LIMIT_SECONDS)}, the limit of InfluxDB Cloud's free plan: data older than that "

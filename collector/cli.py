@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Judge the heartbeat that the writer of `collector run` keeps in $HODLBOARD_ALIVE_FILE: unhealthy "
             f"when the writer failed or gave up, has not reported for {heartbeat.STALE_S:.0f} s, or has points "
-            f"waiting and wrote or spooled nothing for {heartbeat.STUCK_S:.0f} s. The container's healthcheck."
+            f"waiting and wrote or spooled nothing for {heartbeat.STUCK_S:.0f} s, or an exchange's connection "
+            f"showed no sign of life for {heartbeat.FRESH_S:.0f} s. The container's healthcheck."
         ),
     )
     health.set_defaults(handler=_healthcheck)

@@ -21,6 +21,7 @@ from collector.config import Pair
 from collector.exchanges.base import Exchange, MessageError
 from collector.health import ExchangeHealth
 from collector.http import HttpClient, HttpError
+from collector.open_gaps import OpenGaps
 from collector.records import LastTrade, Trade
 from collector.retry import Backoff, retry_wait
 from collector.stop import Stopped
@@ -34,6 +35,7 @@ class _Running:
     since_s: float  # where the gap still open starts: moves on as parts of it are given up on
     after_id: int | None = None  # id cursors: the last trade id stored before the gap (None: start by time)
     task: asyncio.Task | None = None
+    finished: bool = False  # not stopped, cancelled or failed on the way: the gap is closed
 
 
 class GapFiller:
@@ -50,8 +52,10 @@ class GapFiller:
         accept: Callable[[list[Trade]], list[Trade]],
         backoff_first_s: float,
         backoff_max_s: float,
+        open_gaps: OpenGaps | None = None,
     ):
         self.exchange = exchange
+        self.open_gaps = open_gaps  # kept on disk while open: a restart resumes them
         self.http = http
         self.health = health
         self.accept = accept  # hands trades on; returns those of pairs still wanted
@@ -76,6 +80,8 @@ class GapFiller:
         if running is not None:
             running.task.cancel()
         self.covered_s.pop(pair, None)
+        if self.open_gaps is not None:
+            self.open_gaps.closed(self.exchange.name, pair)
 
     def delivered(self, pair: Pair, until_s: float) -> None:
         """A connection delivered every trade of `pair` up to `until_s`. While a gap before it is still being
@@ -97,6 +103,8 @@ class GapFiller:
                 return  # a pair never seen owes nothing: candles cover its history
             since_s, after_id = max(known), last and last.trade_id
         fill = _Running(since_s, after_id if self.exchange.trade_cursor == "id" else None)
+        if self.open_gaps is not None:
+            self.open_gaps.opened(self.exchange.name, pair, LastTrade(int(since_s), fill.after_id))
         fill.task = asyncio.create_task(self._fill(pair, fill, time.time()))
         self._running[pair] = fill
         fill.task.add_done_callback(lambda _task: self._done(pair, fill))
@@ -106,8 +114,11 @@ class GapFiller:
             self.covered_s[pair] = until_s
 
     def _done(self, pair: Pair, fill: _Running) -> None:
+        """A fill that did not finish (a stop) stays open on disk; one merged into a newer fill is replaced."""
         if self._running.get(pair) is fill:
             del self._running[pair]
+            if fill.finished and self.open_gaps is not None:
+                self.open_gaps.closed(self.exchange.name, pair)
         if not fill.task.cancelled() and fill.task.exception() is not None:
             self.health.errors += 1
             log.error("%s %s: gap fill failed", self.exchange.name, pair, exc_info=fill.task.exception())
@@ -162,12 +173,13 @@ class GapFiller:
             filled += len(missed)
             if not by_id:
                 complete_from_s = min(complete_from_s, page.complete_from_s or fill.since_s)
-            elif self._page_on(fill, page, until_s):
+            elif self._page_on(pair, fill, page, until_s):
                 continue
             else:
                 break
         self._cover(pair, until_s)
         log.info("%s %s: gap of %.0f s filled with %d trades", name, pair, until_s - started_s, filled)
+        fill.finished = True
 
     def _in_gap(self, trades: list[Trade], fill: _Running) -> list[Trade]:
         """The trades of a page that belong to the gap: after its trade id, or from its start time."""
@@ -177,17 +189,31 @@ class GapFiller:
         since_ns = int(fill.since_s * NS) // unit * unit  # point times are truncated to the unit
         return [trade for trade in trades if trade.time_ns >= since_ns]
 
-    @staticmethod
-    def _page_on(fill: _Running, page, until_s: float) -> bool:
-        """Id cursors: the next page starts right after this one's last trade; asked while the exchange has
-        more and this page ended before the gap did."""
-        if not page.records:
+    def _page_on(self, pair: Pair, fill: _Running, page, until_s: float) -> bool:
+        """Id cursors: the next page starts right after this one (Page.next_after_id, else its last trade);
+        asked while the exchange has more and this page ended before the gap did. A page that does not move
+        the cursor on ends the fill out loud: asking again would only get the same page."""
+        last = max(page.records, key=lambda trade: trade.trade_id, default=None)
+        ids = [number for number in (page.next_after_id, last and last.trade_id) if number is not None]
+        cursor = max(ids, default=None)
+        moved_on = cursor is not None and (fill.after_id is None or cursor > fill.after_id)
+        if moved_on:
+            fill.after_id = cursor
+        if last is not None:
+            fill.since_s = max(fill.since_s, last.time_ns // NS)
+        if not page.more or (last is not None and last.time_ns >= until_s * NS):
             return False
-        last = max(page.records, key=lambda trade: trade.trade_id)
-        if fill.after_id is None or last.trade_id > fill.after_id:
-            fill.after_id = last.trade_id
-        fill.since_s = max(fill.since_s, last.time_ns // NS)
-        return page.more and last.time_ns < until_s * NS
+        if not moved_on:
+            self.health.error(
+                log,
+                f"gap-fill-cursor:{pair}",
+                "%s %s: the exchange has trades after id %s but its page names no later id to ask after;"
+                " trades after it may be missing",
+                self.exchange.name,
+                pair,
+                fill.after_id,
+            )
+        return moved_on
 
     def _unrecoverable(self, pair: Pair, from_s: float, to_s: float, reason: str) -> float:
         """Given up on: counted in `unrecoverable_gap_s` and logged with its span, for a dashboard to show, and

@@ -18,12 +18,13 @@ class ExchangeHealth:
     gap_filled: int = 0
     errors: int = 0
     reconnects: int = 0
-    rate_limited: int = 0  # HTTP 429 answers, retried or not
+    rate_limited: int = 0  # HTTP 429 answers and 418 bans, retried or not
     unrecoverable_gap_s: float = 0.0  # trade history given up on: older than the exchange's REST reach
     connected: int = 0  # 1 while a websocket connection is open
     backfill_lag_s: float = 0.0
     inexact_values: int = 0  # exchange values a float cannot carry exactly: written as the nearest one
     last_message_s: float | None = field(default=None, repr=False)  # wall clock of the last message
+    last_alive_s: float | None = field(default=None, repr=False)  # ...of the last message or pong
     _failing: set[str] = field(default_factory=set, repr=False)
     _inexact_logged: set[str] = field(default_factory=set, repr=False)
     _started_s: float = field(
@@ -76,6 +77,10 @@ class ExchangeHealth:
         """Forget every failing kind starting with `prefix` (e.g. a new connection for message errors)."""
         self._failing = {kind for kind in self._failing if not kind.startswith(prefix)}
 
+    def alive_s(self) -> float:
+        """When the connection last showed it is alive (a message or a pong); the start while it never did."""
+        return self._started_s if self.last_alive_s is None else self.last_alive_s
+
     def counters(self, now_s: float | None = None) -> dict[str, float]:
         """Every public field, as written to the `collector` measurement, and the age of the last message: since
         the start while there was none, so a collector that cannot connect shows a growing age, not the
@@ -83,7 +88,7 @@ class ExchangeHealth:
         values = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if not f.name.startswith("_") and f.name != "last_message_s"
+            if not f.name.startswith("_") and f.name not in ("last_message_s", "last_alive_s")
         }
         now_s = time.time() if now_s is None else now_s
         last_s = self._started_s if self.last_message_s is None else self.last_message_s

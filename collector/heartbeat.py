@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -17,9 +17,9 @@ log = logging.getLogger(__name__)
 BEAT_S = 1.0  # how often the writer thread writes the file
 STALE_S = 30.0  # no beat for this long: the writer thread is dead or hung
 STUCK_S = 120.0  # points waiting, and nothing written or spooled for this long
-FRESH_S = (
-    600.0  # no trade from any exchange for this long: the feeds are down (as the Feed stale alert judges)
-)
+# an exchange's connection silent for this long, not even a pong: its feed is down. Trades are not the measure:
+# a rarely traded pair is quiet on a live connection.
+FRESH_S = 600.0
 
 RUNNING, FAILED, DEAD, STOPPED = "running", "failed", "dead", "stopped"
 STATE_PROBLEMS = {
@@ -40,9 +40,8 @@ class Beat:
     written: int
     spooled: int  # points on disk now
     error: str = ""
-    last_trade: float | None = (
-        None  # wall clock of the last trade accepted (at first, when the writer started)
-    )
+    # exchange -> wall clock of its connection's last message or pong (its start while there was none)
+    feeds: dict[str, float] = field(default_factory=dict)
 
 
 def write_beat(path: Path, beat: Beat) -> None:
@@ -61,7 +60,7 @@ class Pulse:
         self.state, self.error = RUNNING, ""
         self._figures = figures
         self._progress = time.time()
-        self._last_trade = time.time()
+        self._feeds: dict[str, float] = {}
         self._due = 0.0
         self._failing: OSError | None = None
 
@@ -71,9 +70,10 @@ class Pulse:
         if self.state == FAILED:
             self.set(RUNNING)
 
-    def traded(self) -> None:
-        """Trades were accepted: the data is fresh. Called from the submitting thread (a float is set atomically)."""
-        self._last_trade = time.time()
+    def feeds_alive(self, feeds: dict[str, float]) -> None:
+        """The feeds' last signs of life, from the event loop: a hung loop stops them too. A new dict is set at
+        once (no lock needed), never changed afterwards."""
+        self._feeds = dict(feeds)
 
     def set(self, state: str, error: str = "") -> None:
         if (state, error) != (self.state, self.error):
@@ -94,7 +94,7 @@ class Pulse:
             time=time.time(),
             progress=self._progress,
             error=self.error,
-            last_trade=self._last_trade,
+            feeds=self._feeds,
             **figures,
         )
         try:
@@ -124,6 +124,10 @@ def judge(beat: Beat | None, now: float | None = None) -> str | None:
         return f"the writer has not reported for {now - beat.time:.0f} s (dead or hung)"
     if beat.waiting and now - beat.progress > STUCK_S:
         return f"{beat.waiting} points waiting and nothing written or spooled for {now - beat.progress:.0f} s"
-    if beat.last_trade is not None and now - beat.last_trade > FRESH_S:
-        return f"no trade from any exchange for {now - beat.last_trade:.0f} s (see the log for the feeds' errors)"
+    if beat.feeds:
+        name, alive = min(beat.feeds.items(), key=lambda feed: feed[1])
+        if now - alive > FRESH_S:
+            return (
+                f"{name}: no message or pong on its connection for {now - alive:.0f} s (see the log for why)"
+            )
     return None

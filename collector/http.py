@@ -13,6 +13,10 @@ from collector.stop import StopSignal
 
 log = logging.getLogger(__name__)
 
+BANNED = 418  # Binance: an IP that kept sending after 429s is banned, 2 minutes to 3 days (Retry-After)
+BAN_WITHOUT_RETRY_AFTER_S = 120.0  # the shortest ban, when the answer does not say
+USED_SHARE_PAUSE = 0.9  # of the exchange's own usage limit: then requests wait for its next minute
+
 
 class HttpError(Exception):
     """A request that failed for good (4xx, or 5xx/network after every retry)."""
@@ -24,12 +28,12 @@ class HttpError(Exception):
 
     @property
     def retryable(self) -> bool:
-        """Network errors, 429 and 5xx may pass; another 4xx will not."""
-        return self.status is None or self.status == 429 or self.status >= 500
+        """Network errors, 429, a ban (418) and 5xx may pass; another 4xx will not."""
+        return self.status is None or self.status in (429, BANNED) or self.status >= 500
 
 
 class RateLimited(HttpError):
-    """The exchange kept answering 429 after every retry: not the same thing as 'no data'."""
+    """The exchange kept answering 429 (or banned us, 418) after every retry: not the same thing as 'no data'."""
 
 
 class TokenBucket:
@@ -70,7 +74,11 @@ class HttpClient:
         self.exchange = exchange
         self.stop = stop or StopSignal()
         self.health = health or ExchangeHealth()
+        self.limit = limit
         self.bucket = TokenBucket(limit, sleep=self.stop.sleep)
+        self.used: int | None = None  # the exchange's count of what this IP used (RateLimit.used_header)
+        self.paused_until_s = 0.0  # wall clock: no request of this client is sent before it
+        self._pause_lock = threading.Lock()
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff = backoff or Backoff(1.0, 30.0)
@@ -84,6 +92,7 @@ class HttpClient:
         self.backoff.reset()
         last_problem, status, retry_after = "", None, None
         for attempt in range(self.attempts):
+            self._wait_while_paused()
             self.bucket.take()
             try:  # on its own thread, so a stop never waits for a slow or hanging answer
                 response = self.stop.call(
@@ -94,6 +103,7 @@ class HttpClient:
                 wait = retry_after = None
             else:
                 status = response.status_code
+                self._note_usage(response.headers)
                 if status == 200:
                     try:
                         return load_json(response.content)
@@ -103,6 +113,14 @@ class HttpClient:
                 if status == 429:
                     self.health.rate_limited += 1
                     last_problem = "rate limited (429)"
+                    if (
+                        retry_after
+                    ):  # the limit is the IP's: every request of this client waits, not only this one
+                        self._pause(retry_after)
+                elif status == BANNED:
+                    self.health.rate_limited += 1
+                    last_problem = "banned (418)"
+                    self._banned(url, retry_after)
                 elif status >= 500:
                     last_problem = f"HTTP {status}"
                 else:
@@ -113,9 +131,51 @@ class HttpClient:
                 wait = retry_wait(self.backoff, wait)
                 log.debug("%s %s: %s, retrying in %.1f s", self.exchange, url, last_problem, wait)
                 self.stop.sleep(min(wait, self.max_wait_s))
-        failure = RateLimited if status == 429 else HttpError
+        failure = RateLimited if status in (429, BANNED) else HttpError
         message = f"{self.exchange} {url}: {last_problem} after {self.attempts} attempts"
         raise failure(message.replace("rate limited (429)", "still rate limited"), status, retry_after)
+
+    def _pause(self, seconds: float) -> None:
+        with self._pause_lock:
+            self.paused_until_s = max(self.paused_until_s, time.time() + seconds)
+
+    def _wait_while_paused(self) -> None:
+        while (remaining := self.paused_until_s - time.time()) > 0:
+            self.stop.sleep(remaining)
+
+    def _banned(self, url: str, retry_after_s: float | None) -> None:
+        """Sending during a ban lengthens it: nothing is sent until it ends, however long (a stop still ends
+        the wait)."""
+        ban_s = retry_after_s if retry_after_s is not None else BAN_WITHOUT_RETRY_AFTER_S
+        self._pause(ban_s)
+        until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.paused_until_s))
+        log.error(
+            "%s %s: the exchange BANNED this IP (HTTP 418) for %.0f s: no request to it before %s",
+            self.exchange,
+            url,
+            ban_s,
+            until,
+        )
+
+    def _note_usage(self, headers) -> None:
+        """The exchange's own count of this IP's usage (other programs on the IP add to it): near its limit,
+        every request waits for the next minute, when the count starts again."""
+        if not (self.limit.used_header and self.limit.used_limit):
+            return
+        try:
+            self.used = int(headers.get(self.limit.used_header, ""))
+        except ValueError:
+            return
+        if self.used >= self.limit.used_limit * USED_SHARE_PAUSE:
+            wait_s = 60 - time.time() % 60 + 1  # to just after the minute's end
+            self._pause(wait_s)
+            log.warning(
+                "%s: %d of the %d request weight a minute used: requests wait %.0f s",
+                self.exchange,
+                self.used,
+                self.limit.used_limit,
+                wait_s,
+            )
 
     def close(self) -> None:
         self.session.close()

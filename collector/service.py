@@ -17,6 +17,7 @@ from collector.health import ExchangeHealth
 from collector.http import HttpClient, HttpError
 from collector.influx_settings import InfluxSettings
 from collector.older_history import OlderHistory, Source, extra_pairs, plan_older_history, reach_start_s
+from collector.open_gaps import OpenGaps
 from collector.portfolio.history import Interrupted
 from collector.portfolio.work import PortfolioWork
 from collector.retry import Backoff
@@ -77,6 +78,7 @@ class Collector:
         self.options = options
         self.writer = Writer(settings, config.buckets, Spool(spool_dir), options.writer, options.alive_file)
         self.reader = Reader(settings, config.buckets)
+        self.open_gaps = OpenGaps(spool_dir / "open_gaps.json")
         self.portfolio = PortfolioWork(settings, config, self.writer.submit)
         self._history_lock = asyncio.Lock()
         self._history_requested = False  # a recompute is waiting to start: another request needs no task
@@ -243,6 +245,11 @@ class Collector:
                 "%s: cannot read the last stored trades (%s); no gap fill for this start", exchange.name, exc
             )
             last_trades = {}
+        for pair, start in self.open_gaps.of(exchange.name).items():  # live trades after it may be stored
+            if pair in exchange.pairs:
+                last_trades[pair] = start
+            else:  # a pair no longer wanted owes nothing
+                self.open_gaps.closed(exchange.name, pair)
         runtime.stream = TradeStream(
             runtime.adapter,
             exchange.pairs,
@@ -251,6 +258,7 @@ class Collector:
             runtime.health,
             {pair: last for pair, last in last_trades.items() if pair in exchange.pairs},
             self.options.stream,
+            self.open_gaps,
         )
         runtime.task = self._spawn(runtime.stream.run())
         self.exchanges[exchange.name] = runtime
@@ -400,6 +408,9 @@ class Collector:
 
     async def _health(self) -> None:
         while True:
+            self.writer.feeds_alive(
+                {name: runtime.health.alive_s() for name, runtime in self.exchanges.items()}
+            )
             await asyncio.sleep(self.options.health_s)
             writer = self.writer.stats.health()
             for name, runtime in self.exchanges.items():

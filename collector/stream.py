@@ -35,6 +35,7 @@ from collector.exchanges.base import Exchange, MessageError, Parsed
 from collector.gap_fill import GapFiller
 from collector.health import ExchangeHealth
 from collector.http import HttpClient
+from collector.open_gaps import OpenGaps
 from collector.records import LastTrade, Trade
 from collector.retry import Backoff
 
@@ -90,6 +91,7 @@ class TradeStream:
         health: ExchangeHealth,
         last_trades: dict[Pair, LastTrade] | None = None,
         options: StreamOptions = StreamOptions(),
+        open_gaps: OpenGaps | None = None,
     ):
         self.exchange = exchange
         self.pairs: set[Pair] = set(pairs)
@@ -99,11 +101,12 @@ class TradeStream:
         self.last_trades: dict[Pair, LastTrade] = dict(last_trades or {})  # stored or accepted since
         self.options = options
         self.link: Link | None = None  # the connection being served
+        self._first_subscribed_s: dict[Pair, float] = {}  # a pair never seen is owed its trades from then on
         self._links_opened = 0
         self._pairs_changed = asyncio.Event()
         self._backoff = Backoff(options.backoff_first_s, options.backoff_max_s)
         self._gap_filler = GapFiller(
-            exchange, http, health, self._accept, options.backoff_first_s, options.backoff_max_s
+            exchange, http, health, self._accept, options.backoff_first_s, options.backoff_max_s, open_gaps
         )
 
     async def run(self) -> None:
@@ -137,6 +140,7 @@ class TradeStream:
         for pair in self.pairs - pairs:
             self._gap_filler.forget(pair)
             self.last_trades.pop(pair, None)
+            self._first_subscribed_s.pop(pair, None)
         for pair in pairs - self.pairs:
             self._gap_filler.wanted_from(pair, now)
         self.pairs = pairs
@@ -171,6 +175,8 @@ class TradeStream:
         added, removed = sorted(wanted - link.requested), sorted(link.requested - wanted)
         link.requested = wanted
         link.subscribed -= set(removed)
+        for pair in removed:  # trades made while it is not wanted are no gap once it is added back
+            link.last_seen.pop(pair, None)
         for message in self.exchange.subscribe_messages(added) + self.exchange.unsubscribe_messages(removed):
             await link.conn.send(message)
 
@@ -243,7 +249,7 @@ class TradeStream:
                 pong = await conn.ping()
                 async with asyncio.timeout(self.options.pong_timeout_s):
                     await pong
-                link.alive_s = time.time()
+                link.alive_s = self.health.last_alive_s = time.time()
             except TimeoutError as exc:
                 raise ConnectionLost(f"no message for {self.exchange.silence_s:.0f} s and no pong") from exc
 
@@ -305,7 +311,7 @@ class TradeStream:
 
     def _handle(self, message, link: Link) -> Parsed | None:
         self.health.messages += 1
-        link.alive_s = self.health.last_message_s = time.time()
+        link.alive_s = self.health.last_message_s = self.health.last_alive_s = time.time()
         try:
             parsed = self.exchange.parse(message)
         except MessageError as exc:
@@ -315,10 +321,13 @@ class TradeStream:
                 log, f"message:{kind}", "%s: unusable message (%s): %.200s", self.exchange.name, exc, text
             )
             return None
+        # Messages lost before this one: fill from the pair's last trade before this message's own trades.
+        missed_from = {pair: self.last_trades.get(pair) for pair in parsed.missed}
         if parsed.trades:
             oldest_s = min(trade.time_ns for trade in parsed.trades) / NS
             link.feed_lag_s = max(link.feed_lag_s, link.alive_s - oldest_s)
-            jumps = self._id_jumps(parsed.trades, link) if self.exchange.sequential_trade_ids else {}
+            wanted = [trade for trade in parsed.trades if trade.pair in link.requested]
+            jumps = self._id_jumps(wanted, link) if self.exchange.sequential_trade_ids else {}
             self._accept(parsed.trades)
             for pair, before in jumps.items():
                 self._gap_found(pair, before, "a trade id jump")
@@ -326,7 +335,8 @@ class TradeStream:
             self._on_subscribed(pair, link)
         link.subscribed.difference_update(parsed.unsubscribed)
         for pair in set(parsed.missed) & link.subscribed:
-            self._gap_found(pair, self.last_trades.get(pair), "the exchange says messages were lost")
+            since = missed_from[pair] or LastTrade(int(self._first_subscribed_s.get(pair, time.time())))
+            self._gap_found(pair, since, "the exchange says messages were lost")
         return parsed
 
     @staticmethod
@@ -374,6 +384,7 @@ class TradeStream:
         if self.link is not None and self.link is not link:  # a hand-over: the old connection is still alive
             self._covered_by(self.link)
         self._gap_filler.start(pair, self.last_trades.get(pair))
+        self._first_subscribed_s.setdefault(pair, time.time() - DELIVERY_ALLOWANCE_S)
 
 
 def _cancel(tasks: list[asyncio.Task]) -> None:

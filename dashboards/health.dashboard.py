@@ -39,7 +39,16 @@ TRADE_RATE = (
 # Counter increase per window, one series per counter and exchange.
 INCIDENTS = (
     collector(
-        ["reconnects", "errors", "rate_limited", "dropped_points", "write_errors", "writer_restarts"], "last"
+        [
+            "reconnects",
+            "errors",
+            "rate_limited",
+            "dropped_points",
+            "write_errors",
+            "writer_restarts",
+            "inexact_values",
+        ],
+        "last",
     )
     + "  |> difference(nonNegative: true)\n"
     + keep("exchange", "_field")
@@ -92,10 +101,11 @@ trade_rate = p.timeseries(
     "Trades per second", TRADE_RATE, "short", "Trades received per second, per exchange.", extra=BY_EXCHANGE
 )
 incidents = p.timeseries(
-    "Reconnects, errors, rate limits, dropped points, write errors, writer restarts",
+    "Reconnects, errors, rate limits, dropped points, write errors, writer restarts, inexact values",
     INCIDENTS,
     "short",
-    "How many happened in each window.",
+    "How many happened in each window. Inexact values: exchange prices or amounts with more than 15"
+    " significant digits, stored as the nearest float.",
     drawStyle="bars",
     fillOpacity=70,
     stacking={"mode": "normal", "group": "A"},

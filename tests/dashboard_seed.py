@@ -160,6 +160,7 @@ def health_lines(now: int):
                 "spool_points": 0 if t % 3600 else 120,
                 "backfill_lag_s": float(t % HOUR),
                 "unrecoverable_gap_s": 30.0 if t % (7 * DAY) < HOUR else 0.0,
+                "inexact_values": since // (7 * DAY),
             }
             yield health_point(exchange, counters, time_ns=t * NS).to_line_protocol()
 

@@ -6,6 +6,8 @@
 import json
 import re
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -180,3 +182,115 @@ def test_the_readme_quick_start_is_these_two_commands():
         "make setup",
         "docker compose up -d",
     ]
+
+
+@pytest.mark.parametrize("compose_file", ["docker-compose.yml", "docker-compose.external-influxdb.yml"])
+def test_an_env_without_the_smtp_password_line_is_refused_by_the_check_naming_it(
+    clone, tmp_path, compose_file
+):
+    """An .env older than the secret (or trimmed by hand): `docker compose up` would fail late, at Grafana's
+    secret, with compose's own words; the check says what to do first. Empty is fine (no email alerts)."""
+    older = fresh_clone(tmp_path)
+    env = (clone / ".env").read_text()
+    (older / ".env").write_text(re.sub(r"(?m)^GRAFANA_SMTP_PASSWORD=.*\n", "", env))
+    url = {"INFLUXDB_V2_URL": "https://influx.example"} if "external" in compose_file else {}
+    run = compose(older, "config", "--quiet", COMPOSE_FILE=compose_file, **url)
+    assert run.returncode != 0 and "set GRAFANA_SMTP_PASSWORD in .env" in run.stderr, run.stderr
+    assert "make setup adds it" in run.stderr
+    (older / ".env").write_text(env)  # the line present, empty: accepted
+    assert compose(older, "config", "--quiet", COMPOSE_FILE=compose_file, **url).returncode == 0
+
+
+def test_make_setup_completes_an_older_env_keeping_every_line_of_it(clone, tmp_path):
+    older = fresh_clone(tmp_path)
+    env = (clone / ".env").read_text()
+    trimmed = re.sub(r"(?m)^(GRAFANA_SMTP_PASSWORD|GRAFANA_BIND|GRAFANA_ADMIN_PASSWORD)=.*\n", "", env)
+    trimmed = trimmed.replace("INFLUXDB_V2_ORG=hodlboard", "INFLUXDB_V2_ORG=home")  # the user's own value
+    (older / ".env").write_text(trimmed)
+    (older / ".env").chmod(0o600)
+    output = make_setup(older).stdout
+    completed = (older / ".env").read_text()
+    assert completed.startswith(trimmed), "every line the user had is kept as it was"
+    values = env_file(older)
+    assert values["INFLUXDB_V2_ORG"] == "home"
+    assert values["GRAFANA_SMTP_PASSWORD"] == "" and values["GRAFANA_BIND"] == "0.0.0.0"
+    assert len(values["GRAFANA_ADMIN_PASSWORD"]) >= 32  # a missing secret gets a fresh value
+    assert "GRAFANA_SMTP_PASSWORD" in output and values["GRAFANA_ADMIN_PASSWORD"] not in output
+    assert stat.S_IMODE((older / ".env").stat().st_mode) == 0o600
+    assert compose(older, "config", "--quiet").returncode == 0
+    make_setup(older)
+    assert (older / ".env").read_text() == completed, "a second run adds nothing"
+
+
+def test_a_password_of_your_own_with_dollar_hash_or_quotes_reaches_compose_intact_as_documented(
+    clone, tmp_path
+):
+    """Compose reads `$name` in an unquoted .env value as a variable (silently blank): the password InfluxDB or
+    Grafana got would not be the one in .env. Single quotes keep it literal; .env.example and README say so."""
+    own = 'pa$$w0rd #1 $HOME"x'
+    mine = fresh_clone(tmp_path)
+    env = (clone / ".env").read_text()
+    (mine / ".env").write_text(
+        re.sub(r"(?m)^GRAFANA_ADMIN_PASSWORD=.*$", f"GRAFANA_ADMIN_PASSWORD='{own}'", env)
+    )
+    run = compose(mine, "config", "--environment")
+    assert run.returncode == 0, run.stderr
+    assert f"GRAFANA_ADMIN_PASSWORD={own}\n" in run.stdout
+    from tests.influxd import ROOT
+
+    for documented in ((ROOT / ".env.example").read_text(), (ROOT / "README.md").read_text()):
+        assert "in single quotes" in documented and "`$`" in documented
+
+
+@pytest.mark.parametrize("compose_file", ["docker-compose.yml", "docker-compose.external-influxdb.yml"])
+def test_the_guard_holding_the_secrets_in_labels_never_becomes_a_container(clone, compose_file):
+    """`required-secrets` carries the secrets as labels (so compose refuses a missing one): with its profile
+    switched on (`--profile '*'`, COMPOSE_PROFILES) it must still never be a container `docker inspect` shows."""
+    url = {"INFLUXDB_V2_URL": "https://influx.example"} if "external" in compose_file else {}
+    services = model(clone, COMPOSE_FILE=compose_file, COMPOSE_PROFILES="*", **url)["services"]
+    assert services["required-secrets"].get("scale") == 0
+
+
+def test_make_setup_says_what_to_do_when_docker_made_portfolio_yml_a_directory(tmp_path):
+    """Started before portfolio.yml existed, Docker creates a directory in its place: make setup must not call
+    that "kept", and the collector would say `Is a directory` forever."""
+    clone = fresh_clone(tmp_path)
+    (clone / "portfolio.yml").mkdir()
+    run = subprocess.run(
+        [sys.executable, "tools/setup.py"], cwd=clone, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 1 and "kept" not in run.stdout.split("portfolio.yml")[-1]
+    assert "portfolio.yml is a directory" in run.stderr and "rmdir portfolio.yml" in run.stderr, run.stderr
+    (clone / "portfolio.yml").rmdir()
+    make_setup(clone)
+    assert (clone / "portfolio.yml").read_text() == (clone / "portfolio.example.yml").read_text()
+
+
+def test_make_setup_runs_on_the_python3_of_older_distributions():
+    """`make setup` runs the system's python3 before anything is installed: Debian 11 has 3.9, Ubuntu 20.04 3.8.
+    Annotations like `list[str] | None` are evaluated when a function is defined there and crash it, unless
+    postponed (`from __future__ import annotations`); newer syntax does not even parse."""
+    import ast
+
+    from tests.influxd import ROOT
+
+    source = (ROOT / "tools" / "setup.py").read_text()
+    tree = ast.parse(source, feature_version=(3, 8))  # a SyntaxError for what 3.8 cannot read
+    postponed = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
+    annotations = [
+        node.returns if isinstance(node, ast.FunctionDef) else node.annotation
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.arg, ast.AnnAssign))
+    ]
+    newer = [
+        ast.unparse(annotation)
+        for annotation in annotations
+        if annotation is not None
+        and any(isinstance(part, (ast.BinOp, ast.Subscript)) for part in ast.walk(annotation))
+    ]
+    assert postponed or not newer, f"evaluated at definition on Python 3.8/3.9: {newer}"

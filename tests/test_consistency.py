@@ -151,6 +151,8 @@ def test_the_image_is_slim_non_root_and_installs_the_dependencies_before_the_cod
 def test_the_build_context_leaves_out_secrets_and_what_the_image_does_not_need():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".env", ".git", ".venv", ".tools", "tests", "dashboards", "grafana"} <= ignored
+    # make backup's folders (every token of InfluxDB, and they grow) and the user's holdings are no build input
+    assert {"backups", "portfolio.yml"} <= ignored
 
 
 def test_the_bundled_influxdb_is_the_version_the_tests_run_and_grafana_is_11_or_later():
@@ -195,3 +197,15 @@ def test_the_smtp_password_secret_reaches_grafana_only_when_set(tmp_path):
     assert grafana_sees() == "smtp=unset\n"  # compose leaves the file out when GRAFANA_SMTP_PASSWORD is empty
     secret.write_text("s3cret pass")
     assert grafana_sees() == "smtp=s3cret pass\n"
+
+
+def test_bootstrap_hands_each_token_file_to_the_uid_its_container_runs_as():
+    """The scoped token files are 0600: the collector (the image's user) and Grafana read theirs only if bootstrap
+    gave them to exactly those uids. A uid changed on one side alone leaves Grafana without its data source."""
+    bundled = compose_file()["services"]
+    command = bundled["bootstrap"]["command"]
+    owners = dict(command[i + 1].split("=") for i, arg in enumerate(command) if arg == "--owner")
+    (image_uid,) = re.findall(r"useradd --uid (\d+) [^\n]*collector", DOCKERFILE)
+    assert re.search(r"(?m)^USER collector$", DOCKERFILE)
+    assert "user" not in bundled["collector"], "the collector runs as the image's user"
+    assert owners == {"collector": image_uid, "grafana": str(bundled["grafana"]["user"])}

@@ -1,15 +1,19 @@
 """The exchange contract's building blocks: trade ids, point times, RFC 3339 times, exact values."""
 
+import asyncio
 import logging
+import time
 from decimal import Decimal
 
 import pytest
 
 from collector.config import ExchangeConfig, Pair
 from collector.exchanges import EXCHANGES
-from collector.exchanges.base import Exchange, MessageError, Parsed, time_ns_from_iso
+from collector.exchanges.base import Exchange, MessageError, Page, Parsed, time_ns_from_iso
+from collector.gap_fill import GapFiller
 from collector.health import ExchangeHealth
-from collector.records import Candle, Ticker, inexact
+from collector.open_gaps import OpenGaps
+from collector.records import Candle, LastTrade, Ticker, inexact
 
 BTC = Pair("BTC", "USD")
 
@@ -95,3 +99,65 @@ def test_only_the_exchanges_own_values_are_counted_and_each_kind_logged_once(cap
         health.count_inexact(logging.getLogger("test"), [computed, candle, candle])
     assert health.inexact_values == 2  # the ticker's change is computed, not the exchange's text
     assert caplog.text.count("candle high 1.00000000000000001 is stored as the nearest float 1.0") == 1
+
+
+class SamePage(Millis):
+    """An exchange that ignores the id cursor: the same page, with `more`, whatever is asked."""
+
+    trade_cursor = "id"
+    trade_history_s = 3600
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.asked_after: list[int | None] = []
+
+    def recent_trades(self, http, pair, since_s, after_id=None):
+        self.asked_after.append(after_id)
+        moment_ns = (int(time.time()) - 60) * 10**9
+        return Page(records=[self.trade(BTC, i, "1", "1", "buy", moment_ns) for i in (6, 7)], more=True)
+
+
+def test_a_gap_fill_whose_cursor_does_not_move_on_ends_out_loud(caplog):
+    """Review: a page that names no later id than the one asked after (an exchange ignoring the cursor) ends
+    the fill with an error counted, instead of asking for the same page for ever."""
+    exchange, health, accepted = SamePage(ExchangeConfig("millis", (BTC,))), ExchangeHealth(), []
+
+    async def fill() -> None:
+        filler = GapFiller(
+            exchange, None, health, lambda trades: accepted.extend(trades) or trades, 0.01, 0.01
+        )
+        filler.start(BTC, LastTrade(int(time.time()) - 120, 5))
+        async with asyncio.timeout(5):
+            while filler._running:
+                await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(fill())
+    assert exchange.asked_after == [5, 7]
+    assert [trade.trade_id for trade in accepted] == [6, 7]
+    assert health.errors == 1
+    assert "BTC-USD: the exchange has trades after id 7 but its page names no later id" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "moment", [1_700_000_000.123456 * 10**9, Decimal("1700000000123456000"), "1700000000"]
+)
+def test_a_trade_time_that_is_not_integer_nanoseconds_is_an_adapter_bug(moment):
+    """Review: a float time (Kraken's "1699999999.123456" * 1e9) would give a rounded or fractional point time."""
+    with pytest.raises(TypeError, match="exchange_time_ns"):
+        Millis(ExchangeConfig("millis", (BTC,))).trade(BTC, 1, "1", "1", "buy", moment)
+
+
+def test_open_gaps_survive_a_restart_and_a_broken_file_is_said_and_ignored(tmp_path, caplog):
+    path = tmp_path / "spool" / "open_gaps.json"
+    OpenGaps(path).opened("kraken", BTC, LastTrade(1_700_000_000, 42))
+    OpenGaps(path).opened("bitstamp", BTC, LastTrade(1_700_000_100))
+    reread = OpenGaps(path)
+    assert reread.of("kraken") == {BTC: LastTrade(1_700_000_000, 42)}
+    assert reread.of("bitstamp") == {BTC: LastTrade(1_700_000_100, None)}
+    reread.closed("kraken", BTC)
+    assert OpenGaps(path).of("kraken") == {} and OpenGaps(path).of("bitstamp")
+    path.write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        assert OpenGaps(path).of("bitstamp") == {}
+    assert "open_gaps.json is unreadable" in caplog.text

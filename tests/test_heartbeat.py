@@ -58,8 +58,10 @@ def test_the_file_round_trips_and_a_garbled_one_reads_as_none(tmp_path):
     assert read_beat(tmp_path / "missing") is None
 
 
-def test_no_trade_for_ten_minutes_is_unhealthy_even_with_a_working_writer():
-    assert judge(replace(HEALTHY, last_trade=NOW - FRESH_S + 1), NOW) is None
-    assert judge(replace(HEALTHY, last_trade=NOW - FRESH_S - 5), NOW) == (
-        f"no trade from any exchange for {FRESH_S + 5:.0f} s (see the log for the feeds' errors)"
+def test_a_feed_whose_connection_is_silent_for_ten_minutes_is_unhealthy_even_with_a_working_writer():
+    live = {"bitstamp": NOW - 5, "kraken": NOW - FRESH_S + 1}
+    assert judge(replace(HEALTHY, feeds=live), NOW) is None
+    assert judge(replace(HEALTHY, feeds={**live, "kraken": NOW - FRESH_S - 5}), NOW) == (
+        f"kraken: no message or pong on its connection for {FRESH_S + 5:.0f} s (see the log for why)"
     )
+    assert judge(replace(HEALTHY, feeds={}), NOW) is None  # no exchange streams: nothing to judge

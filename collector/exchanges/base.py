@@ -24,7 +24,7 @@ class Parsed:
     reconnect_requested: bool = False
     subscribed: tuple[Pair, ...] = ()  # every pair this message acknowledges (one ack may name many, or none
     unsubscribed: tuple[Pair, ...] = ()  # by name: the adapter maps a request id back to its pairs)
-    missed: tuple[Pair, ...] = ()  # the exchange says messages for these pairs were lost: gap fill them
+    missed: tuple[Pair, ...] = ()  # messages for these pairs were lost before this one: gap fill them
     ignored: str | None = None  # known but uninteresting (heartbeat replies, acks we do not track)
 
 
@@ -35,7 +35,9 @@ class Page:
     One bad row never costs the others. `next_start_s` (candles) is where the following page begins, so
     paging goes on past a page whose rows were all bad or that was empty. `complete_from_s` (recent trades
     by time) is the earliest time from which the answer holds every trade: its window, as of when it was
-    answered. `more` (recent trades by id) says the exchange has trades after this page's last one.
+    answered. `more` (recent trades by id) says the exchange has trades after this page's last one, and
+    `next_after_id` the id to page on after: the last row's, usable or not (a page of only bad rows still
+    says where the next one starts; without it, the last usable trade's id is used).
     """
 
     records: list = field(default_factory=list)
@@ -43,6 +45,7 @@ class Page:
     next_start_s: int | None = None
     complete_from_s: float | None = None
     more: bool = False
+    next_after_id: int | None = None
 
 
 def parse_rows(rows, parse_row: Callable, what: str) -> Page:
@@ -62,6 +65,10 @@ def parse_rows(rows, parse_row: Callable, what: str) -> Page:
 class RateLimit:
     requests: int
     per_seconds: float
+    # An exchange that reports its own count of what this IP used (Binance: X-MBX-USED-WEIGHT-1M against 6000
+    # a minute, shared with anything else on the IP): near the limit, requests wait for the next minute.
+    used_header: str | None = None
+    used_limit: int | None = None
 
 
 class Exchange:
@@ -94,6 +101,8 @@ class Exchange:
     def trade(self, pair: Pair, trade_id, price, amount, side: str, exchange_time_ns: int) -> Trade:
         """The one way an adapter builds a Trade: exact values, an integer id, and the point time."""
         number = int_from(trade_id, "trade id")
+        if isinstance(exchange_time_ns, bool) or not isinstance(exchange_time_ns, int):  # an adapter's bug
+            raise TypeError(f"exchange_time_ns: exact integer nanoseconds, got {exchange_time_ns!r}")
         if side not in ("buy", "sell"):
             raise MessageError(f"trade side: expected buy or sell, got {side!r}")
         unit = self.trade_time_unit_ns
@@ -114,7 +123,8 @@ class Exchange:
 
     def connection_opened(self) -> None:
         """A new connection starts (before its subscribe messages): reset per-connection state. During a
-        hand-over the old connection still delivers for a moment, so keep such state keyed by what it names."""
+        hand-over the old connection still delivers for a moment (acks included), so keep such state keyed by
+        what it names, and never reuse a request id: an old connection's late ack must not name new pairs."""
 
     def subscribe_messages(self, pairs) -> list[str]:
         raise NotImplementedError
@@ -135,7 +145,8 @@ class Exchange:
         trade_cursor "time": from `since_s` on, as far as trade_history_s reaches, with complete_from_s set (an
         answer delayed by retries may no longer reach `since_s`: the caller then asks again).
         trade_cursor "id": the trades after `after_id` (from `since_s` when no id is known), with `more` set
-        while the exchange has trades after the page's last one."""
+        while the exchange has trades after the page's last one, and `next_after_id` the last row's id (usable
+        or not), so a page of only bad rows does not end the paging."""
         raise NotImplementedError
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:

@@ -26,7 +26,6 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from collector import heartbeat
 from collector.config import Buckets
 from collector.influx_settings import InfluxSettings
-from collector.records import Trade
 from collector.retry import Backoff
 from collector.storage.current_token import CurrentTokenClient
 from collector.storage.failures import DROP, HOLD, Failure, FailureLog, OutOfTime, classify
@@ -97,8 +96,6 @@ class Writer:
         lines = [to_line(record) for record in records]
         self._count_to_settle(len(lines))
         self._inbox.put(lines, records=True)
-        if any(isinstance(record, Trade) for record in records):
-            self._pulse.traded()
 
     def submit_line(self, kind: str, line: str) -> None:
         """A point already in line protocol, for bucket `kind` (live, history or meta)."""
@@ -146,6 +143,10 @@ class Writer:
 
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
+
+    def feeds_alive(self, feeds: dict[str, float]) -> None:
+        """Each exchange's last sign of life on its connection, shown by the heartbeat to the healthcheck."""
+        self._pulse.feeds_alive(feeds)
 
     def close(self, timeout_s: float = 8.0) -> None:
         """Write or spool everything accepted, within `timeout_s`, then stop."""

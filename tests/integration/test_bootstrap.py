@@ -400,3 +400,39 @@ def test_a_plan_that_limits_retention_gets_its_limit_said_clearly_and_a_second_r
         assert (
             sum("WARNING" in line for line in again) == 3
         )  # still said: the buckets keep less than they should
+
+
+def test_a_plan_refusing_the_retention_in_words_of_its_own_still_gets_its_limit(influx, tmp_path):
+    """Cloud's text for the refusal is not documented (a 403 was seen, "exceeded the user policy limits"): bootstrap
+    proves the limit by the retry at 30 days succeeding, not by the words; it never calls it a token problem."""
+    from dataclasses import replace
+
+    from collector.bootstrap import PLAN_LIMIT_SECONDS
+    from tests.replay.plan_limit import PlanLimitedInflux
+
+    with PlanLimitedInflux(
+        influx.url, status=403, refusal="forbidden: exceeds the user policy limits"
+    ) as cloud:
+        lines = run_bootstrap(replace(influx, url=cloud.url), tmp_path / "secrets")
+        assert sorted(cloud.refused) == [0, 7_776_000, 315_360_000]
+    assert sum("WARNING: InfluxDB refused a retention of" in line for line in lines) == 3, lines
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
+        kept = {name: retention(bucket) for name, bucket in buckets_by_name(client, influx).items()}
+    assert {name: kept[name] for name in EXPECTED_RETENTION} == dict.fromkeys(
+        EXPECTED_RETENTION, PLAN_LIMIT_SECONDS
+    )
+
+
+def test_a_plan_with_too_few_buckets_is_said_plainly_not_blamed_on_the_token(influx_env, influx, tmp_path):
+    """InfluxDB Cloud's free plan holds 2 buckets; hodlboard needs 3. The third is refused (403, "creating bucket
+    would exceed quota"): bootstrap says what that means and what to do, not "the token may not do this"."""
+    from tests.replay.plan_limit import PlanLimitedInflux
+
+    with PlanLimitedInflux(influx.url, status=403, bucket_quota=2) as cloud:
+        result = cli(
+            {**influx_env, "INFLUXDB_V2_URL": cloud.url}, "bootstrap", "--secrets-dir", str(tmp_path)
+        )
+    line = one_line_error(result, 2)
+    assert "admin token" not in line, line
+    assert "creating bucket would exceed quota" in line and "3 buckets" in line, line
+    assert "bundled InfluxDB" in line, line

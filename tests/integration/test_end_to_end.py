@@ -51,7 +51,7 @@ MAY_BE_EMPTY = {
     ("prices:Spread between exchanges", "7d"): ONE_EXCHANGE,
     ("health:Trades per second", "7d"): TWO_WINDOWS,
     (
-        "health:Reconnects, errors, rate limits, dropped points, write errors, writer restarts",
+        "health:Reconnects, errors, rate limits, dropped points, write errors, writer restarts, inexact values",
         "7d",
     ): TWO_WINDOWS,
 }
@@ -323,12 +323,21 @@ def test_health_counters_of_the_exchange_the_writer_and_the_portfolio(stack):
     assert stack.variables("health", "1h")["exchange"].options == ["bitstamp", "portfolio"]
     (outcome,) = stack.run_all(
         target_named(
-            "health", "Reconnects, errors, rate limits, dropped points, write errors, writer restarts"
+            "health",
+            "Reconnects, errors, rate limits, dropped points, write errors, writer restarts, inexact values",
         ),
         "1h",
     )
     series = set(zip(outcome.result.values("exchange"), outcome.result.values("_field"), strict=True))
-    counters = {"reconnects", "errors", "rate_limited", "dropped_points", "write_errors", "writer_restarts"}
+    counters = {
+        "reconnects",
+        "errors",
+        "rate_limited",
+        "dropped_points",
+        "write_errors",
+        "writer_restarts",
+        "inexact_values",
+    }
     assert series == {("bitstamp", name) for name in counters} | {("portfolio", "errors")}, outcome.flux
 
 

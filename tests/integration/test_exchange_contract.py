@@ -4,20 +4,25 @@ played by a test-only exchange (tests/replay/sequenced.py): acks that name no pa
 messages filled mid-connection, inexact values counted, the planned hand-over before a connection time limit,
 and one pair from two exchanges at once."""
 
+import json
 import logging
 import time
 from contextlib import contextmanager
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from influxdb_client.client.write_api import SYNCHRONOUS
 
-from collector.config import parse_config
+from collector.config import Buckets, ExchangeConfig, Pair, parse_config
 from collector.exchanges import EXCHANGES
-from collector.storage.reader import flux_query
+from collector.records import LastTrade
+from collector.storage.points import trade_point
+from collector.storage.reader import Reader, flux_query
 from tests.integration.harness import FAST, running, stored_trades, wait_for
 from tests.replay.sequenced import Sequenced, SequencedReplay
 
 PAIR = "BTC-USD"
+BTC, ETH = Pair("BTC", "USD"), Pair("ETH", "USD")
 
 
 @pytest.fixture
@@ -238,3 +243,171 @@ def test_the_same_pair_from_two_exchanges_stays_two_series(
     rows = stored_trades(admin_client, org, PAIR)
     assert {(row["exchange"], row["price"]) for row in rows} == {("sequenced", 200.0), ("bitstamp", 100.0)}
     assert len({row["_time"] for row in rows}) == 1  # one point time, two series
+
+
+def test_lost_messages_shown_by_a_trade_message_are_filled_from_before_its_trades(
+    sequenced, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """Review: the message whose sequence number shows the loss may carry trades itself (a Coinbase
+    `sequence_num` gap): the gap fill starts after the last trade before that message, not after its own."""
+    monkeypatch.setattr(Sequenced, "sequential_trade_ids", False)  # only the sequence shows it (as Coinbase)
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings):
+        first = sequenced.publish(PAIR, "100.0")
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id], what="the first trade")
+        lost = sequenced.publish(PAIR, "100.1", deliver=False)
+        shown = sequenced.publish(PAIR, "100.2")  # its sequence number shows the lost message
+        expected = [first.id, lost.id, shown.id]
+        wait_for(lambda: stored_ids(admin_client, org) == expected, what="the lost trade")
+        assert after_ids(sequenced) == [first.id]
+
+
+def test_a_page_of_only_unusable_rows_does_not_end_the_gap_fill(
+    sequenced, collector_settings, admin_client, tmp_path
+):
+    """Review: a whole page of bad rows with `more` still says where to go on (Page.next_after_id): the trades
+    after it are fetched, the bad rows counted."""
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings) as runner:
+        first = sequenced.publish(PAIR, "100.0")
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id], what="the first trade")
+        bad = [sequenced.publish(PAIR, "not a price", deliver=False) for _ in range(Sequenced.page_limit)]
+        good = [sequenced.publish(PAIR, f"101.{i}", deliver=False) for i in range(2)]
+        sequenced.drop_connections()
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id, *(t.id for t in good)], what="the rest")
+        assert after_ids(sequenced) == [first.id, bad[-1].id]
+        assert runner.health("sequenced").errors >= len(bad)
+
+
+def test_the_last_stored_trade_of_each_pair_is_read_with_its_id(collector_settings, admin_client):
+    """Review: per pair, the latest trade (over both sides) with its id as an integer: "1000" after "999"
+    (a string field: no string ordering may pick "999"), other exchanges apart, a pair without trades absent."""
+    exchange = Sequenced(_sequenced_config())
+    second = int(time.time()) - 100
+    trades = [
+        exchange.trade(BTC, 999, "1", "1", "buy", second * 10**9),
+        exchange.trade(BTC, 1000, "1", "1", "sell", (second + 1) * 10**9),
+        exchange.trade(ETH, 5, "1", "1", "sell", (second + 2) * 10**9),
+        exchange.trade(ETH, 4, "1", "1", "buy", (second - 5) * 10**9),
+    ]
+    other = EXCHANGES["bitstamp"](_sequenced_config()).trade(BTC, 2000, "1", "1", "buy", (second + 9) * 10**9)
+    with admin_client.write_api(write_options=SYNCHRONOUS) as write:
+        write.write("crypto_live", collector_settings.org, [trade_point(t) for t in [*trades, other]])
+    reader = Reader(collector_settings, Buckets())
+    try:
+        assert reader.last_trades("sequenced") == {
+            BTC: LastTrade(second + 1, 1000),
+            ETH: LastTrade(second + 2, 5),
+        }
+    finally:
+        reader.close()
+
+
+def _sequenced_config() -> ExchangeConfig:
+    return ExchangeConfig("sequenced", (BTC, ETH))
+
+
+def test_a_gap_being_filled_when_the_collector_stops_is_filled_after_the_restart(
+    sequenced, collector_settings, admin_client, tmp_path
+):
+    """Review: live trades after an id jump are stored while the jump's gap fill still retries, so the last id
+    stored is past the gap: the restart resumes from the gap kept open on disk (open_gaps.json), then closes it."""
+    org = collector_settings.org
+    path, config = write_config(tmp_path, sequenced)
+    with running(path, config, collector_settings, tmp_path / "spool"):
+        sequenced.wait_subscribed(PAIR)
+        first = sequenced.publish(PAIR, "100.0")
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id], what="the first trade")
+        sequenced.http.script("/trades", *[(500, {}, "{}")] * 10_000)  # the gap fill keeps failing
+        published = [first, *an_id_jump(sequenced)]
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id, published[-1].id], what="the live trade")
+        wait_for(lambda: set(after_ids(sequenced)) == {first.id}, what="the gap fill retrying")
+    sequenced.http.scripted.clear()
+    assert json.loads((tmp_path / "spool" / "open_gaps.json").read_text()) == {
+        "sequenced": {PAIR: [published[0].time_ms // 1000, first.id]}
+    }
+    with running(path, config, collector_settings, tmp_path / "spool"):
+        wait_for(lambda: stored_ids(admin_client, org) == [t.id for t in published], what="the gap's trades")
+        wait_for(
+            lambda: json.loads((tmp_path / "spool" / "open_gaps.json").read_text()) == {"sequenced": {}},
+            what="the gap closed",
+        )
+
+
+def test_reloads_landing_during_planned_hand_overs_end_subscribed_to_exactly_the_wanted_pairs(
+    sequenced, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """Review: pairs added and removed again and again while connections are handed over every 1.35 s:
+    the connection kept ends with exactly the wanted pairs, and every trade of the pair kept is stored once."""
+    monkeypatch.setattr(Sequenced, "max_connection_s", 1.5)
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings) as runner:
+        published, deadline = [], time.monotonic() + 5
+        while time.monotonic() < deadline:
+            pairs = (PAIR, "ETH-USD") if len(published) % 20 < 10 else (PAIR, "XRP-USD")
+            if len(published) % 10 == 0:
+                write_config(tmp_path, sequenced, pairs=pairs)
+            published.append(sequenced.publish(PAIR, f"100.{len(published)}"))
+            time.sleep(0.05)  # pacing the publisher, not synchronising with the collector
+        write_config(tmp_path, sequenced, pairs=(PAIR, "ETH-USD"))
+        stream = runner.collector.exchanges["sequenced"].stream
+        wait_for(
+            lambda: newest_subscriptions(sequenced) == {PAIR, "ETH-USD"} and stream.pairs == {BTC, ETH},
+            what="exactly the wanted pairs on the newest connection",
+        )
+        wait_for(lambda: stored_ids(admin_client, org) == [t.id for t in published], what="every BTC trade")
+        eth = sequenced.publish("ETH-USD", "2000.0")
+        wait_for(lambda: eth.id in stored_ids(admin_client, org, "ETH-USD"), what="the ETH trade")
+        assert runner.health("sequenced").reconnects >= 2
+    assert len(stored_trades(admin_client, org, PAIR)) == len(published)
+
+
+def newest_subscriptions(replay) -> set[str] | None:
+    sessions = dict(replay.sessions)
+    newest = max(sessions, key=sessions.get, default=None)
+    return replay.subscriptions.get(newest)
+
+
+def test_a_pair_removed_and_added_back_on_one_connection_is_no_id_jump(
+    sequenced, collector_settings, admin_client, tmp_path
+):
+    """Review: the trades made while a pair was not wanted are no gap: once added back it is owed its trades
+    from then on, not everything after the last id seen before its removal (pages of REST calls for nothing)."""
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings) as runner:
+        first = sequenced.publish(PAIR, "100.0")
+        wait_for(lambda: stored_ids(admin_client, org) == [first.id], what="the first trade")
+        write_config(tmp_path, sequenced, pairs=("ETH-USD",))
+        wait_for(lambda: sequenced.subscribed(PAIR) == 0, what="BTC-USD unsubscribed")
+        while_removed = [sequenced.publish(PAIR, f"101.{i}") for i in range(4)]
+        write_config(tmp_path, sequenced, pairs=(PAIR, "ETH-USD"))
+        sequenced.wait_subscribed(PAIR)
+        stream = runner.collector.exchanges["sequenced"].stream
+        wait_for(
+            lambda: (
+                stream.link is not None and BTC in stream.link.subscribed and not stream._gap_filler._running
+            ),
+            what="BTC-USD acknowledged, its gap fill (from when it was added back) done",
+        )
+        back = sequenced.publish(PAIR, "102.0")
+        wait_for(lambda: back.id in stored_ids(admin_client, org), what="the trade after the pair came back")
+        assert set(after_ids(sequenced)) <= {None}  # nothing asked after the id seen before the removal
+        assert stored_ids(admin_client, org) == [first.id, back.id]
+        assert while_removed[-1].id + 1 == back.id
+
+
+def test_messages_lost_before_the_first_trade_of_a_pair_never_stored_are_filled(
+    sequenced, collector_settings, admin_client, tmp_path
+):
+    """Review: a pair never stored owes nothing from before its subscription, but everything after it: messages
+    lost on its first connection, before any trade of it came, are filled from the subscription on."""
+    org = collector_settings.org
+    with streaming(tmp_path, sequenced, collector_settings) as runner:
+        stream = runner.collector.exchanges["sequenced"].stream
+        wait_for(
+            lambda: stream.link is not None and BTC in stream.link.subscribed, what="BTC-USD acknowledged"
+        )
+        sequenced.heartbeat()  # the sequence starts
+        wait_for(lambda: runner.health("sequenced").messages >= 2, what="the ack and the first heartbeat")
+        lost = lost_messages(sequenced)
+        wait_for(lambda: stored_ids(admin_client, org) == [t.id for t in lost], what="the lost trades")

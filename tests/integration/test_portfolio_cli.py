@@ -12,6 +12,7 @@ from collector.service import Collector
 from tests.influxd import ROOT, free_port
 from tests.integration.harness import FAST, cli, collector_env
 from tests.integration.valuation_helpers import hourly_candles, seed
+from tests.replay.binance import BinanceReplay
 from tests.replay.bitstamp import synthetic_candle
 from tests.replay.kraken import KrakenReplay
 
@@ -20,7 +21,7 @@ FIELDS = ["asset", "quantity", "price", "value", "cost_basis", "unrealized_pnl",
 TOTAL_FIELDS = ["value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct"]
 
 
-def _example_config(path, replay, kraken=None, coinbase=None) -> None:
+def _example_config(path, replay, kraken=None, binance=None, coinbase=None) -> None:
     """portfolio.example.yml pointed at the replay servers, with daily candles so the backfill since 2020 is quick."""
     text = (ROOT / "portfolio.example.yml").read_text()
     if coinbase is not None:
@@ -31,6 +32,10 @@ def _example_config(path, replay, kraken=None, coinbase=None) -> None:
         text = text.replace("# rest_url: https://api.kraken.com/0/public", f"rest_url: {kraken.rest_url}")
     text = text.replace("# ws_url: wss://ws.bitstamp.net", f"ws_url: {replay.ws_url}")
     text = text.replace("# rest_url: https://www.bitstamp.net/api/v2", f"rest_url: {replay.rest_url}")
+    if binance is not None:
+        text = text.replace("# ws_url: wss://stream.binance.com:9443/stream", f"ws_url: {binance.ws_url}")
+        text = text.replace("# rest_url: https://api.binance.com/api/v3", f"rest_url: {binance.rest_url}")
+        assert binance.rest_url in text
     text = text.replace("interval: 1h", "interval: 1d")
     assert replay.ws_url in text and replay.rest_url in text and "interval: 1d" in text
     path.write_text(text)
@@ -72,8 +77,8 @@ def _numbers(line: str) -> list[Decimal | None]:
 
 def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, coinbase_replay, tmp_path):
     replay.candle_start_s = int(datetime(2020, 11, 1, tzinfo=UTC).timestamp())
-    with KrakenReplay() as kraken:
-        _example_config(tmp_path / "portfolio.yml", replay, kraken, coinbase_replay)
+    with KrakenReplay() as kraken, BinanceReplay() as binance:
+        _example_config(tmp_path / "portfolio.yml", replay, kraken, binance, coinbase_replay)
         _backfill(tmp_path / "portfolio.yml", collector_settings, tmp_path)
     env = collector_env(collector_settings, tmp_path)
 

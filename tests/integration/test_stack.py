@@ -24,7 +24,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 
 from collector.storage.reader import flux_query
 from tests.dashboard_queries import PROVISIONING, Stack, load_dashboards, panel_targets
-from tests.influxd import InfluxServer
+from tests.influxd import ROOT, InfluxServer
 from tests.integration.harness import cli, count_points, run_process, sigterm, wait_for
 from tests.replay.bitstamp import BitstampReplay
 from tests.stack_files import OWN_PREFIXES, compose, env_file, fresh_clone, make_setup
@@ -49,9 +49,11 @@ class Containers:
             "/run/hodlboard": work / "secrets-volume",  # the `secrets` volume
             "/config/portfolio.yml": clone / "portfolio.yml",
             "/var/lib/hodlboard": work / "spool-volume",
+            "/tmp": work / "container-tmp",
         }
         self.influx_url = influx_url
         self.paths["/run/secrets"].mkdir(mode=0o700)
+        self.paths["/tmp"].mkdir()
         for name, variable in (
             ("influxdb-admin-password", "INFLUXDB_ADMIN_PASSWORD"),
             ("influxdb-admin-token", "INFLUXDB_ADMIN_TOKEN"),
@@ -67,17 +69,25 @@ class Containers:
         return value
 
     def environment(self, service: dict, **extra: str) -> dict[str, str]:
-        """What the image sets (collector/Dockerfile) and compose adds, with the paths mapped."""
+        """What the image sets (collector/Dockerfile's ENV) and compose adds, with the paths mapped."""
         env = {key: value for key, value in os.environ.items() if not key.startswith(OWN_PREFIXES)}
-        env.update(
-            HODLBOARD_SPOOL_DIR=self.map("/var/lib/hodlboard/spool"),
-            HODLBOARD_ALIVE_FILE=str(self.paths["/var/lib/hodlboard"] / "collector.alive"),
-        )
+        env.update({key: self.map(value) for key, value in image_environment().items()})
         env.update(
             {key: self.map(value) for key, value in service["environment"].items() if value is not None}
         )
         env.update(extra)
         return env
+
+
+def image_environment() -> dict[str, str]:
+    """The collector image's own variables: every `ENV NAME=value ...` of its Dockerfile."""
+    dockerfile = (ROOT / "collector" / "Dockerfile").read_text()
+    return dict(
+        pair.split("=", 1)
+        for line in dockerfile.splitlines()
+        if line.startswith("ENV ")
+        for pair in line.split()[1:]
+    )
 
 
 def read_secret(path: str) -> str:

@@ -4,18 +4,13 @@ Runs in its own thread and event loop; tests drive it with plain method calls. E
 so /transactions/ serves what a client missed while it was disconnected.
 """
 
-import asyncio
-import contextlib
 import json
-import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import parse_qs, urlparse
 
-from websockets.exceptions import ConnectionClosed
-
-from tests.replay.server import ReplayServer
+from tests.replay.channels import ChannelReplay
 
 
 @dataclass
@@ -52,16 +47,12 @@ class PublishedTrade:
         }
 
 
-class BitstampReplay(ReplayServer):
+class BitstampReplay(ChannelReplay):
     rest_path = "/api/v2"
 
     def __init__(self):
-        super().__init__()
-        self.trades: list[PublishedTrade] = []
-        self.connections: list = []
-        self.subscriptions: dict[object, set[str]] = {}
+        super().__init__(first_trade_id=300_000_000)
         self.received: list[dict] = []
-        self.connection_numbers: dict[object, int] = {}  # 1 for the first connection ever, then 2, ...
         self.subscribe_log: list[tuple[int, str, str]] = []  # (connection number, event, channel)
         self.extra_transaction_rows: list[dict] = []  # served with every /transactions/ answer
         self.candle_overrides: dict[
@@ -71,25 +62,11 @@ class BitstampReplay(ReplayServer):
         self.candle_end_s: int | None = None  # no candles after this (else: up to now)
         self.tickers: dict[str, dict] = {"btcusd": SAMPLE_TICKER, "ethusd": SAMPLE_TICKER}
         self.currencies: object = SAMPLE_CURRENCIES
-        self._next_id = 300_000_000
-        self._lock = threading.Lock()
-
-    # --- life --------------------------------------------------------------------------------------------
-
-    def open_connections(self) -> list:
-        return self.connections
-
-    async def _start(self) -> None:
-        self._acks_released = asyncio.Event()
-        self._acks_released.set()
-        await super()._start()
 
     # --- websocket -----------------------------------------------------------------------------------------
 
     async def _serve_ws(self, conn) -> None:
-        self.connections.append(conn)
-        self.subscriptions[conn] = set()
-        self.connection_numbers[conn] = len(self.connection_numbers) + 1
+        self._connected(conn)
         try:
             async for message in conn:
                 request = json.loads(message)
@@ -116,23 +93,14 @@ class BitstampReplay(ReplayServer):
         except Exception:  # noqa: BLE001 - a dropped client is normal here
             pass
         finally:
-            self.connections.remove(conn)
-            self.subscriptions.pop(conn, None)
+            self._disconnected(conn)
 
     @staticmethod
     def symbol(pair: str) -> str:
         return pair.replace("-", "").lower()
 
-    def subscribed(self, symbol: str) -> int:
-        """How many open connections are subscribed to this pair."""
-        return sum(f"live_trades_{symbol}" in channels for channels in list(self.subscriptions.values()))
-
-    def wait_subscribed(self, symbol: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(symbol) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {symbol} within {timeout} s")
-            time.sleep(0.02)
+    def channel(self, name: str) -> str:
+        return f"live_trades_{name}"
 
     def publish(
         self,
@@ -146,64 +114,14 @@ class BitstampReplay(ReplayServer):
         deliver: bool = True,
     ) -> PublishedTrade:
         """A trade happens: kept for /transactions/ and, if `deliver`, sent to every subscribed connection."""
-        with self._lock:
-            if trade_id is None:
-                trade_id = self._next_id
-                self._next_id += 1
-            trade = PublishedTrade(
-                symbol, trade_id, price, amount, side, microtimestamp or time.time_ns() // 1000
-            )
-            self.trades.append(trade)
+        time_us = microtimestamp or time.time_ns() // 1000
+        trade = self._keep(lambda id_: PublishedTrade(symbol, id_, price, amount, side, time_us), trade_id)
         if deliver:
             self.send_raw(trade.ws_event(numbers_as_strings), symbol)
         return trade
 
-    def send_raw(self, text: str, symbol: str | None = None) -> None:
-        """Send a message as is to every connection (subscribed to `symbol`, if given)."""
-
-        async def send():
-            for conn, channels in list(self.subscriptions.items()):
-                if symbol is None or f"live_trades_{symbol}" in channels:
-                    with contextlib.suppress(
-                        ConnectionClosed
-                    ):  # a client that just left misses it, as on Bitstamp
-                        await conn.send(text)
-
-        self._call(send())
-
-    def connection_number(self, index: int = -1) -> int:
-        """The number of an open connection (the newest by default)."""
-        return self.connection_numbers[self.connections[index]]
-
-    def subscribed_on(self, number: int) -> set[str]:
-        """The channels connection `number` is subscribed to now (empty once it is closed)."""
-        for conn, channels in list(self.subscriptions.items()):
-            if self.connection_numbers.get(conn) == number:
-                return set(channels)
-        return set()
-
-    def hold_acks(self) -> None:
-        """Subscribes are received and logged, but neither acknowledged nor active until release_acks()."""
-        self._loop.call_soon_threadsafe(self._acks_released.clear)
-
-    def release_acks(self) -> None:
-        self._loop.call_soon_threadsafe(self._acks_released.set)
-
     def request_reconnect(self) -> None:
         self.send_raw(json.dumps({"event": "bts:request_reconnect", "channel": "", "data": ""}))
-
-    def refuse_connections(self) -> None:
-        """The websocket server goes away: open connections drop and new ones are refused."""
-        self._call(self._shutdown())
-
-    def freeze(self) -> None:
-        """Keep connections open but stop reading them: no pong, no acks, no trades (a dead link)."""
-
-        async def freeze():
-            for conn in list(self.connections):
-                conn.transport.pause_reading()
-
-        self._call(freeze())
 
     # --- HTTP ------------------------------------------------------------------------------------------------
 

@@ -137,8 +137,11 @@ class Sequenced(Exchange):
         else:
             params["after_id"] = after_id
         doc = http.get_json(f"{self.rest_url}/trades", params)
-        page = parse_rows(field_of(doc, "trades", "trades"), lambda row: self._trade(pair, row), "trades")
+        rows = field_of(doc, "trades", "trades")
+        page = parse_rows(rows, lambda row: self._trade(pair, row), "trades")
         page.more = field_of(doc, "more", "trades") is True
+        with contextlib.suppress(MessageError):  # the last row's id, even in a row unusable otherwise
+            page.next_after_id = int_from(field_of(rows[-1], "id", "trade"), "trade id") if rows else None
         return page
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
