@@ -6,12 +6,14 @@ from collector.config import Config, load_config
 from collector.exchanges.base import Exchange
 from collector.exchanges.binance import Binance
 from collector.exchanges.bitstamp import Bitstamp
+from collector.exchanges.coinbase import Coinbase
 from collector.exchanges.coingecko import CoinGecko
 from collector.exchanges.kraken import Kraken
 
 EXCHANGES: dict[str, type[Exchange]] = {
     "binance": Binance,
     "bitstamp": Bitstamp,
+    "coinbase": Coinbase,
     "coingecko": CoinGecko,
     "kraken": Kraken,
 }
