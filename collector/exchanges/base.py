@@ -177,9 +177,14 @@ def decimal_from(value, what: str) -> Decimal:
         number = Decimal(value.strip() if isinstance(value, str) else value)
     except (InvalidOperation, ValueError) as exc:
         raise MessageError(f"{what}: expected a number, got {value!r}") from exc
-    if not number.is_finite():
-        raise MessageError(f"{what}: expected a finite number, got {value!r}")
+    if not number.is_finite() or not _FLOAT_TINY <= abs(number) <= _FLOAT_HUGE and number:
+        # a value no float can hold would be stored as infinity or 0 (or not at all): no market has one
+        raise MessageError(f"{what}: expected a finite number a float can hold, got {value!r}")
     return number
+
+
+_FLOAT_HUGE = Decimal("1e308")
+_FLOAT_TINY = Decimal("1e-300")
 
 
 def time_ns_from_iso(text, what: str = "time") -> int:
