@@ -47,14 +47,16 @@ class CoinGecko(Exchange):
     trade_history_s = 0.0
     # the free and Demo plans answer history of the last 365 days only; a day's margin keeps a request inside it
     candle_reach_s = 364 * DAY
+    # documented budgets, counted per minute: public ("keyless") 5-15 calls, Demo 30; the lower end of each
+    keyless_budget = RateLimit(5, 60.0)
+    demo_budget = RateLimit(30, 60.0)
 
     def __init__(self, config: ExchangeConfig, environ=os.environ):
         super().__init__(config)
         self.coin_ids = dict(getattr(config, "coins", ()))
         key = environ.get(API_KEY_ENV_VAR, "").strip()
         self.headers = {API_KEY_HEADER: key} if key else {}
-        # documented budgets: public ("keyless") 5-15 calls a minute, Demo 30; the lower end of each
-        self.rate_limit = RateLimit(30, 60.0) if key else RateLimit(5, 60.0)
+        self.rate_limit = self.demo_budget if key else self.keyless_budget
 
     def coin_id(self, pair: Pair) -> str:
         if pair.base not in self.coin_ids:

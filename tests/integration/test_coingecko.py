@@ -10,8 +10,9 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from collector.config import parse_config
+from collector.exchanges.base import RateLimit
 from collector.exchanges.bitstamp import Bitstamp
-from collector.exchanges.coingecko import API_KEY_ENV_VAR, API_KEY_HEADER
+from collector.exchanges.coingecko import API_KEY_ENV_VAR, API_KEY_HEADER, CoinGecko
 from collector.service import Collector
 from tests.integration.harness import FAST, cli, collector_env, running, stored_rows, wait_for
 from tests.replay.bitstamp import synthetic_candle
@@ -163,6 +164,32 @@ def test_a_429_is_waited_out_and_a_restart_resumes_without_duplicates(
     _, (again,), _ = backfill_once(tmp_path, config, collector_settings)
     assert again.candles <= 1 and again.requests <= 1  # only an hour that closed since
     assert len(candles(admin_client, collector_settings.org, "HBAR-USD")) == len(after) + again.candles
+
+
+def test_the_per_minute_budget_is_never_exceeded(
+    coingecko, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """The replay counts every call in a sliding window and answers 429 past its budget, as CoinGecko counts calls
+    a minute. Three coins over 100 days (two chunks each), their prices and metadata: never refused, and never
+    more calls in a window than the budget (a window of 2 s for 60: the collector's is 10% longer, for jitter)."""
+    calls, window_s = 4, 2.0
+    monkeypatch.setattr(CoinGecko, "demo_budget", RateLimit(calls, window_s * 1.1))
+    coingecko.budget = (calls, window_s)
+    since, since_s = days_ago(100)
+    coins = f"{{HBAR: {HBAR_ID}, ETH: ethereum, BTC: bitcoin}}"
+    config = write(
+        tmp_path / "portfolio.yml", hbar_config(coingecko, since).replace(f"{{HBAR: {HBAR_ID}}}", coins)
+    )
+
+    runtime, results, (tickers, assets) = backfill_once(tmp_path, config, collector_settings)
+
+    assert [r.status for r in results] == ["ok"] * 3 and (tickers, assets) == (3, 3), results
+    assert coingecko.over_budget == 0 and runtime.health.rate_limited == 0
+    times = coingecko.request_times
+    assert len(times) > calls * 2  # enough calls to have needed pacing
+    assert all(later - earlier >= window_s for earlier, later in zip(times, times[calls:], strict=False))
+    for pair in ("HBAR-USD", "ETH-USD", "BTC-USD"):
+        assert len(candles(admin_client, collector_settings.org, pair)) >= 100 * 24 - 1
 
 
 def test_older_history_of_a_short_exchange_comes_from_coingecko_and_coins_hot_reload(
