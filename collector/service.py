@@ -151,11 +151,21 @@ class Collector:
         known = [value for value in (remembered, stored) if value is not None]
         return max(known) if known else None
 
-    def reference_data(self, runtime: ExchangeRuntime) -> tuple[int, int]:
-        """Tickers of every pair and the exchange's coin metadata; returns (tickers, assets) written."""
-        tickers = assets = 0
-        name, health = runtime.adapter.name, runtime.health
-        for pair in runtime.config.pairs:
+    def tickers(self, runtime: ExchangeRuntime) -> int:
+        """Every pair's ticker (in one call where the exchange has one); returns how many were written."""
+        name, health, pairs = runtime.adapter.name, runtime.health, runtime.config.pairs
+        try:
+            page = runtime.adapter.tickers(runtime.http, pairs)
+        except (HttpError, MessageError) as exc:
+            health.error(log, "tickers", "%s: tickers failed: %s", name, exc)
+            return 0
+        if page is not None:
+            health.recovered(log, "tickers", "%s: tickers work again", name)
+            health.skipped_rows(log, f"{name} tickers", page.bad_rows)
+            runtime.submit(page.records)
+            return len(page.records)
+        tickers = 0
+        for pair in pairs:
             try:
                 runtime.submit([runtime.adapter.ticker(runtime.http, pair)])
                 tickers += 1
@@ -163,6 +173,12 @@ class Collector:
                 health.error(log, f"ticker:{pair}", "%s %s: ticker failed: %s", name, pair, exc)
             else:
                 health.recovered(log, f"ticker:{pair}", "%s %s: ticker works again", name, pair)
+        return tickers
+
+    def reference_data(self, runtime: ExchangeRuntime) -> tuple[int, int]:
+        """Tickers of every pair and the exchange's coin metadata; returns (tickers, assets) written."""
+        tickers, assets = self.tickers(runtime), 0
+        name, health = runtime.adapter.name, runtime.health
         try:
             page = runtime.adapter.assets(runtime.http)
         except (HttpError, MessageError) as exc:
@@ -257,11 +273,23 @@ class Collector:
         log.info("%s: streaming %s", exchange.name, ", ".join(map(str, exchange.pairs)))
 
     def _start_rest_source(self, source: ExchangeConfig) -> None:
-        """A source without live trades (CoinGecko): only the schedule's backfill and reference data."""
-        self.exchanges[source.name] = self.runtime(source)
+        """A source without live trades (CoinGecko): the schedule's backfill and reference data, and its prices
+        refreshed on their own, shorter schedule (its "now" price: there are no trades)."""
+        runtime = self.exchanges[source.name] = self.runtime(source)
+        if runtime.adapter.prices_every_s:
+            runtime.task = self._spawn(self._refresh_prices(runtime))
         log.info(
             "%s: candles, prices and coin metadata of %s", source.name, ", ".join(map(str, source.pairs))
         )
+
+    async def _refresh_prices(self, runtime: ExchangeRuntime) -> None:
+        """Tickers every `prices_every_s` (the schedule's round fetches them on start and with each backfill)."""
+        while True:
+            await asyncio.sleep(runtime.adapter.prices_every_s)
+            try:
+                await self._blocking(self.tickers, runtime)
+            except Stopped:
+                return
 
     async def _stop_exchange(self, name: str) -> None:
         runtime = self.exchanges.pop(name)

@@ -50,6 +50,8 @@ class CoinGecko(Exchange):
     # documented budgets, counted per minute: public ("keyless") 5-15 calls, Demo 30; the lower end of each
     keyless_budget = RateLimit(5, 60.0)
     demo_budget = RateLimit(30, 60.0)
+    # its "now" price, for every coin in one call: a minute keeps a held coin's live value fresh within the budget
+    prices_every_s = 60.0
 
     def __init__(self, config: ExchangeConfig, environ=os.environ):
         super().__init__(config)
@@ -92,26 +94,27 @@ class CoinGecko(Exchange):
 
     def ticker(self, http, pair: Pair) -> Ticker:
         """The current price; its time is CoinGecko's `last_updated_at` (when the price is from), else the fetch."""
-        coin_id, currency = self.coin_id(pair), pair.quote.lower()
+        return _ticker(self._prices(http, [pair]), pair, self.coin_id(pair))
+
+    def tickers(self, http, pairs) -> Page:
+        """Every pair's current price from one `/simple/price` call (the budget is counted in calls); a coin it
+        leaves out (unknown id, no price in that currency) is a bad row, the others are kept."""
+        doc, page = self._prices(http, pairs), Page()
+        for pair in pairs:
+            try:
+                page.records.append(_ticker(doc, pair, self.coin_id(pair)))
+            except MessageError as exc:
+                page.bad_rows.append(f"{pair}: {exc}")
+        return page
+
+    def _prices(self, http, pairs) -> dict:
         params = {
-            "ids": coin_id,
-            "vs_currencies": currency,
+            "ids": ",".join(sorted({self.coin_id(pair) for pair in pairs})),
+            "vs_currencies": ",".join(sorted({pair.quote.lower() for pair in pairs})),
             "include_last_updated_at": "true",
             "include_24hr_change": "true",
         }
-        prices = field_of(self._get(http, "/simple/price", params), coin_id, "simple price")
-        last = decimal_from(field_of(prices, currency, f"simple price of {coin_id}"), f"{coin_id} price")
-        if last < 0:
-            raise MessageError(f"{coin_id} price: expected a price, got {last}")
-        change = prices.get(f"{currency}_24h_change")
-        updated = prices.get("last_updated_at")
-        return Ticker(
-            exchange=self.name,
-            pair=pair,
-            time_ns=int_from(updated, "last_updated_at") * 1_000_000_000 if updated else time.time_ns(),
-            last=last,
-            change_24h_pct=decimal_from(change, "24h change") if change is not None else None,
-        )
+        return _answer(self._get(http, "/simple/price", params), None, "simple price")
 
     def assets(self, http) -> Page:
         """Names and logos of the configured coins; a configured id CoinGecko does not know is a bad row."""
@@ -134,6 +137,23 @@ class CoinGecko(Exchange):
             f"no coin with id {i!r} (check coingecko.coins)" for i in ids if symbols[i] not in seen
         ]
         return page
+
+
+def _ticker(doc, pair: Pair, coin_id: str) -> Ticker:
+    currency = pair.quote.lower()
+    prices = field_of(doc, coin_id, "simple price")
+    last = decimal_from(field_of(prices, currency, f"simple price of {coin_id}"), f"{coin_id} price")
+    if last < 0:
+        raise MessageError(f"{coin_id} price: expected a price, got {last}")
+    change = prices.get(f"{currency}_24h_change")
+    updated = prices.get("last_updated_at")
+    return Ticker(
+        exchange=COINGECKO,
+        pair=pair,
+        time_ns=int_from(updated, "last_updated_at") * 1_000_000_000 if updated else time.time_ns(),
+        last=last,
+        change_24h_pct=decimal_from(change, "24h change") if change is not None else None,
+    )
 
 
 def _answer(doc, key: str | None, what: str):

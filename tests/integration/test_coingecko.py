@@ -15,6 +15,7 @@ from collector.exchanges.bitstamp import Bitstamp
 from collector.exchanges.coingecko import API_KEY_ENV_VAR, API_KEY_HEADER, CoinGecko
 from collector.service import Collector
 from tests.integration.harness import FAST, cli, collector_env, running, stored_rows, wait_for
+from tests.integration.valuation_helpers import stored_points
 from tests.replay.bitstamp import synthetic_candle
 from tests.replay.coingecko import HOURLY_OFFSET_S, CoinGeckoReplay, synthetic_price
 
@@ -164,6 +165,44 @@ def test_a_429_is_waited_out_and_a_restart_resumes_without_duplicates(
     _, (again,), _ = backfill_once(tmp_path, config, collector_settings)
     assert again.candles <= 1 and again.requests <= 1  # only an hour that closed since
     assert len(candles(admin_client, collector_settings.org, "HBAR-USD")) == len(after) + again.candles
+
+
+def test_a_coins_now_price_is_refreshed_on_its_own_schedule_and_valued_live(
+    coingecko, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """Backfill rounds are 12 h apart; a CoinGecko coin's "now" price (every coin's in one `/simple/price` call) is
+    refreshed every `prices_every_s` between them, and the live valuation values the holding with the newest."""
+    monkeypatch.setattr(CoinGecko, "prices_every_s", 0.5)
+    now_s = int(time.time())
+    coingecko.now_s = now_s - 300  # five minutes ago, then now: a price from the future would not be read
+    since, _ = days_ago(3)
+    holdings = 'holdings:\n  HBAR: "1000"\n  ETH: "2"\nvaluation:\n  live_every: 1s\n'
+    text = hbar_config(coingecko, since, holdings).replace(
+        f"{{HBAR: {HBAR_ID}}}", f"{{HBAR: {HBAR_ID}, ETH: ethereum}}"
+    )
+    path = tmp_path / "portfolio.yml"
+    org = collector_settings.org
+
+    def live_value(asset: str, price: Decimal, quantity: int):
+        points = stored_points(admin_client, org, "position", bucket="crypto_live")
+        fields = [f for (a, _), f in points.items() if a == asset and f.get("price") == float(price)]
+        return fields and fields[0]["value"] == float(
+            (quantity * price).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        )
+
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        first = synthetic_price(HBAR_ID, "usd", now_s - 300 - 42)
+        wait_for(lambda: live_value("HBAR", first, 1000), 60, "a live value at the first price")
+        coingecko.now_s = now_s  # five minutes on: CoinGecko has new prices
+        newer = synthetic_price(HBAR_ID, "usd", now_s - 42)
+        assert newer != first
+        wait_for(lambda: live_value("HBAR", newer, 1000), 20, "a live value at the refreshed price")
+        eth = synthetic_price("ethereum", "usd", now_s - 42)
+        wait_for(lambda: live_value("ETH", eth, 2), 20, "ETH valued at its refreshed price too")
+    queries = coingecko.requests_to("/simple/price")
+    assert len(queries) >= 2 and all(
+        q["ids"] == "ethereum,hedera-hashgraph" for q in queries
+    )  # one call, all coins
 
 
 def test_the_per_minute_budget_is_never_exceeded(
