@@ -80,6 +80,9 @@ class Collector:
         self.portfolio = PortfolioWork(settings, config, self.writer.submit)
         self._history_lock = asyncio.Lock()
         self._history_requested = False  # a recompute is waiting to start: another request needs no task
+        self._older_pairs: dict[
+            str, list[Pair]
+        ] = {}  # source -> pairs it backfills for others' older history
         self.exchanges: dict[str, ExchangeRuntime] = {}
         self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
         self._tasks: set[asyncio.Task] = set()
@@ -324,10 +327,10 @@ class Collector:
     async def _schedule(self) -> None:
         """Reference data and backfill on start, then every `backfill.every`."""
         while True:
-            plan = self.older_history()
+            self.older_history()
             for runtime in list(self.exchanges.values()):
                 await self._refresh(
-                    runtime, [*runtime.config.pairs, *extra_pairs(plan, runtime.adapter.name)]
+                    runtime, [*runtime.config.pairs, *self._older_pairs.get(runtime.adapter.name, [])]
                 )
             await asyncio.sleep(self.config.backfill.every_s)
 
@@ -346,6 +349,7 @@ class Collector:
         plan = plan_older_history(sources, day_start_s(self.config.backfill.since))
         for entry in plan:
             log.info("older history: %s", entry.describe())
+        self._older_pairs = {name: extra_pairs(plan, name) for name in self.exchanges}
         return plan
 
     def _reach_start_s(self, adapter: Exchange, now_s: float) -> int | None:
@@ -503,19 +507,33 @@ class Collector:
             await self._apply_coingecko(old.coingecko, new.coingecko, interval_changed)
         elif interval_changed and new.coingecko:
             self._spawn(self._refresh(self.exchanges[COINGECKO], new.coingecko.pairs))
+        self._fetch_older_history(interval_changed)
         # after an interval edit the refreshes recompute: one now would find no candle of it and blank the history
         if self.portfolio.configure(self.config) and not (interval_changed and self.exchanges):
             self._request_history()
         log.info("configuration reloaded from %s", self.config_path)
 
+    def _fetch_older_history(self, interval_changed: bool) -> None:
+        """After an edit: older history a source must now fetch for another's pair (a pair added to a short
+        exchange, a coin added to CoinGecko) is backfilled at once, not on the next round hours later."""
+        before = self._older_pairs
+        self.older_history()
+        for name, pairs in self._older_pairs.items():
+            new = [pair for pair in pairs if interval_changed or pair not in before.get(name, ())]
+            if new:
+                self._spawn(self._refresh(self.exchanges[name], new))
+
     async def _apply_coingecko(self, old, new, interval_changed: bool) -> None:
         """A `coingecko:` edit: a new source (its coins, ids, endpoint), refreshed for the coins that are new."""
+        window = self.exchanges[COINGECKO].http.bucket if old else None
         if old:
             await self._stop_exchange(COINGECKO)
         if not new:
             log.info("%s: removed", COINGECKO)
             return
         self._start_rest_source(new)
+        if window:  # the calls just made count against CoinGecko's budget still: an edit does not renew it
+            self.exchanges[COINGECKO].http.bucket = window
         changed = set(new.coins) - set(old.coins if old else ())
         pairs = (
             new.pairs

@@ -231,6 +231,24 @@ def test_the_per_minute_budget_is_never_exceeded(
         assert len(candles(admin_client, collector_settings.org, pair)) >= 100 * 24 - 1
 
 
+def test_a_coingecko_edit_does_not_renew_the_budget(
+    coingecko, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """A `coingecko:` edit restarts the source; the calls made just before still count against CoinGecko's budget."""
+    calls, window_s = 3, 3.0
+    monkeypatch.setattr(CoinGecko, "demo_budget", RateLimit(calls, window_s * 1.1))
+    coingecko.budget = (calls, window_s)
+    since, _ = days_ago(3)
+    text = hbar_config(coingecko, since)
+    path = tmp_path / "portfolio.yml"
+    org = collector_settings.org
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        wait_for(lambda: candles(admin_client, org, "HBAR-USD"), 30, "HBAR-USD candles")
+        path.write_text(text.replace(f"{{HBAR: {HBAR_ID}}}", f"{{HBAR: {HBAR_ID}, ETH: ethereum}}"))
+        wait_for(lambda: len(candles(admin_client, org, "ETH-USD")) >= 3 * 24 - 1, 60, "ETH-USD candles")
+    assert coingecko.over_budget == 0
+
+
 def test_older_history_of_a_short_exchange_comes_from_coingecko_and_coins_hot_reload(
     coingecko, replay, collector_settings, admin_client, tmp_path, monkeypatch, caplog
 ):
@@ -276,6 +294,38 @@ def test_older_history_of_a_short_exchange_comes_from_coingecko_and_coins_hot_re
         fields = wait_for(lambda: health_fields(admin_client, org, "coingecko"), 20, "coingecko health")
         assert "errors" in fields and "backfill_lag_s" in fields
         assert not fields & {"connected", "last_message_age_s"}  # no websocket: never shown as disconnected
+
+
+def test_a_pair_added_to_a_short_exchange_gets_its_older_history_at_once(
+    coingecko, replay, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """ETH-EUR added to Bitstamp (serving only its latest 48 candles) while running: CoinGecko backfills ETH-EUR
+    from `since` right after the edit, not on the next round 12 h later; so does a coin added to CoinGecko for a
+    pair an exchange already has."""
+    monkeypatch.setattr(Bitstamp, "candle_reach_rows", 48)
+    replay.candle_start_s = int(time.time()) // HOUR * HOUR - 48 * HOUR
+    since, since_s = days_ago(4)
+    text = (
+        f"exchanges:\n  bitstamp:\n    pairs: [BTC-USD]\n"
+        f"    ws_url: {replay.ws_url}\n    rest_url: {replay.rest_url}\n"
+        f"coingecko:\n  coins: {{ETH: ethereum}}\n  rest_url: {coingecko.rest_url}\n"
+        f"backfill:\n  interval: 1h\n  every: 12h\n  since: {since}\n"
+    )
+    path = tmp_path / "portfolio.yml"
+    org = collector_settings.org
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        wait_for(
+            lambda: len(candles(admin_client, org, "ETH-USD")) >= 4 * 24 - 1, 60, "ETH-USD from CoinGecko"
+        )
+        assert not candles(admin_client, org, "ETH-EUR")
+        path.write_text(text.replace("pairs: [BTC-USD]", "pairs: [BTC-USD, ETH-EUR]"))
+        wait_for(lambda: min(candles(admin_client, org, "ETH-EUR") or [0]) == since_s, 60, "older ETH-EUR")
+        path.write_text(
+            text.replace("{ETH: ethereum}", "{ETH: ethereum, BTC: bitcoin}").replace(
+                "pairs: [BTC-USD]", "pairs: [BTC-USD, ETH-EUR]"
+            )
+        )
+        wait_for(lambda: min(candles(admin_client, org, "BTC-USD") or [0]) == since_s, 60, "older BTC-USD")
 
 
 def health_fields(client, org, exchange: str) -> set[str]:
