@@ -328,6 +328,54 @@ def test_a_pair_added_to_a_short_exchange_gets_its_older_history_at_once(
         wait_for(lambda: min(candles(admin_client, org, "BTC-USD") or [0]) == since_s, 60, "older BTC-USD")
 
 
+def test_hourly_history_is_valued_with_older_history_before_the_exchanges_first_candle(
+    coingecko, replay, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """The running collector's hourly history of 2 ETH bought 60 h ago, in EUR: Bitstamp serves only its latest 48
+    ETH-EUR candles, so each hour before its first close is valued with CoinGecko's ETH-EUR close of the hour before,
+    each hour after with Bitstamp's: one position per hour (never both sources), exact, and the total the same."""
+    monkeypatch.setattr(Bitstamp, "candle_reach_rows", 48)
+    wait_for(lambda: time.time() % HOUR < HOUR - 60, 65, "not the last minute of an hour")
+    now_hour = int(time.time()) // HOUR * HOUR
+    first_bitstamp = (
+        now_hour - 47 * HOUR
+    )  # its latest 48 candles, the still-open one counted (as Kraken's 720)
+    replay.candle_start_s = first_bitstamp
+    since, _ = days_ago(4)
+    bought = now_hour - 60 * HOUR
+    day = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(bought))
+    path = tmp_path / "portfolio.yml"
+    text = (
+        "base_currency: EUR\n"
+        f"exchanges:\n  bitstamp:\n    pairs: [ETH-EUR]\n    ws_url: {replay.ws_url}\n    rest_url: {replay.rest_url}\n"
+        f"coingecko:\n  coins: {{ETH: ethereum}}\n  rest_url: {coingecko.rest_url}\n"
+        f"backfill:\n  interval: 1h\n  every: 12h\n  since: {since}\n"
+        f"holdings:\n  ETH:\n    - {{date: {day}, kind: buy, quantity: '2', price: '1000'}}\n"
+    )
+
+    def close_before(hour: int) -> Decimal:
+        if hour - HOUR >= first_bitstamp:
+            return Decimal(synthetic_candle("etheur", hour - HOUR)["close"])
+        return synthetic_price("ethereum", "eur", hour - HOUR + HOURLY_OFFSET_S)
+
+    def stamp(hour: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hour))
+
+    expected = {stamp(hour): float(2 * close_before(hour)) for hour in range(bought, now_hour + HOUR, HOUR)}
+    org = collector_settings.org
+
+    def history(measurement: str) -> dict:
+        points = stored_points(admin_client, org, measurement)
+        return {at: fields.get("value") for (_, at), fields in points.items()}
+
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        wait_for(lambda: history("position") == expected, 90, "hourly history over both sources")
+    assert history("portfolio") == expected  # the total: one position an hour, never both sources added
+    assert expected[stamp(first_bitstamp)] != float(
+        2 * Decimal(synthetic_candle("etheur", first_bitstamp - HOUR)["close"])
+    )
+
+
 def health_fields(client, org, exchange: str) -> set[str]:
     query = (
         'from(bucket: "crypto_live") |> range(start: 0) '
