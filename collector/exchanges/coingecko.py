@@ -7,8 +7,10 @@ A pair is SYMBOL-QUOTE; QUOTE is CoinGecko's `vs_currency`, lower-cased in reque
 (1 day ending now: 5 minutes; 2-90 days: hourly; more than 90 days: daily at 00:00 UTC), and the free and Demo
 plans reach back 365 days. A candle here is built from the samples inside its interval: open the first, high the
 highest, low the lowest, close the last; no volume (`total_volumes` is a rolling 24 h figure, not the candle's).
-Each request spans what gives the interval's granularity exactly (hourly candles: 2-90 days; daily: 91-365 days),
-so every candle of a series is built from samples of the same spacing.
+A sample exactly on a boundary (the daily ones at 00:00 UTC) is the close of the candle before it as well as the open
+of the next: a day's close is the price at its end, not at its start. Each request spans what gives the interval's
+granularity, clear of the 90-day edge (hourly candles: 2-89 days; daily: 91-365 days), so every candle of a series
+is built from samples of the same spacing; an answer coarser than the interval is refused, never made into candles.
 """
 
 import os
@@ -32,7 +34,7 @@ API_KEY_ENV_VAR = "COINGECKO_API_KEY"
 API_KEY_HEADER = "x-cg-demo-api-key"
 DAY = 86_400
 # interval -> (shortest span, longest span) of one market_chart/range request that gives that granularity
-_SPANS = {3600: (2 * DAY, 90 * DAY), DAY: (91 * DAY, 365 * DAY)}
+_SPANS = {3600: (2 * DAY, 89 * DAY), DAY: (91 * DAY, 365 * DAY)}
 _MARKETS_PER_PAGE = 250
 
 
@@ -81,11 +83,15 @@ class CoinGecko(Exchange):
         doc = self._get(http, f"/coins/{self.coin_id(pair)}/market_chart/range", params)
         samples = parse_rows(_answer(doc, "prices", "market_chart"), _sample, "market_chart prices")
         page = Page(bad_rows=samples.bad_rows, next_start_s=chunk_end - chunk_end % interval_s)
+        ordered = sorted(samples.records, key=lambda sample: sample[0])
+        _check_spacing(ordered, interval_s)
         by_open: dict[int, list[Decimal]] = {}
-        for sample_ms, price in sorted(samples.records, key=lambda sample: sample[0]):
+        for sample_ms, price in ordered:
             open_s = sample_ms // 1000 - sample_ms // 1000 % interval_s
-            if open_s >= start_s and open_s + interval_s <= chunk_end:  # inside the chunk, and closed
-                by_open.setdefault(open_s, []).append(price)
+            on_boundary = sample_ms % (interval_s * 1000) == 0
+            for candle_s in (open_s - interval_s, open_s) if on_boundary else (open_s,):
+                if candle_s >= start_s and candle_s + interval_s <= chunk_end:  # inside the chunk, and closed
+                    by_open.setdefault(candle_s, []).append(price)
         page.records = [
             Candle(self.name, pair, interval_s, open_s, prices[0], max(prices), min(prices), prices[-1], None)
             for open_s, prices in sorted(by_open.items())
@@ -161,6 +167,18 @@ def _answer(doc, key: str | None, what: str):
     if isinstance(doc, dict) and ("error" in doc or "status" in doc) and (key is None or key not in doc):
         raise MessageError(f"{what}: CoinGecko answered an error: {str(doc)[:200]}")
     return doc if key is None else field_of(doc, key, what)
+
+
+def _check_spacing(samples: list[tuple[int, Decimal]], interval_s: int) -> None:
+    """Hourly candles from daily samples would store one hour a day and leave the rest empty for good: an answer
+    whose samples are all further apart than two intervals (the latest one, "now", aside) is refused."""
+    times = [sample_ms // 1000 for sample_ms, _ in samples[:-1]]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    if len(gaps) >= 2 and min(gaps) > 2 * interval_s:
+        raise MessageError(
+            f"market_chart: samples {min(gaps)} s apart or more for {interval_s} s candles (a coarser granularity "
+            "than asked for); no candles made from them"
+        )
 
 
 def _sample(row) -> tuple[int, Decimal]:

@@ -135,12 +135,12 @@ def stored_rows_of(client, org, measurement: str) -> list[dict]:
 def test_a_429_is_waited_out_and_a_restart_resumes_without_duplicates(
     coingecko, collector_settings, admin_client, tmp_path
 ):
-    since, since_s = days_ago(100)  # 100 days of hourly candles: two requests of at most 90 days
+    since, since_s = days_ago(100)  # 100 days of hourly candles: two requests of at most 89 days
     config = write(tmp_path / "portfolio.yml", hbar_config(coingecko, since))
     throttled = '{"status":{"error_code":429,"error_message":"You\'ve exceeded the Rate Limit."}}'
     coingecko.http.script(f"from={since_s}&", (429, {"Retry-After": "1"}, throttled))  # the first chunk
     malformed = (200, {}, '{"prices":[[1,')
-    coingecko.http.script(f"from={since_s + 90 * DAY}&", malformed)  # the second chunk
+    coingecko.http.script(f"from={since_s + 89 * DAY}&", malformed)  # the second chunk
 
     runtime, (first,), _ = backfill_once(tmp_path, config, collector_settings)
 
@@ -150,14 +150,14 @@ def test_a_429_is_waited_out_and_a_restart_resumes_without_duplicates(
     waited = coingecko.request_times[chart[1]] - coingecko.request_times[chart[0]]
     assert waited >= 1.0  # Retry-After honoured
     ranges = coingecko.requests_to("/market_chart/")
-    assert int(ranges[1]["to"]) - int(ranges[1]["from"]) == 90 * DAY  # hourly granularity
+    assert int(ranges[1]["to"]) - int(ranges[1]["from"]) == 89 * DAY  # hourly granularity, clear of the edge
     assert first.status == "failed" and "not JSON" in first.detail  # said, and what came before it is kept
     stored = candles(admin_client, collector_settings.org, "HBAR-USD")
-    assert sorted(stored) == list(range(since_s, since_s + 90 * DAY, HOUR)) and first.candles == len(stored)
+    assert sorted(stored) == list(range(since_s, since_s + 89 * DAY, HOUR)) and first.candles == len(stored)
 
     _, (resumed,), _ = backfill_once(tmp_path, config, collector_settings)  # a restart: after the last stored
     assert resumed.status == "ok" and resumed.requests == 1
-    assert int(coingecko.requests_to("/market_chart/")[-1]["from"]) == since_s + 90 * DAY
+    assert int(coingecko.requests_to("/market_chart/")[-1]["from"]) == since_s + 89 * DAY
     after = candles(admin_client, collector_settings.org, "HBAR-USD")
     assert len(after) == len(stored) + resumed.candles  # nothing written twice
     assert sorted(after)[: 100 * 24 - 1] == list(range(since_s, since_s + (100 * 24 - 1) * HOUR, HOUR))

@@ -37,7 +37,7 @@ def synthetic_price(coin_id: str, currency: str, at_s: int) -> Decimal:
 def sample_times(start_s: int, end_s: int, now_s: int) -> list[int]:
     """The sample times CoinGecko gives for [start, end], seconds."""
     span = end_s - start_s
-    if span > 90 * DAY:
+    if span >= 90 * DAY:  # "2-90 days: hourly, above 90: daily": exactly 90 is the edge, read here as daily
         step, offset = DAY, 0
     elif now_s - start_s <= DAY:
         step, offset = 300, 0
