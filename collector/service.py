@@ -524,7 +524,8 @@ class Collector:
                 self._spawn(self._refresh(self.exchanges[name], new))
 
     async def _apply_coingecko(self, old, new, interval_changed: bool) -> None:
-        """A `coingecko:` edit: a new source (its coins, ids, endpoint), refreshed for the coins that are new."""
+        """A `coingecko:` edit: a new source (its coins, ids, endpoint), refreshed for the coins or pairs that are
+        new (a base currency edit changes every pair)."""
         window = self.exchanges[COINGECKO].http.bucket if old else None
         if old:
             await self._stop_exchange(COINGECKO)
@@ -535,10 +536,15 @@ class Collector:
         if window:  # the calls just made count against CoinGecko's budget still: an edit does not renew it
             self.exchanges[COINGECKO].http.bucket = window
         changed = set(new.coins) - set(old.coins if old else ())
+        before = old.pairs if old else ()  # a base currency edit makes every coin a new pair
         pairs = (
             new.pairs
             if interval_changed or (old and old.rest_url != new.rest_url)
-            else [pair for pair, coin in zip(new.pairs, new.coins, strict=True) if coin in changed]
+            else [
+                pair
+                for pair, coin in zip(new.pairs, new.coins, strict=True)
+                if coin in changed or pair not in before
+            ]
         )
         if pairs:
             self._spawn(self._refresh(self.exchanges[COINGECKO], pairs))

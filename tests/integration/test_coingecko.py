@@ -249,6 +249,24 @@ def test_a_coingecko_edit_does_not_renew_the_budget(
     assert coingecko.over_budget == 0
 
 
+def test_a_base_currency_edit_backfills_the_coins_in_the_new_currency_at_once(
+    coingecko, collector_settings, admin_client, tmp_path
+):
+    """base_currency USD -> EUR while running: each coin is now SYMBOL-EUR; its candles are fetched right away (not
+    on the next round, 12 h later), and the holding is valued in euros from them."""
+    since, since_s = days_ago(3)
+    text = hbar_config(coingecko, since)
+    path = tmp_path / "portfolio.yml"
+    org = collector_settings.org
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        wait_for(lambda: candles(admin_client, org, "HBAR-USD"), 30, "HBAR-USD candles")
+        path.write_text("base_currency: EUR\n" + text)
+        wait_for(
+            lambda: min(candles(admin_client, org, "HBAR-EUR") or [0]) == since_s, 30, "HBAR-EUR candles"
+        )
+    assert {q["vs_currency"] for q in coingecko.requests_to("/market_chart/")} == {"usd", "eur"}
+
+
 def test_older_history_of_a_short_exchange_comes_from_coingecko_and_coins_hot_reload(
     coingecko, replay, collector_settings, admin_client, tmp_path, monkeypatch, caplog
 ):
