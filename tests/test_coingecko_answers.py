@@ -1,4 +1,7 @@
-"""CoinGecko candles from price samples at the granularity edges: an answer coarser than asked is refused."""
+"""CoinGecko answers at their edges: samples coarser than asked are refused; a coin without a price is a bad row of
+the one /simple/price call, the others' prices kept."""
+
+from decimal import Decimal
 
 import pytest
 
@@ -19,7 +22,8 @@ class Answer:
 
 
 def adapter() -> CoinGecko:
-    return CoinGecko(CoinGeckoConfig("coingecko", (PAIR,), coins=(("BTC", "bitcoin"),)), environ={})
+    coins = (("BTC", "bitcoin"), ("HBAR", "hedera-hashgraph"), ("NEW", "new-coin"))
+    return CoinGecko(CoinGeckoConfig("coingecko", (PAIR,), coins=coins), environ={})
 
 
 def test_daily_samples_answered_for_hourly_candles_are_refused_not_stored_as_one_hour_a_day():
@@ -37,3 +41,16 @@ def test_hourly_samples_with_holes_still_make_candles():
     samples = [[(start + h * HOUR + 137) * 1000, 42000 + h] for h in hours]
     page = adapter().candles(Answer({"prices": samples}), PAIR, HOUR, start, start + 3 * DAY)
     assert [c.open_time_s for c in page.records] == [start + h * HOUR for h in hours]
+
+
+def test_a_coin_without_a_price_is_a_bad_row_and_the_others_are_kept():
+    pairs = [PAIR, Pair("HBAR", "USD"), Pair("NEW", "USD")]
+    doc = {
+        "bitcoin": {"usd": Decimal("42000.5"), "last_updated_at": 1_704_067_200},
+        "hedera-hashgraph": {},  # known, but no price in this currency
+    }  # new-coin left out: CoinGecko omits ids it has no price for
+    page = adapter().tickers(Answer(doc), pairs)
+    assert [(t.pair, t.last, t.time_ns) for t in page.records] == [
+        (PAIR, Decimal("42000.5"), 1_704_067_200 * 10**9)
+    ]
+    assert len(page.bad_rows) == 2 and "HBAR-USD" in page.bad_rows[0] and "NEW-USD" in page.bad_rows[1]
