@@ -20,6 +20,9 @@ from collector.portfolio.routes import Leg, PriceRoutes, Route
 from collector.storage.prices import StoredPrices
 
 NS = 1_000_000_000
+STALE_INTERVALS = (
+    2  # a price older than this many candle intervals is stale: another source's fresher one is used
+)
 
 LegPrice = Callable[[Leg, int], Decimal | None]
 
@@ -86,12 +89,15 @@ class ClosesAt:
 
     def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
         key = (leg, at_ns)
-        if (
-            key not in self._cache
-        ):  # the first source with a close by then: older ones before its candles start
+        if key not in self._cache:  # the first source with a recent close by then (see `usable_from`)
             found = None
+            fresh_ns = at_ns - STALE_INTERVALS * self.store.interval_s * NS
             for exchange in leg.sources:
-                found = found or self.store.close_at(exchange, leg.pair, at_ns)
+                candidate = self.store.close_at(exchange, leg.pair, at_ns)
+                if candidate and (found is None or found[0] <= fresh_ns < candidate[0]):
+                    found = candidate
+                if found and found[0] > fresh_ns:
+                    break
             self._cache[key] = found
         return self._cache[key]
 
@@ -108,12 +114,11 @@ class CloseSeries:
     def load(self, start_ns: int, stop_ns: int) -> None:
         for leg in self.legs:
             rows: list[tuple[int, Decimal]] = []
-            for exchange in leg.sources:  # an older source fills in before the first close of those before it
-                first = rows[0][0] if rows else None
+            for (
+                exchange
+            ) in leg.sources:  # an older source fills in where those before it have no recent close
                 own = self._rows(leg, exchange, start_ns, stop_ns)
-                rows = [row for row in own if first is None or row[0] < first] + rows
-                if rows and rows[0][0] < start_ns:  # a close from before the span: nothing older is needed
-                    break
+                rows = sorted(rows + usable_from(own, [time for time, _ in rows], self.store.interval_s * NS))
             self._series[leg] = ([time for time, _ in rows], [price for _, price in rows])
 
     def _rows(self, leg: Leg, exchange: str, start_ns: int, stop_ns: int) -> list[tuple[int, Decimal]]:
@@ -130,6 +135,20 @@ class CloseSeries:
         times, prices = self._series[leg]
         index = bisect_right(times, at_ns) - 1
         return prices[index] if index >= 0 else None
+
+
+def usable_from(
+    rows: list[tuple[int, Decimal]], preferred: list[int], interval_ns: int
+) -> list[tuple[int, Decimal]]:
+    """The closes of a later source of the pair that count: where the preferred sources' closes (`preferred`,
+    sorted times) have none in the STALE_INTERVALS intervals up to them: before the first candle of an exchange
+    that serves only recent ones, and inside a hole in its candles (a collector down longer than it reaches)."""
+    window_ns = STALE_INTERVALS * interval_ns
+    return [
+        (time, price)
+        for time, price in rows
+        if bisect_right(preferred, time) == bisect_right(preferred, time - window_ns)
+    ]
 
 
 class LatestPrices:
