@@ -71,6 +71,20 @@ class Prices:
         return f"{asset}: no stored {route.describe()} price{when} (run a backfill)"
 
 
+def first_fresh(
+    found_by_source: Iterable[tuple[int, Decimal] | None], fresh_ns: int
+) -> tuple[int, Decimal] | None:
+    """Of each source's (time, price), in preference order (lazily: a later source is asked only when needed): the
+    first taken after `fresh_ns`; when none is, the first source's (a stale price beats none)."""
+    found = None
+    for candidate in found_by_source:
+        if candidate and (found is None or found[0] <= fresh_ns < candidate[0]):
+            found = candidate
+        if found and found[0] > fresh_ns:
+            break
+    return found
+
+
 class ClosesAt:
     """The latest close at or before a moment, one query each, remembered."""
 
@@ -90,14 +104,10 @@ class ClosesAt:
     def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
         key = (leg, at_ns)
         if key not in self._cache:  # the first source with a recent close by then (see `usable_from`)
-            found = None
-            fresh_ns = at_ns - STALE_INTERVALS * self.store.interval_s * NS
-            for exchange in leg.sources:
-                candidate = self.store.close_at(exchange, leg.pair, at_ns)
-                if candidate and (found is None or found[0] <= fresh_ns < candidate[0]):
-                    found = candidate
-                if found and found[0] > fresh_ns:
-                    break
+            found = first_fresh(
+                (self.store.close_at(exchange, leg.pair, at_ns) for exchange in leg.sources),
+                at_ns - STALE_INTERVALS * self.store.interval_s * NS,
+            )
             self._cache[key] = found
         return self._cache[key]
 
@@ -153,25 +163,27 @@ def usable_from(
 
 class LatestPrices:
     """The newest stored price of each leg (latest trade or latest close, whichever is more recent); from an
-    older source of the pair only while its own exchange has none."""
+    older source of the pair only while its own exchange has none, or only a stale one."""
 
     def __init__(self, store: StoredPrices, legs: Iterable[Leg]):
+        self._stale_ns = STALE_INTERVALS * store.interval_s * NS
         self._latest: dict[tuple[str, object], tuple[int, Decimal]] = {}
         for exchange in sorted({source for leg in legs for source in leg.sources}):
             for pair, found in store.latest(exchange, tickers=exchange == COINGECKO).items():
                 self._latest[(exchange, pair)] = found
 
     def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
-        found = self._found(leg)
+        found = self._found(leg, at_ns)
         return found[1] if found else None
 
     def time(self, leg: Leg, at_ns: int) -> int | None:
         """When the newest price was taken (the trade's time, or its candle's close time)."""
-        found = self._found(leg)
+        found = self._found(leg, at_ns)
         return found[0] if found else None
 
-    def _found(self, leg: Leg) -> tuple[int, Decimal] | None:
-        return next((self._latest[(s, leg.pair)] for s in leg.sources if (s, leg.pair) in self._latest), None)
+    def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
+        latest = (self._latest.get((source, leg.pair)) for source in leg.sources)
+        return first_fresh(latest, at_ns - self._stale_ns)
 
 
 def old_prices(
