@@ -87,6 +87,8 @@ class Exchange:
     candle_reach_s: float | None = None  # how far back from now its candles reach (CoinGecko); None: no limit
     trade_history_s: float  # how far back its "recent trades" call reaches: older gaps cannot be filled
     live_trades: bool = True  # False: a REST-only source (CoinGecko): no websocket, no stream, no gap fill
+    # a source without live trades refreshes its tickers (its "now" price) this often, between backfill rounds
+    prices_every_s: float | None = None
     trade_cursor: str = "time"  # how recent_trades pages: "time" (windows from since_s) or "id" (after_id)
     # The precision the live feed and the REST recovery path share: a trade's point time is its exchange time
     # truncated to it, plus its id modulo it, so the live and the recovered trade are one point.
@@ -115,6 +117,10 @@ class Exchange:
             side=side,
             time_ns=exchange_time_ns - exchange_time_ns % unit + number % unit,
         )
+
+    def tickers(self, http, pairs) -> Page | None:
+        """Every pair's ticker in one call, where the exchange has one (CoinGecko); None: a `ticker` call each."""
+        return None
 
     # websocket
     def connection_url(self, pairs) -> str:
