@@ -11,7 +11,7 @@ import pytest
 from collector.config import ExchangeConfig, Pair
 from collector.exchanges.base import MessageError
 from collector.exchanges.coinbase import Coinbase
-from collector.http import HttpClient, TokenBucket
+from collector.http import CallWindow, HttpClient
 from tests.replay.coinbase import SAMPLE_STATS, SAMPLE_TICKER, candle_values
 
 BTC, ETH = Pair("BTC", "USD"), Pair("ETH", "USD")
@@ -106,12 +106,12 @@ def test_a_new_connection_starts_its_own_sequence_and_counter():
 
 def test_requests_are_spaced_to_ten_a_second():
     clock = [0.0]
-    bucket = TokenBucket(
+    window = CallWindow(
         Coinbase.rate_limit, clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s)
     )
     for _ in range(40):
-        bucket.take()
-    assert clock[0] >= 3.0 - 1e-9  # 40 requests: a burst of 10, then 10 a second
+        window.take()
+    assert clock[0] >= 3.0 - 1e-9  # 40 requests: 10 in any second
 
 
 @pytest.fixture
