@@ -88,7 +88,7 @@ lint: $(INSTALLED) ## ruff over the code, tests and dashboards
 test: $(INSTALLED) $(INFLUXD) $(COMPOSE_TOOL) lint ## set everything up and run every test against a real influxd
 	$(VENV)/bin/pytest
 
-bench: $(INSTALLED) $(INFLUXD) ## print the collector's throughput and memory figures (bench/)
+bench: $(INSTALLED) $(INFLUXD) ## one table: ingest, steady state, backfill, dashboards, valuation, each against its goal (bench/)
 	$(VENV)/bin/python bench/collector_bench.py
 
 lock: ## re-pin constraints.txt from a fresh resolve of pyproject.toml

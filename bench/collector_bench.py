@@ -1,95 +1,105 @@
-"""Prints how fast the collector's hot path is: Bitstamp messages -> records -> line protocol, and the writer
-into a real influxd (the one `make influxd` builds). Run with `make bench`."""
+"""`make bench`: ingest, steady-state cost, backfill, dashboards and valuation, measured in one run against a real
+influxd (the one `make influxd` builds) and printed as one table, each row with its goal and whether it is met.
 
-import json
+BENCH_QUICK=1 runs every part at a small size, for developing the bench itself (its figures mean little).
+"""
+
+import os
 import sys
 import tempfile
 import time
-import tracemalloc
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.bootstrap import Bootstrap  # noqa: E402
-from collector.config import Buckets, ExchangeConfig, Pair  # noqa: E402
-from collector.exchanges.bitstamp import Bitstamp  # noqa: E402
-from collector.influx_settings import InfluxSettings  # noqa: E402
-from collector.storage.points import to_line  # noqa: E402
-from collector.storage.spool import Spool  # noqa: E402
-from collector.storage.writer import Writer, WriterOptions  # noqa: E402
+from bench.table import Row, load_average, machine, render  # noqa: E402
+from tests.dashboard_queries import bootstrapped_organisation  # noqa: E402
 from tests.influxd import InfluxServer  # noqa: E402
 
-MESSAGES = 200_000
+
+@dataclass(frozen=True)
+class Sizes:
+    trades: int = 1_000_000  # the ingest burst
+    sync_trades: int = 3_000  # one write each: ~1,000/s, so a few seconds give the rate
+    steady_s: float = 60.0
+    backfill_years: int = 10
+    backfill_pairs: int = 10
+    dashboard_assets: int = 20
+    dashboard_full_rate_h: int = 6  # hours of trades at 5/s per pair before `now` (see README: Performance)
+    valuation_years: int = 5
+    valuation_assets: int = 20
 
 
-def messages(count: int) -> list[str]:
-    now_us = time.time_ns() // 1000
-    return [
-        json.dumps(
-            {
-                "data": {
-                    "id": 300_000_000 + i,
-                    "timestamp": str((now_us + i * 1000) // 1_000_000),
-                    "amount": 0.0792,
-                    "amount_str": "0.07920000",
-                    "price": 43805.44,
-                    "price_str": f"{43805 + i % 100}.44",
-                    "type": i % 2,
-                    "microtimestamp": str(now_us + i * 1000),
-                },
-                "channel": "live_trades_btcusd",
-                "event": "trade",
-            }
-        )
-        for i in range(count)
-    ]
+QUICK = Sizes(
+    trades=20_000,
+    sync_trades=300,
+    steady_s=10,
+    backfill_years=1,
+    backfill_pairs=2,
+    dashboard_assets=4,
+    dashboard_full_rate_h=1,
+    valuation_years=1,
+    valuation_assets=3,
+)
 
 
-def bench_parse(raw: list[str]) -> list[tuple[str, str]]:
-    adapter = Bitstamp(ExchangeConfig("bitstamp", (Pair("BTC", "USD"),)))
-    adapter.subscribe_messages([Pair("BTC", "USD")])
-    started = time.perf_counter()
-    lines = [to_line(trade) for message in raw for trade in adapter.parse(message).trades]
-    elapsed = time.perf_counter() - started
-    tracemalloc.start()  # a second pass for memory: tracing slows the first one down several times
-    [to_line(trade) for message in raw for trade in adapter.parse(message).trades]
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    print(
-        f"parse+points: {len(raw) / elapsed:,.0f} messages/s ({elapsed * 1e6 / len(raw):.1f} us each); "
-        f"peak traced memory {peak / 2**20:.1f} MiB for {len(raw):,} points"
-    )
-    return lines
-
-
-def bench_writer(lines: list[tuple[str, str]]) -> None:
+def main() -> None:
+    sizes = QUICK if os.environ.get("BENCH_QUICK") else Sizes()
+    if os.environ.get("BENCH_TRADES"):  # the burst alone, e.g. to profile the collector on a mid-sized one
+        sizes = replace(sizes, trades=int(os.environ["BENCH_TRADES"]))
+    rows: list[Row] = []
+    began, load_before = time.monotonic(), load_average()
     with tempfile.TemporaryDirectory() as tmp:
-        server = InfluxServer(Path(tmp) / "influxd")
-        server.start()
-        server.onboard()
+        work = Path(tmp)
+        influx = InfluxServer(work / "influxd")
+        influx.start()
+        influx.onboard()
         try:
-            admin = InfluxSettings(server.url, server.org, server.admin_token)
-            Bootstrap(admin, Buckets(), Path(tmp) / "secrets", report=lambda line: None).run()
-            # the whole burst fits in memory: this measures writing, not the overflow into the spool
-            options = WriterOptions(flush_interval_s=0.2, queue_limit=len(lines))
-            writer = Writer(admin, Buckets(), Spool(Path(tmp) / "spool"), options)
-            writer.start()
-            started = time.perf_counter()
-            for kind, line in lines:
-                writer.submit_line(kind, line)
-            writer.close(timeout_s=300)
-            elapsed = time.perf_counter() - started
-            stats = writer.stats
-            print(
-                f"writer: {stats.written_points / elapsed:,.0f} points/s into influxd "
-                f"({stats.written_points:,} points in {elapsed:.1f} s, batches of 5000, "
-                f"last batch {stats.write_latency_ms:.0f} ms, spooled {stats.spool_points})"
-            )
+            for part in _parts():
+                with bootstrapped_organisation(influx, work / part.__name__, "bench") as org:
+                    rows += part(influx, org, work / part.__name__, sizes)
+                    print(f"  ... {part.__name__} done at {time.monotonic() - began:.0f} s", file=sys.stderr)
         finally:
-            server.remove()
+            influx.remove()
+    print(f"hodlboard bench on {machine()}")
+    print(f"{load_before} at the start, {load_average()} at the end; {time.monotonic() - began:.0f} s in all")
+    print(render(rows))
+
+
+def _parts():
+    from bench import ingest
+    from bench.backfill_bench import backfill_rows
+    from bench.dashboards_bench import dashboard_rows
+    from bench.valuation_bench import valuation_rows
+
+    def ingest_part(influx, org, work, sizes):
+        return ingest.ingest_rows(influx, org, work, sizes.trades, sizes.sync_trades)
+
+    def steady_part(influx, org, work, sizes):
+        return ingest.steady_rows(org, work, sizes.steady_s)
+
+    def backfill_part(influx, org, work, sizes):
+        return backfill_rows(org, work, sizes.backfill_years, sizes.backfill_pairs)
+
+    def dashboards_part(influx, org, work, sizes):
+        return dashboard_rows(influx, org, work, sizes.dashboard_assets, sizes.dashboard_full_rate_h)
+
+    def valuation_part(influx, org, work, sizes):
+        return valuation_rows(org, work, sizes.valuation_years, sizes.valuation_assets)
+
+    parts = {
+        "ingest": ingest_part,
+        "steady": steady_part,
+        "backfill": backfill_part,
+        "dashboards": dashboards_part,
+        "valuation": valuation_part,
+    }
+    for name, part in parts.items():
+        part.__name__ = name
+    only = os.environ.get("BENCH_ONLY")  # e.g. BENCH_ONLY=ingest,backfill: while developing one part
+    return [part for name, part in parts.items() if not only or name in only.split(",")]
 
 
 if __name__ == "__main__":
-    raw = messages(MESSAGES)
-    lines = bench_parse(raw)
-    bench_writer(lines)
+    main()

@@ -115,6 +115,7 @@ def load_config(
     required: bool = True,
     known_exchanges: set[str] | None = None,
     candle_steps: dict[str, frozenset[int]] | None = None,
+    candle_reach_rows: dict[str, int | None] | None = None,
 ) -> Config:
     if not path.exists():
         if required:
@@ -124,7 +125,7 @@ def load_config(
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    return parse_config(text, str(path), known_exchanges, candle_steps)
+    return parse_config(text, str(path), known_exchanges, candle_steps, candle_reach_rows)
 
 
 def parse_config(
@@ -132,9 +133,11 @@ def parse_config(
     source: str,
     known_exchanges: set[str] | None = None,
     candle_steps: dict[str, frozenset[int]] | None = None,
+    candle_reach_rows: dict[str, int | None] | None = None,
 ) -> Config:
-    """Validate everything; `known_exchanges` (the adapter registry's keys) limits `exchanges:`, and
-    `candle_steps` (exchange -> the candle intervals it offers, in seconds) limits `backfill.interval`."""
+    """Validate everything; `known_exchanges` (the adapter registry's keys) limits `exchanges:`, `candle_steps`
+    (exchange -> the candle intervals it offers, in seconds) limits `backfill.interval`, and `candle_reach_rows`
+    (exchange -> how many of its latest candles it serves) limits `backfill.every`."""
     doc = _Document.parse(text, source)
     root = doc.mapping(
         (),
@@ -159,6 +162,7 @@ def parse_config(
     if "backfill" in root:
         config = replace(config, backfill=_backfill(doc))
     _check_interval(doc, config, candle_steps or {})
+    _check_every(doc, config, candle_reach_rows or {})
     if "cost_basis" in root or "holdings" in root:
         config = replace(config, holdings=parse_holdings(doc, config.base_currency))
     if "valuation" in root and "live_every" in doc.mapping(("valuation",), allowed={"live_every"}):
@@ -249,6 +253,20 @@ def _check_interval(doc: "_Document", config: Config, candle_steps: dict[str, fr
             raise ConfigError(
                 f"{doc.source}:{line}: {_key_name(path)}: expected a candle interval {name} offers "
                 f"({names}), got {_duration_name(interval)}"
+            )
+
+
+def _check_every(doc: "_Document", config: Config, candle_reach_rows: dict[str, int | None]) -> None:
+    """Refused: rounds further apart than half of what an exchange that serves only its latest candles reaches
+    (Kraken: 720), or the candles between two rounds (one failed round included) would be out of its reach."""
+    interval, every = config.backfill.interval_s, config.backfill.every_s
+    for name in config.exchanges:
+        rows = candle_reach_rows.get(name)
+        if rows is not None and every > rows * interval // 2:
+            doc.error(
+                ("backfill", "every"),
+                f"at most {_duration_name(rows * interval // 2)} with {_duration_name(interval)} candles: {name} "
+                f"serves only its latest {rows} ({_duration_name(rows * interval)}), got {_duration_name(every)}",
             )
 
 

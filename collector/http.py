@@ -3,6 +3,7 @@
 import logging
 import threading
 import time
+from collections import deque
 
 import requests
 
@@ -37,27 +38,29 @@ class RateLimited(HttpError):
     """The exchange kept answering 429 (or banned us, 418) after every retry: not the same thing as 'no data'."""
 
 
-class TokenBucket:
-    """At most `requests` per `per_seconds`, smoothed; thread-safe."""
+class CallWindow:
+    """At most `requests` calls in any `per_seconds`, as exchanges count them (CoinGecko: calls a minute). A token
+    bucket full at the start would let a whole budget through and then refill: up to twice it in one window.
+    Each call reserves its slot under the lock and waits for it outside; thread-safe."""
 
     def __init__(self, limit: RateLimit, clock=time.monotonic, sleep=time.sleep):
-        self.capacity = float(limit.requests)
-        self.rate = limit.requests / limit.per_seconds
-        self.tokens = self.capacity
+        self.per_seconds = limit.per_seconds
+        self.slots: deque[float] = deque(maxlen=limit.requests)  # the latest `requests` calls' start times
         self.clock = clock
         self.sleep = sleep
-        self.updated = clock()
         self._lock = threading.Lock()
 
     def take(self) -> None:
         with self._lock:
             now = self.clock()
-            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-            wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-            self.tokens -= 1
-        if wait:
-            self.sleep(wait)
+            slot = now
+            if len(self.slots) == self.slots.maxlen:  # a full window: wait until its oldest call leaves it
+                slot = max(slot, self.slots[0] + self.per_seconds)
+            if self.slots:
+                slot = max(slot, self.slots[-1])
+            self.slots.append(slot)
+        if slot > now:
+            self.sleep(slot - now)
 
 
 class HttpClient:
@@ -76,7 +79,7 @@ class HttpClient:
         self.stop = stop or StopSignal()
         self.health = health or ExchangeHealth()
         self.limit = limit
-        self.bucket = TokenBucket(limit, sleep=self.stop.sleep)
+        self.bucket = CallWindow(limit, sleep=self.stop.sleep)
         self.used: int | None = None  # the exchange's count of what this IP used (RateLimit.used_header)
         self.paused_until_s = 0.0  # wall clock: no request of this client is sent before it
         self.paused_by: tuple[int, str] = (429, "")  # the status and problem that paused it

@@ -82,6 +82,9 @@ class Collector:
         self.portfolio = PortfolioWork(settings, config, self.writer.submit)
         self._history_lock = asyncio.Lock()
         self._history_requested = False  # a recompute is waiting to start: another request needs no task
+        self._older_pairs: dict[
+            str, list[Pair]
+        ] = {}  # source -> pairs it backfills for others' older history
         self.exchanges: dict[str, ExchangeRuntime] = {}
         self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
         self._tasks: set[asyncio.Task] = set()
@@ -153,11 +156,21 @@ class Collector:
         known = [value for value in (remembered, stored) if value is not None]
         return max(known) if known else None
 
-    def reference_data(self, runtime: ExchangeRuntime) -> tuple[int, int]:
-        """Tickers of every pair and the exchange's coin metadata; returns (tickers, assets) written."""
-        tickers = assets = 0
-        name, health = runtime.adapter.name, runtime.health
-        for pair in runtime.config.pairs:
+    def tickers(self, runtime: ExchangeRuntime) -> int:
+        """Every pair's ticker (in one call where the exchange has one); returns how many were written."""
+        name, health, pairs = runtime.adapter.name, runtime.health, runtime.config.pairs
+        try:
+            page = runtime.adapter.tickers(runtime.http, pairs)
+        except (HttpError, MessageError) as exc:
+            health.error(log, "tickers", "%s: tickers failed: %s", name, exc)
+            return 0
+        if page is not None:
+            health.recovered(log, "tickers", "%s: tickers work again", name)
+            health.skipped_rows(log, f"{name} tickers", page.bad_rows)
+            runtime.submit(page.records)
+            return len(page.records)
+        tickers = 0
+        for pair in pairs:
             try:
                 runtime.submit([runtime.adapter.ticker(runtime.http, pair)])
                 tickers += 1
@@ -165,6 +178,12 @@ class Collector:
                 health.error(log, f"ticker:{pair}", "%s %s: ticker failed: %s", name, pair, exc)
             else:
                 health.recovered(log, f"ticker:{pair}", "%s %s: ticker works again", name, pair)
+        return tickers
+
+    def reference_data(self, runtime: ExchangeRuntime) -> tuple[int, int]:
+        """Tickers of every pair and the exchange's coin metadata; returns (tickers, assets) written."""
+        tickers, assets = self.tickers(runtime), 0
+        name, health = runtime.adapter.name, runtime.health
         try:
             page = runtime.adapter.assets(runtime.http)
         except (HttpError, MessageError) as exc:
@@ -265,11 +284,23 @@ class Collector:
         log.info("%s: streaming %s", exchange.name, ", ".join(map(str, exchange.pairs)))
 
     def _start_rest_source(self, source: ExchangeConfig) -> None:
-        """A source without live trades (CoinGecko): only the schedule's backfill and reference data."""
-        self.exchanges[source.name] = self.runtime(source)
+        """A source without live trades (CoinGecko): the schedule's backfill and reference data, and its prices
+        refreshed on their own, shorter schedule (its "now" price: there are no trades)."""
+        runtime = self.exchanges[source.name] = self.runtime(source)
+        if runtime.adapter.prices_every_s:
+            runtime.task = self._spawn(self._refresh_prices(runtime))
         log.info(
             "%s: candles, prices and coin metadata of %s", source.name, ", ".join(map(str, source.pairs))
         )
+
+    async def _refresh_prices(self, runtime: ExchangeRuntime) -> None:
+        """Tickers every `prices_every_s` (the schedule's round fetches them on start and with each backfill)."""
+        while True:
+            await asyncio.sleep(runtime.adapter.prices_every_s)
+            try:
+                await self._blocking(self.tickers, runtime)
+            except Stopped:
+                return
 
     async def _stop_exchange(self, name: str) -> None:
         runtime = self.exchanges.pop(name)
@@ -304,10 +335,10 @@ class Collector:
     async def _schedule(self) -> None:
         """Reference data and backfill on start, then every `backfill.every`."""
         while True:
-            plan = self.older_history()
+            self.older_history()
             for runtime in list(self.exchanges.values()):
                 await self._refresh(
-                    runtime, [*runtime.config.pairs, *extra_pairs(plan, runtime.adapter.name)]
+                    runtime, [*runtime.config.pairs, *self._older_pairs.get(runtime.adapter.name, [])]
                 )
             await asyncio.sleep(self.config.backfill.every_s)
 
@@ -326,6 +357,7 @@ class Collector:
         plan = plan_older_history(sources, day_start_s(self.config.backfill.since))
         for entry in plan:
             log.info("older history: %s", entry.describe())
+        self._older_pairs = {name: extra_pairs(plan, name) for name in self.exchanges}
         return plan
 
     def _reach_start_s(self, adapter: Exchange, now_s: float) -> int | None:
@@ -486,24 +518,44 @@ class Collector:
             await self._apply_coingecko(old.coingecko, new.coingecko, interval_changed)
         elif interval_changed and new.coingecko:
             self._spawn(self._refresh(self.exchanges[COINGECKO], new.coingecko.pairs))
+        self._fetch_older_history(interval_changed)
         # after an interval edit the refreshes recompute: one now would find no candle of it and blank the history
         if self.portfolio.configure(self.config) and not (interval_changed and self.exchanges):
             self._request_history()
         log.info("configuration reloaded from %s", self.config_path)
 
+    def _fetch_older_history(self, interval_changed: bool) -> None:
+        """After an edit: older history a source must now fetch for another's pair (a pair added to a short
+        exchange, a coin added to CoinGecko) is backfilled at once, not on the next round hours later."""
+        before = self._older_pairs
+        self.older_history()
+        for name, pairs in self._older_pairs.items():
+            new = [pair for pair in pairs if interval_changed or pair not in before.get(name, ())]
+            if new:
+                self._spawn(self._refresh(self.exchanges[name], new))
+
     async def _apply_coingecko(self, old, new, interval_changed: bool) -> None:
-        """A `coingecko:` edit: a new source (its coins, ids, endpoint), refreshed for the coins that are new."""
+        """A `coingecko:` edit: a new source (its coins, ids, endpoint), refreshed for the coins or pairs that are
+        new (a base currency edit changes every pair)."""
+        window = self.exchanges[COINGECKO].http.bucket if old else None
         if old:
             await self._stop_exchange(COINGECKO)
         if not new:
             log.info("%s: removed", COINGECKO)
             return
         self._start_rest_source(new)
+        if window:  # the calls just made count against CoinGecko's budget still: an edit does not renew it
+            self.exchanges[COINGECKO].http.bucket = window
         changed = set(new.coins) - set(old.coins if old else ())
+        before = old.pairs if old else ()  # a base currency edit makes every coin a new pair
         pairs = (
             new.pairs
             if interval_changed or (old and old.rest_url != new.rest_url)
-            else [pair for pair, coin in zip(new.pairs, new.coins, strict=True) if coin in changed]
+            else [
+                pair
+                for pair, coin in zip(new.pairs, new.coins, strict=True)
+                if coin in changed or pair not in before
+            ]
         )
         if pairs:
             self._spawn(self._refresh(self.exchanges[COINGECKO], pairs))

@@ -66,3 +66,11 @@ def replay():
 
     with BitstampReplay() as server:
         yield server
+
+
+@pytest.fixture
+def coinbase_replay():
+    from tests.replay.coinbase import CoinbaseReplay
+
+    with CoinbaseReplay() as server:
+        yield server

@@ -10,7 +10,7 @@ from collector.backfill import Progress
 from collector.config import ExchangeConfig, Pair
 from collector.exchanges.base import RateLimit, load_json
 from collector.exchanges.bitstamp import Bitstamp
-from collector.http import TokenBucket
+from collector.http import CallWindow
 from collector.retry import Backoff, retry_after_seconds, retry_wait
 from collector.stop import Stopped, StopSignal
 from collector.storage.points import interval_name, to_line
@@ -73,23 +73,24 @@ def test_interval_names():
     ]
 
 
-def test_token_bucket_allows_the_limit_then_paces():
+def test_call_window_allows_the_budget_then_never_more_in_any_window():
     now = [0.0]
-    slept: list[float] = []
+    calls: list[float] = []
 
     def sleep(seconds):
-        slept.append(seconds)
         now[0] += seconds
 
-    bucket = TokenBucket(RateLimit(8000, 600), clock=lambda: now[0], sleep=sleep)
+    window = CallWindow(RateLimit(8000, 600), clock=lambda: now[0], sleep=sleep)
     for _ in range(8000):
-        bucket.take()
-    assert slept == []
-    bucket.take()
-    assert abs(slept[0] - 600 / 8000) < 1e-9  # one request's worth of refill
-    for _ in range(799):
-        bucket.take()
-    assert abs(now[0] - 60.0) < 1e-6  # 800 more requests take a minute: 8000 per 10 minutes
+        window.take()
+        calls.append(now[0])
+    assert now[0] == 0.0  # the whole budget at once
+    for _ in range(8800):
+        window.take()
+        calls.append(now[0])
+        now[0] += 0.01  # time passes between calls too
+    # a token bucket refilling from full let 8000 more through in the first 10 minutes: twice the budget
+    assert all(later - earlier >= 600 for earlier, later in zip(calls, calls[8000:], strict=False))
 
 
 def test_retry_after_seconds_and_dates():

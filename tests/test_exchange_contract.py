@@ -9,7 +9,7 @@ import pytest
 
 from collector.config import ExchangeConfig, Pair
 from collector.exchanges import EXCHANGES
-from collector.exchanges.base import Exchange, MessageError, Page, Parsed, time_ns_from_iso
+from collector.exchanges.base import Exchange, MessageError, Page, Parsed, decimal_from, time_ns_from_iso
 from collector.gap_fill import GapFiller
 from collector.health import ExchangeHealth
 from collector.open_gaps import OpenGaps
@@ -161,3 +161,14 @@ def test_open_gaps_survive_a_restart_and_a_broken_file_is_said_and_ignored(tmp_p
     with caplog.at_level(logging.WARNING):
         assert OpenGaps(path).of("bitstamp") == {}
     assert "open_gaps.json is unreadable" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["1e400", "-1E+309", "1e-400", "0.1e-320"])
+def test_a_value_no_float_can_hold_is_a_bad_value_not_an_infinite_or_zero_point(text):
+    with pytest.raises(MessageError, match="a float can hold"):
+        decimal_from(text, "trade price")
+
+
+@pytest.mark.parametrize("text", ["0", "0.00000000", "1e-8", "67000.10", "1E+20", "-3.5"])
+def test_ordinary_values_are_kept_exactly(text):
+    assert decimal_from(text, "trade price") == Decimal(text)

@@ -87,6 +87,8 @@ class Exchange:
     candle_reach_s: float | None = None  # how far back from now its candles reach (CoinGecko); None: no limit
     trade_history_s: float  # how far back its "recent trades" call reaches: older gaps cannot be filled
     live_trades: bool = True  # False: a REST-only source (CoinGecko): no websocket, no stream, no gap fill
+    # a source without live trades refreshes its tickers (its "now" price) this often, between backfill rounds
+    prices_every_s: float | None = None
     trade_cursor: str = "time"  # how recent_trades pages: "time" (windows from since_s) or "id" (after_id)
     # The precision the live feed and the REST recovery path share: a trade's point time is its exchange time
     # truncated to it, plus its id modulo it, so the live and the recovered trade are one point.
@@ -117,6 +119,10 @@ class Exchange:
             side=side,
             time_ns=exchange_time_ns - exchange_time_ns % unit + number % unit,
         )
+
+    def tickers(self, http, pairs) -> Page | None:
+        """Every pair's ticker in one call, where the exchange has one (CoinGecko); None: a `ticker` call each."""
+        return None
 
     # websocket
     def connection_url(self, pairs) -> str:
@@ -167,7 +173,7 @@ def load_json(message: str | bytes):
     """JSON with every non-integer number kept as the exact Decimal of its text."""
     try:
         return json.loads(message, parse_float=Decimal)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise MessageError(f"not JSON: {exc}") from exc
 
 
@@ -179,9 +185,14 @@ def decimal_from(value, what: str) -> Decimal:
         number = Decimal(value.strip() if isinstance(value, str) else value)
     except (InvalidOperation, ValueError) as exc:
         raise MessageError(f"{what}: expected a number, got {value!r}") from exc
-    if not number.is_finite():
-        raise MessageError(f"{what}: expected a finite number, got {value!r}")
+    if not number.is_finite() or not _FLOAT_TINY <= abs(number) <= _FLOAT_HUGE and number:
+        # a value no float can hold would be stored as infinity or 0 (or not at all): no market has one
+        raise MessageError(f"{what}: expected a finite number a float can hold, got {value!r}")
     return number
+
+
+_FLOAT_HUGE = Decimal("1e308")
+_FLOAT_TINY = Decimal("1e-300")
 
 
 def time_ns_from_iso(text, what: str = "time") -> int:

@@ -7,8 +7,10 @@ A pair is SYMBOL-QUOTE; QUOTE is CoinGecko's `vs_currency`, lower-cased in reque
 (1 day ending now: 5 minutes; 2-90 days: hourly; more than 90 days: daily at 00:00 UTC), and the free and Demo
 plans reach back 365 days. A candle here is built from the samples inside its interval: open the first, high the
 highest, low the lowest, close the last; no volume (`total_volumes` is a rolling 24 h figure, not the candle's).
-Each request spans what gives the interval's granularity exactly (hourly candles: 2-90 days; daily: 91-365 days),
-so every candle of a series is built from samples of the same spacing.
+A sample exactly on a boundary (the daily ones at 00:00 UTC) is the close of the candle before it as well as the open
+of the next: a day's close is the price at its end, not at its start. Each request spans what gives the interval's
+granularity, clear of the 90-day edge (hourly candles: 2-89 days; daily: 91-365 days), so every candle of a series
+is built from samples of the same spacing; an answer coarser than the interval is refused, never made into candles.
 """
 
 import os
@@ -32,7 +34,7 @@ API_KEY_ENV_VAR = "COINGECKO_API_KEY"
 API_KEY_HEADER = "x-cg-demo-api-key"
 DAY = 86_400
 # interval -> (shortest span, longest span) of one market_chart/range request that gives that granularity
-_SPANS = {3600: (2 * DAY, 90 * DAY), DAY: (91 * DAY, 365 * DAY)}
+_SPANS = {3600: (2 * DAY, 89 * DAY), DAY: (91 * DAY, 365 * DAY)}
 _MARKETS_PER_PAGE = 250
 
 
@@ -47,14 +49,18 @@ class CoinGecko(Exchange):
     trade_history_s = 0.0
     # the free and Demo plans answer history of the last 365 days only; a day's margin keeps a request inside it
     candle_reach_s = 364 * DAY
+    # documented budgets, counted per minute: public ("keyless") 5-15 calls, Demo 30; the lower end of each
+    keyless_budget = RateLimit(5, 60.0)
+    demo_budget = RateLimit(30, 60.0)
+    # its "now" price, for every coin in one call: a minute keeps a held coin's live value fresh within the budget
+    prices_every_s = 60.0
 
     def __init__(self, config: ExchangeConfig, environ=os.environ):
         super().__init__(config)
         self.coin_ids = dict(getattr(config, "coins", ()))
         key = environ.get(API_KEY_ENV_VAR, "").strip()
         self.headers = {API_KEY_HEADER: key} if key else {}
-        # documented budgets: public ("keyless") 5-15 calls a minute, Demo 30; the lower end of each
-        self.rate_limit = RateLimit(30, 60.0) if key else RateLimit(5, 60.0)
+        self.rate_limit = self.demo_budget if key else self.keyless_budget
 
     def coin_id(self, pair: Pair) -> str:
         if pair.base not in self.coin_ids:
@@ -77,11 +83,15 @@ class CoinGecko(Exchange):
         doc = self._get(http, f"/coins/{self.coin_id(pair)}/market_chart/range", params)
         samples = parse_rows(_answer(doc, "prices", "market_chart"), _sample, "market_chart prices")
         page = Page(bad_rows=samples.bad_rows, next_start_s=chunk_end - chunk_end % interval_s)
+        ordered = sorted(samples.records, key=lambda sample: sample[0])
+        _check_spacing(ordered, interval_s)
         by_open: dict[int, list[Decimal]] = {}
-        for sample_ms, price in sorted(samples.records, key=lambda sample: sample[0]):
+        for sample_ms, price in ordered:
             open_s = sample_ms // 1000 - sample_ms // 1000 % interval_s
-            if open_s >= start_s and open_s + interval_s <= chunk_end:  # inside the chunk, and closed
-                by_open.setdefault(open_s, []).append(price)
+            on_boundary = sample_ms % (interval_s * 1000) == 0
+            for candle_s in (open_s - interval_s, open_s) if on_boundary else (open_s,):
+                if candle_s >= start_s and candle_s + interval_s <= chunk_end:  # inside the chunk, and closed
+                    by_open.setdefault(candle_s, []).append(price)
         page.records = [
             Candle(self.name, pair, interval_s, open_s, prices[0], max(prices), min(prices), prices[-1], None)
             for open_s, prices in sorted(by_open.items())
@@ -90,26 +100,27 @@ class CoinGecko(Exchange):
 
     def ticker(self, http, pair: Pair) -> Ticker:
         """The current price; its time is CoinGecko's `last_updated_at` (when the price is from), else the fetch."""
-        coin_id, currency = self.coin_id(pair), pair.quote.lower()
+        return _ticker(self._prices(http, [pair]), pair, self.coin_id(pair))
+
+    def tickers(self, http, pairs) -> Page:
+        """Every pair's current price from one `/simple/price` call (the budget is counted in calls); a coin it
+        leaves out (unknown id, no price in that currency) is a bad row, the others are kept."""
+        doc, page = self._prices(http, pairs), Page()
+        for pair in pairs:
+            try:
+                page.records.append(_ticker(doc, pair, self.coin_id(pair)))
+            except MessageError as exc:
+                page.bad_rows.append(f"{pair}: {exc}")
+        return page
+
+    def _prices(self, http, pairs) -> dict:
         params = {
-            "ids": coin_id,
-            "vs_currencies": currency,
+            "ids": ",".join(sorted({self.coin_id(pair) for pair in pairs})),
+            "vs_currencies": ",".join(sorted({pair.quote.lower() for pair in pairs})),
             "include_last_updated_at": "true",
             "include_24hr_change": "true",
         }
-        prices = field_of(self._get(http, "/simple/price", params), coin_id, "simple price")
-        last = decimal_from(field_of(prices, currency, f"simple price of {coin_id}"), f"{coin_id} price")
-        if last < 0:
-            raise MessageError(f"{coin_id} price: expected a price, got {last}")
-        change = prices.get(f"{currency}_24h_change")
-        updated = prices.get("last_updated_at")
-        return Ticker(
-            exchange=self.name,
-            pair=pair,
-            time_ns=int_from(updated, "last_updated_at") * 1_000_000_000 if updated else time.time_ns(),
-            last=last,
-            change_24h_pct=decimal_from(change, "24h change") if change is not None else None,
-        )
+        return _answer(self._get(http, "/simple/price", params), None, "simple price")
 
     def assets(self, http) -> Page:
         """Names and logos of the configured coins; a configured id CoinGecko does not know is a bad row."""
@@ -134,11 +145,40 @@ class CoinGecko(Exchange):
         return page
 
 
+def _ticker(doc, pair: Pair, coin_id: str) -> Ticker:
+    currency = pair.quote.lower()
+    prices = field_of(doc, coin_id, "simple price")
+    last = decimal_from(field_of(prices, currency, f"simple price of {coin_id}"), f"{coin_id} price")
+    if last < 0:
+        raise MessageError(f"{coin_id} price: expected a price, got {last}")
+    change = prices.get(f"{currency}_24h_change")
+    updated = prices.get("last_updated_at")
+    return Ticker(
+        exchange=COINGECKO,
+        pair=pair,
+        time_ns=int_from(updated, "last_updated_at") * 1_000_000_000 if updated else time.time_ns(),
+        last=last,
+        change_24h_pct=decimal_from(change, "24h change") if change is not None else None,
+    )
+
+
 def _answer(doc, key: str | None, what: str):
     """doc[key] (or doc itself when key is None); CoinGecko's error objects become a MessageError naming them."""
     if isinstance(doc, dict) and ("error" in doc or "status" in doc) and (key is None or key not in doc):
         raise MessageError(f"{what}: CoinGecko answered an error: {str(doc)[:200]}")
     return doc if key is None else field_of(doc, key, what)
+
+
+def _check_spacing(samples: list[tuple[int, Decimal]], interval_s: int) -> None:
+    """Hourly candles from daily samples would store one hour a day and leave the rest empty for good: an answer
+    whose samples are all further apart than two intervals (the latest one, "now", aside) is refused."""
+    times = [sample_ms // 1000 for sample_ms, _ in samples[:-1]]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    if len(gaps) >= 2 and min(gaps) > 2 * interval_s:
+        raise MessageError(
+            f"market_chart: samples {min(gaps)} s apart or more for {interval_s} s candles (a coarser granularity "
+            "than asked for); no candles made from them"
+        )
 
 
 def _sample(row) -> tuple[int, Decimal]:

@@ -12,12 +12,13 @@ offset keeps every trade of a second apart.
 
 Gap fill is by trade id: a jump in the live ids is a gap (`sequential_trade_ids`), and REST `Trades` is paged
 with Kraken's `since` cursor (nanoseconds) from a second before the last trade held, keeping only the trades
-after its id, then from the cursor each page ends with: it resumes exactly after the last trade stored, and no
-trade is handed on twice.
+after its id, then from a nanosecond before the cursor each page ends with (Kraken's `since` is exclusive and its
+`last` is the page's last trade time, which trades beyond the page may share; the overlap is dropped by id): it
+resumes exactly after the last trade stored, and no trade is handed on twice.
 
 Names: the websocket speaks `BTC/USD`; REST answers under Kraken's own names (`XXBTZUSD`, `XBTUSDT`, `XDGUSD`).
 Both map to the BASE-QUOTE pair of the config (XBT is BTC, XDG is DOGE). Errors come in the answer's `error`
-array (with HTTP 200): they become a MessageError naming them, retried by the gap fill and reported by the rest.
+array (with HTTP 200): rate limit and busy errors are retried like a 429 or a 503; what lasts is a MessageError.
 """
 
 import itertools
@@ -40,6 +41,7 @@ from collector.exchanges.base import (
     time_ns_from_iso,
 )
 from collector.records import Candle, Ticker, Trade
+from collector.retry import Backoff, retry_wait
 
 NS = 1_000_000_000
 REST_SIDES = {"b": "buy", "s": "sell"}  # the websocket writes buy and sell; REST b and s (the taker's side)
@@ -50,6 +52,7 @@ LEGACY_CODES = {"XXBT", "XETH", "XLTC", "XXRP", "XXLM", "XXDG", "XETC", "XMLN", 
 LEGACY_CODES |= {"ZUSD", "ZEUR", "ZGBP", "ZCAD", "ZJPY", "ZCHF", "ZAUD"}
 SKIP_PAGES = 20  # pages of trades already held that one gap-fill call walks past before answering
 RATE_LIMIT_ERRORS = ("EAPI:Rate limit exceeded", "EGeneral:Too many requests")
+BUSY_ERRORS = ("EService:Unavailable", "EService:Busy")  # passing, like a 503
 
 
 def normalized_asset(code: str) -> str:
@@ -174,15 +177,27 @@ class Kraken(Exchange):
     # --- REST ----------------------------------------------------------------------------------------
 
     def _public(self, http, endpoint: str, params: dict):
-        """The `result` of a public call; Kraken's `error` array (sent with HTTP 200) as a MessageError."""
-        doc = http.get_json(f"{self.rest_url}/{endpoint}", params)
-        errors = field_of(doc, "error", f"{endpoint} answer")
-        if errors:
+        """The `result` of a public call. Kraken's `error` array comes with HTTP 200: its rate limit and busy
+        errors are retried with the client's attempts and backoff, as a 429 or 503 would be; an error that
+        lasts, or any other, is a MessageError naming it (the gap fill retries it, the rest report it)."""
+        attempt, backoff = 0, None
+        while True:
+            doc = http.get_json(f"{self.rest_url}/{endpoint}", params)
+            errors = field_of(doc, "error", f"{endpoint} answer")
+            if not errors:
+                return field_of(doc, "result", f"{endpoint} answer")
             text = "; ".join(map(str, errors)) if isinstance(errors, list) else str(errors)
-            if any(error in text for error in RATE_LIMIT_ERRORS):
+            problem = f"{endpoint}: Kraken says {text}"
+            limited = any(error in text for error in RATE_LIMIT_ERRORS)
+            if limited:
                 http.health.rate_limited += 1
-            raise MessageError(f"{endpoint}: Kraken says {text}")
-        return field_of(doc, "result", f"{endpoint} answer")
+            elif not any(error in text for error in BUSY_ERRORS):
+                raise MessageError(problem)
+            attempt += 1
+            if attempt >= http.attempts:
+                raise MessageError(f"{problem} after {attempt} attempts")
+            backoff = backoff or Backoff(http.backoff.first_s, http.backoff.max_s)
+            http.stop.sleep(retry_wait(backoff, None))
 
     def _pair_result(self, result, pair: Pair, endpoint: str):
         """The value Kraken keys by its own name for the pair (XXBTZUSD for XBTUSD), whatever else is beside."""
@@ -218,13 +233,13 @@ class Kraken(Exchange):
             page.complete_from_s = int(since) / NS  # every trade after `since` is here or was already held
             if page.records or not page.more:
                 break
-            since = _next_since(result)  # a whole page of trades already held: go on past it
+            since = _next_since(result, since)  # a whole page of trades already held: go on past it
         else:  # asked again (the gap fill retries), it goes on from here
             self._cursors[pair] = (after_id, since)
             raise MessageError(f"Trades: {SKIP_PAGES} pages without a trade after id {after_id}; going on")
         page.records.sort(key=lambda trade: trade.trade_id)
         if page.more and page.records:
-            self._cursors[pair] = (page.records[-1].trade_id, _next_since(result))
+            self._cursors[pair] = (page.records[-1].trade_id, _next_since(result, since))
         return page
 
     def _rest_trade(self, pair: Pair, row) -> Trade:
@@ -336,9 +351,12 @@ def _time_ns(seconds) -> int:
     return int(value * NS)
 
 
-def _next_since(result) -> str:
-    """Where the page after this one begins: Kraken's `last`, a nanosecond cursor."""
-    return str(int_from(field_of(result, "last", "Trades answer"), "Trades last"))
+def _next_since(result, since: str) -> str:
+    """Where the page after the one asked `since` begins: a nanosecond before Kraken's `last` (the time of the
+    page's last trade; `since` is exclusive and several trades may share that nanosecond, some beyond the page:
+    those already held are dropped by id), yet always past `since`, so a walk never stands still."""
+    last = int_from(field_of(result, "last", "Trades answer"), "Trades last")
+    return str(max(last - 1, int(since) + 1))
 
 
 def _status(doc: dict) -> str:

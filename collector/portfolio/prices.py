@@ -20,6 +20,9 @@ from collector.portfolio.routes import Leg, PriceRoutes, Route
 from collector.storage.prices import StoredPrices
 
 NS = 1_000_000_000
+STALE_INTERVALS = (
+    2  # a price older than this many candle intervals is stale: another source's fresher one is used
+)
 
 LegPrice = Callable[[Leg, int], Decimal | None]
 
@@ -68,6 +71,20 @@ class Prices:
         return f"{asset}: no stored {route.describe()} price{when} (run a backfill)"
 
 
+def first_fresh(
+    found_by_source: Iterable[tuple[int, Decimal] | None], fresh_ns: int
+) -> tuple[int, Decimal] | None:
+    """Of each source's (time, price), in preference order (lazily: a later source is asked only when needed): the
+    first taken after `fresh_ns`; when none is, the first source's (a stale price beats none)."""
+    found = None
+    for candidate in found_by_source:
+        if candidate and (found is None or found[0] <= fresh_ns < candidate[0]):
+            found = candidate
+        if found and found[0] > fresh_ns:
+            break
+    return found
+
+
 class ClosesAt:
     """The latest close at or before a moment, one query each, remembered."""
 
@@ -86,12 +103,11 @@ class ClosesAt:
 
     def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
         key = (leg, at_ns)
-        if (
-            key not in self._cache
-        ):  # the first source with a close by then: older ones before its candles start
-            found = None
-            for exchange in leg.sources:
-                found = found or self.store.close_at(exchange, leg.pair, at_ns)
+        if key not in self._cache:  # the first source with a recent close by then (see `usable_from`)
+            found = first_fresh(
+                (self.store.close_at(exchange, leg.pair, at_ns) for exchange in leg.sources),
+                at_ns - STALE_INTERVALS * self.store.interval_s * NS,
+            )
             self._cache[key] = found
         return self._cache[key]
 
@@ -108,12 +124,11 @@ class CloseSeries:
     def load(self, start_ns: int, stop_ns: int) -> None:
         for leg in self.legs:
             rows: list[tuple[int, Decimal]] = []
-            for exchange in leg.sources:  # an older source fills in before the first close of those before it
-                first = rows[0][0] if rows else None
+            for (
+                exchange
+            ) in leg.sources:  # an older source fills in where those before it have no recent close
                 own = self._rows(leg, exchange, start_ns, stop_ns)
-                rows = [row for row in own if first is None or row[0] < first] + rows
-                if rows and rows[0][0] < start_ns:  # a close from before the span: nothing older is needed
-                    break
+                rows = sorted(rows + usable_from(own, [time for time, _ in rows], self.store.interval_s * NS))
             self._series[leg] = ([time for time, _ in rows], [price for _, price in rows])
 
     def _rows(self, leg: Leg, exchange: str, start_ns: int, stop_ns: int) -> list[tuple[int, Decimal]]:
@@ -132,27 +147,43 @@ class CloseSeries:
         return prices[index] if index >= 0 else None
 
 
+def usable_from(
+    rows: list[tuple[int, Decimal]], preferred: list[int], interval_ns: int
+) -> list[tuple[int, Decimal]]:
+    """The closes of a later source of the pair that count: where the preferred sources' closes (`preferred`,
+    sorted times) have none in the STALE_INTERVALS intervals up to them: before the first candle of an exchange
+    that serves only recent ones, and inside a hole in its candles (a collector down longer than it reaches)."""
+    window_ns = STALE_INTERVALS * interval_ns
+    return [
+        (time, price)
+        for time, price in rows
+        if bisect_right(preferred, time) == bisect_right(preferred, time - window_ns)
+    ]
+
+
 class LatestPrices:
     """The newest stored price of each leg (latest trade or latest close, whichever is more recent); from an
-    older source of the pair only while its own exchange has none."""
+    older source of the pair only while its own exchange has none, or only a stale one."""
 
     def __init__(self, store: StoredPrices, legs: Iterable[Leg]):
+        self._stale_ns = STALE_INTERVALS * store.interval_s * NS
         self._latest: dict[tuple[str, object], tuple[int, Decimal]] = {}
         for exchange in sorted({source for leg in legs for source in leg.sources}):
             for pair, found in store.latest(exchange, tickers=exchange == COINGECKO).items():
                 self._latest[(exchange, pair)] = found
 
     def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
-        found = self._found(leg)
+        found = self._found(leg, at_ns)
         return found[1] if found else None
 
     def time(self, leg: Leg, at_ns: int) -> int | None:
         """When the newest price was taken (the trade's time, or its candle's close time)."""
-        found = self._found(leg)
+        found = self._found(leg, at_ns)
         return found[0] if found else None
 
-    def _found(self, leg: Leg) -> tuple[int, Decimal] | None:
-        return next((self._latest[(s, leg.pair)] for s in leg.sources if (s, leg.pair) in self._latest), None)
+    def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
+        latest = (self._latest.get((source, leg.pair)) for source in leg.sources)
+        return first_fresh(latest, at_ns - self._stale_ns)
 
 
 def old_prices(

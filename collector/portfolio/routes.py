@@ -8,8 +8,8 @@ In order of preference:
    assumed to be worth exactly 1, so a de-pegged USDT changes the value.
 When several exchanges list the same pair, the first exchange in portfolio.yml that lists it is used; a coin in
 `coingecko.coins` is a pair SYMBOL-BASE on CoinGecko, used when no exchange lists that pair. Before the first
-candle of the chosen exchange (one that serves only recent candles), the other sources of the pair are read, in the
-same order: the older history the backfill fetched from them (collector/older_history.py).
+candle of the chosen exchange (one that serves only recent candles), and in a hole in its candles, the other sources
+of the pair are read, in the same order: the older history the backfill fetched from them (collector/older_history.py).
 Only configured pairs are routes: their candles and trades (CoinGecko: candles and prices) are what the collector
 stores.
 """

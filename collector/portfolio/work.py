@@ -9,7 +9,16 @@ from collector.config import Config
 from collector.holdings import describe_time
 from collector.influx_settings import InfluxSettings
 from collector.portfolio.history import HistoryRecompute, HistoryResult
-from collector.portfolio.prices import NS, ClosesAt, LatestPrices, Prices, from_ns, old_prices, to_ns
+from collector.portfolio.prices import (
+    NS,
+    STALE_INTERVALS,
+    ClosesAt,
+    LatestPrices,
+    Prices,
+    from_ns,
+    old_prices,
+    to_ns,
+)
 from collector.portfolio.routes import PriceRoutes
 from collector.portfolio.stale import TOTAL, merge, stale_live_samples
 from collector.portfolio.valuation import AssetTimeline, Valuation, build_timelines, has_figures, value_at
@@ -48,7 +57,7 @@ def value_portfolio(
         valuation = value_at(timelines, prices, at_ns, "live")
         priced = [p.asset for p in valuation.positions if p.price is not None and p.quantity != 0]
         # older than the latest two candles: the collector has not stored a price of it for a while
-        stale = old_prices(prices, lookup, priced, at_ns, 2 * config.backfill.interval_s * NS)
+        stale = old_prices(prices, lookup, priced, at_ns, STALE_INTERVALS * config.backfill.interval_s * NS)
     finally:
         store.close()
     problems += [prices.missing(asset, at) for asset in valuation.unpriced] + stale

@@ -7,6 +7,7 @@ from decimal import Decimal
 from influxdb_client import Point, WritePrecision
 
 from collector.records import Asset, Candle, PortfolioValue, Position, Ticker, Trade, Transaction
+from collector.storage.lines import candle_line, parts_line, trade_line
 
 NS = 1_000_000_000
 
@@ -140,7 +141,14 @@ POINT_OF = {
 
 
 def to_line(record) -> tuple[str, str]:
-    """(bucket kind, line protocol) of a record."""
+    """(bucket kind, line protocol) of a record. Trades, candles and valuations, the bulk, skip the Point (lines.py)."""
     kind = type(record)
+    if kind is Trade:
+        return "live", trade_line(record)
+    if kind is Candle:
+        return "history", candle_line(record, interval_name(record.interval_s))
     bucket = record.bucket if kind in (Position, PortfolioValue) else BUCKET_OF[kind]
+    if POINT_OF[kind] is valuation_point:  # a recompute writes them by the hundred thousand
+        parts = valuation_parts(record)
+        return bucket, parts_line(parts.measurement, parts.tags, parts.fields, parts.time_ns)
     return bucket, POINT_OF[kind](record).to_line_protocol()

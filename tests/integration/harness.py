@@ -37,11 +37,17 @@ FAST = RunOptions(
 
 
 def write_config(
-    path: Path, replay, pairs=("BTC-USD",), extra: str = "", since: str = "2020-01-01", interval: str = "1h"
+    path: Path,
+    replay,
+    pairs=("BTC-USD",),
+    extra: str = "",
+    since: str = "2020-01-01",
+    interval: str = "1h",
+    exchange: str = "bitstamp",
 ) -> Config:
     text = (
         "exchanges:\n"
-        "  bitstamp:\n"
+        f"  {exchange}:\n"
         f"    pairs: [{', '.join(pairs)}]\n"
         f"    ws_url: {replay.ws_url}\n"
         f"    rest_url: {replay.rest_url}\n"

@@ -10,10 +10,12 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from collector.config import parse_config
+from collector.exchanges.base import RateLimit
 from collector.exchanges.bitstamp import Bitstamp
-from collector.exchanges.coingecko import API_KEY_ENV_VAR, API_KEY_HEADER
+from collector.exchanges.coingecko import API_KEY_ENV_VAR, API_KEY_HEADER, CoinGecko
 from collector.service import Collector
 from tests.integration.harness import FAST, cli, collector_env, running, stored_rows, wait_for
+from tests.integration.valuation_helpers import stored_points
 from tests.replay.bitstamp import synthetic_candle
 from tests.replay.coingecko import HOURLY_OFFSET_S, CoinGeckoReplay, synthetic_price
 
@@ -97,6 +99,11 @@ def test_a_coin_no_exchange_lists_is_backfilled_described_priced_and_valued(
     (ticker,) = stored_rows(admin_client, collector_settings.org, "crypto_meta", "ticker", "HBAR-USD")
     (price_query,) = coingecko.requests_to("/simple/price")
     latest = Decimal(str(ticker["last"]))
+    last_open_s = max(stored)
+    if (
+        last_open_s + HOUR > ticker["_time"].timestamp()
+    ):  # the hour turned after the ticker's price: the candle
+        latest = Decimal(str(stored[last_open_s]["close"]))  # just closed is the newer price
     assert price_query["ids"] == HBAR_ID and price_query["vs_currencies"] == "usd"
 
     env = collector_env(collector_settings, tmp_path, **{API_KEY_ENV_VAR: KEY})
@@ -108,7 +115,7 @@ def test_a_coin_no_exchange_lists_is_backfilled_described_priced_and_valued(
 
     now = json.loads(cli(env, "portfolio", "--json", cwd=tmp_path).stdout)
     (position,) = now["positions"]
-    # valued with its newest CoinGecko price (the ticker, newer than the last closed candle), exactly
+    # valued with its newest CoinGecko price (the ticker, or the candle closed after it), exactly
     assert Decimal(position["price"]) == latest
     assert Decimal(position["value"]) == (1000 * latest).quantize(
         Decimal("0.01"), ROUND_HALF_UP
@@ -133,12 +140,12 @@ def stored_rows_of(client, org, measurement: str) -> list[dict]:
 def test_a_429_is_waited_out_and_a_restart_resumes_without_duplicates(
     coingecko, collector_settings, admin_client, tmp_path
 ):
-    since, since_s = days_ago(100)  # 100 days of hourly candles: two requests of at most 90 days
+    since, since_s = days_ago(100)  # 100 days of hourly candles: two requests of at most 89 days
     config = write(tmp_path / "portfolio.yml", hbar_config(coingecko, since))
     throttled = '{"status":{"error_code":429,"error_message":"You\'ve exceeded the Rate Limit."}}'
     coingecko.http.script(f"from={since_s}&", (429, {"Retry-After": "1"}, throttled))  # the first chunk
     malformed = (200, {}, '{"prices":[[1,')
-    coingecko.http.script(f"from={since_s + 90 * DAY}&", malformed)  # the second chunk
+    coingecko.http.script(f"from={since_s + 89 * DAY}&", malformed)  # the second chunk
 
     runtime, (first,), _ = backfill_once(tmp_path, config, collector_settings)
 
@@ -148,14 +155,14 @@ def test_a_429_is_waited_out_and_a_restart_resumes_without_duplicates(
     waited = coingecko.request_times[chart[1]] - coingecko.request_times[chart[0]]
     assert waited >= 1.0  # Retry-After honoured
     ranges = coingecko.requests_to("/market_chart/")
-    assert int(ranges[1]["to"]) - int(ranges[1]["from"]) == 90 * DAY  # hourly granularity
+    assert int(ranges[1]["to"]) - int(ranges[1]["from"]) == 89 * DAY  # hourly granularity, clear of the edge
     assert first.status == "failed" and "not JSON" in first.detail  # said, and what came before it is kept
     stored = candles(admin_client, collector_settings.org, "HBAR-USD")
-    assert sorted(stored) == list(range(since_s, since_s + 90 * DAY, HOUR)) and first.candles == len(stored)
+    assert sorted(stored) == list(range(since_s, since_s + 89 * DAY, HOUR)) and first.candles == len(stored)
 
     _, (resumed,), _ = backfill_once(tmp_path, config, collector_settings)  # a restart: after the last stored
     assert resumed.status == "ok" and resumed.requests == 1
-    assert int(coingecko.requests_to("/market_chart/")[-1]["from"]) == since_s + 90 * DAY
+    assert int(coingecko.requests_to("/market_chart/")[-1]["from"]) == since_s + 89 * DAY
     after = candles(admin_client, collector_settings.org, "HBAR-USD")
     assert len(after) == len(stored) + resumed.candles  # nothing written twice
     assert sorted(after)[: 100 * 24 - 1] == list(range(since_s, since_s + (100 * 24 - 1) * HOUR, HOUR))
@@ -163,6 +170,106 @@ def test_a_429_is_waited_out_and_a_restart_resumes_without_duplicates(
     _, (again,), _ = backfill_once(tmp_path, config, collector_settings)
     assert again.candles <= 1 and again.requests <= 1  # only an hour that closed since
     assert len(candles(admin_client, collector_settings.org, "HBAR-USD")) == len(after) + again.candles
+
+
+def test_a_coins_now_price_is_refreshed_on_its_own_schedule_and_valued_live(
+    coingecko, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """Backfill rounds are 12 h apart; a CoinGecko coin's "now" price (every coin's in one `/simple/price` call) is
+    refreshed every `prices_every_s` between them, and the live valuation values the holding with the newest."""
+    monkeypatch.setattr(CoinGecko, "prices_every_s", 0.5)
+    now_s = int(time.time())
+    coingecko.now_s = now_s - 300  # five minutes ago, then now: a price from the future would not be read
+    since, _ = days_ago(3)
+    holdings = 'holdings:\n  HBAR: "1000"\n  ETH: "2"\nvaluation:\n  live_every: 1s\n'
+    text = hbar_config(coingecko, since, holdings).replace(
+        f"{{HBAR: {HBAR_ID}}}", f"{{HBAR: {HBAR_ID}, ETH: ethereum}}"
+    )
+    path = tmp_path / "portfolio.yml"
+    org = collector_settings.org
+
+    def live_value(asset: str, price: Decimal, quantity: int):
+        points = stored_points(admin_client, org, "position", bucket="crypto_live")
+        fields = [f for (a, _), f in points.items() if a == asset and f.get("price") == float(price)]
+        return fields and fields[0]["value"] == float(
+            (quantity * price).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        )
+
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        first = synthetic_price(HBAR_ID, "usd", now_s - 300 - 42)
+        wait_for(lambda: live_value("HBAR", first, 1000), 60, "a live value at the first price")
+        coingecko.now_s = now_s  # five minutes on: CoinGecko has new prices
+        newer = synthetic_price(HBAR_ID, "usd", now_s - 42)
+        assert newer != first
+        wait_for(lambda: live_value("HBAR", newer, 1000), 20, "a live value at the refreshed price")
+        eth = synthetic_price("ethereum", "usd", now_s - 42)
+        wait_for(lambda: live_value("ETH", eth, 2), 20, "ETH valued at its refreshed price too")
+    queries = coingecko.requests_to("/simple/price")
+    assert len(queries) >= 2 and all(
+        q["ids"] == "ethereum,hedera-hashgraph" for q in queries
+    )  # one call, all coins
+
+
+def test_the_per_minute_budget_is_never_exceeded(
+    coingecko, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """The replay counts every call in a sliding window and answers 429 past its budget, as CoinGecko counts calls
+    a minute. Three coins over 100 days (two chunks each), their prices and metadata: never refused, and never
+    more calls in a window than the budget (a window of 2 s for 60: the collector's is 10% longer, for jitter)."""
+    calls, window_s = 4, 2.0
+    monkeypatch.setattr(CoinGecko, "demo_budget", RateLimit(calls, window_s * 1.1))
+    coingecko.budget = (calls, window_s)
+    since, since_s = days_ago(100)
+    coins = f"{{HBAR: {HBAR_ID}, ETH: ethereum, BTC: bitcoin}}"
+    config = write(
+        tmp_path / "portfolio.yml", hbar_config(coingecko, since).replace(f"{{HBAR: {HBAR_ID}}}", coins)
+    )
+
+    runtime, results, (tickers, assets) = backfill_once(tmp_path, config, collector_settings)
+
+    assert [r.status for r in results] == ["ok"] * 3 and (tickers, assets) == (3, 3), results
+    assert coingecko.over_budget == 0 and runtime.health.rate_limited == 0
+    times = coingecko.request_times
+    assert len(times) == 3 * 2 + 2  # two chunks a coin, one price call, one metadata call: twice the budget
+    assert all(later - earlier >= window_s for earlier, later in zip(times, times[calls:], strict=False))
+    for pair in ("HBAR-USD", "ETH-USD", "BTC-USD"):
+        assert len(candles(admin_client, collector_settings.org, pair)) >= 100 * 24 - 1
+
+
+def test_a_coingecko_edit_does_not_renew_the_budget(
+    coingecko, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """A `coingecko:` edit restarts the source; the calls made just before still count against CoinGecko's budget."""
+    calls, window_s = 3, 3.0
+    monkeypatch.setattr(CoinGecko, "demo_budget", RateLimit(calls, window_s * 1.1))
+    coingecko.budget = (calls, window_s)
+    since, _ = days_ago(3)
+    text = hbar_config(coingecko, since)
+    path = tmp_path / "portfolio.yml"
+    org = collector_settings.org
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        wait_for(lambda: candles(admin_client, org, "HBAR-USD"), 30, "HBAR-USD candles")
+        path.write_text(text.replace(f"{{HBAR: {HBAR_ID}}}", f"{{HBAR: {HBAR_ID}, ETH: ethereum}}"))
+        wait_for(lambda: len(candles(admin_client, org, "ETH-USD")) >= 3 * 24 - 1, 60, "ETH-USD candles")
+    assert coingecko.over_budget == 0
+
+
+def test_a_base_currency_edit_backfills_the_coins_in_the_new_currency_at_once(
+    coingecko, collector_settings, admin_client, tmp_path
+):
+    """base_currency USD -> EUR while running: each coin is now SYMBOL-EUR; its candles are fetched right away (not
+    on the next round, 12 h later), and the holding is valued in euros from them."""
+    since, since_s = days_ago(3)
+    text = hbar_config(coingecko, since)
+    path = tmp_path / "portfolio.yml"
+    org = collector_settings.org
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        wait_for(lambda: candles(admin_client, org, "HBAR-USD"), 30, "HBAR-USD candles")
+        path.write_text("base_currency: EUR\n" + text)
+        wait_for(
+            lambda: min(candles(admin_client, org, "HBAR-EUR") or [0]) == since_s, 30, "HBAR-EUR candles"
+        )
+    assert {q["vs_currency"] for q in coingecko.requests_to("/market_chart/")} == {"usd", "eur"}
 
 
 def test_older_history_of_a_short_exchange_comes_from_coingecko_and_coins_hot_reload(
@@ -210,6 +317,86 @@ def test_older_history_of_a_short_exchange_comes_from_coingecko_and_coins_hot_re
         fields = wait_for(lambda: health_fields(admin_client, org, "coingecko"), 20, "coingecko health")
         assert "errors" in fields and "backfill_lag_s" in fields
         assert not fields & {"connected", "last_message_age_s"}  # no websocket: never shown as disconnected
+
+
+def test_a_pair_added_to_a_short_exchange_gets_its_older_history_at_once(
+    coingecko, replay, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """ETH-EUR added to Bitstamp (serving only its latest 48 candles) while running: CoinGecko backfills ETH-EUR
+    from `since` right after the edit, not on the next round 12 h later; so does a coin added to CoinGecko for a
+    pair an exchange already has."""
+    monkeypatch.setattr(Bitstamp, "candle_reach_rows", 48)
+    replay.candle_start_s = int(time.time()) // HOUR * HOUR - 48 * HOUR
+    since, since_s = days_ago(4)
+    text = (
+        f"exchanges:\n  bitstamp:\n    pairs: [BTC-USD]\n"
+        f"    ws_url: {replay.ws_url}\n    rest_url: {replay.rest_url}\n"
+        f"coingecko:\n  coins: {{ETH: ethereum}}\n  rest_url: {coingecko.rest_url}\n"
+        f"backfill:\n  interval: 1h\n  every: 12h\n  since: {since}\n"
+    )
+    path = tmp_path / "portfolio.yml"
+    org = collector_settings.org
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        wait_for(
+            lambda: len(candles(admin_client, org, "ETH-USD")) >= 4 * 24 - 1, 60, "ETH-USD from CoinGecko"
+        )
+        assert not candles(admin_client, org, "ETH-EUR")
+        path.write_text(text.replace("pairs: [BTC-USD]", "pairs: [BTC-USD, ETH-EUR]"))
+        wait_for(lambda: min(candles(admin_client, org, "ETH-EUR") or [0]) == since_s, 60, "older ETH-EUR")
+        path.write_text(
+            text.replace("{ETH: ethereum}", "{ETH: ethereum, BTC: bitcoin}").replace(
+                "pairs: [BTC-USD]", "pairs: [BTC-USD, ETH-EUR]"
+            )
+        )
+        wait_for(lambda: min(candles(admin_client, org, "BTC-USD") or [0]) == since_s, 60, "older BTC-USD")
+
+
+def test_hourly_history_is_valued_with_older_history_before_the_exchanges_first_candle(
+    coingecko, replay, collector_settings, admin_client, tmp_path, monkeypatch
+):
+    """The running collector's hourly history of 2 ETH bought 60 h ago, in EUR: Bitstamp serves only its latest 48
+    ETH-EUR candles, so each hour before its first close is valued with CoinGecko's ETH-EUR close of the hour before,
+    each hour after with Bitstamp's: one position per hour (never both sources), exact, and the total the same."""
+    monkeypatch.setattr(Bitstamp, "candle_reach_rows", 48)
+    wait_for(lambda: time.time() % HOUR < HOUR - 60, 65, "not the last minute of an hour")
+    now_hour = int(time.time()) // HOUR * HOUR
+    first_bitstamp = (
+        now_hour - 47 * HOUR
+    )  # its latest 48 candles, the still-open one counted (as Kraken's 720)
+    replay.candle_start_s = first_bitstamp
+    since, _ = days_ago(4)
+    bought = now_hour - 60 * HOUR
+    day = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(bought))
+    path = tmp_path / "portfolio.yml"
+    text = (
+        "base_currency: EUR\n"
+        f"exchanges:\n  bitstamp:\n    pairs: [ETH-EUR]\n    ws_url: {replay.ws_url}\n    rest_url: {replay.rest_url}\n"
+        f"coingecko:\n  coins: {{ETH: ethereum}}\n  rest_url: {coingecko.rest_url}\n"
+        f"backfill:\n  interval: 1h\n  every: 12h\n  since: {since}\n"
+        f"holdings:\n  ETH:\n    - {{date: {day}, kind: buy, quantity: '2', price: '1000'}}\n"
+    )
+
+    def close_before(hour: int) -> Decimal:
+        if hour - HOUR >= first_bitstamp:
+            return Decimal(synthetic_candle("etheur", hour - HOUR)["close"])
+        return synthetic_price("ethereum", "eur", hour - HOUR + HOURLY_OFFSET_S)
+
+    def stamp(hour: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hour))
+
+    expected = {stamp(hour): float(2 * close_before(hour)) for hour in range(bought, now_hour + HOUR, HOUR)}
+    org = collector_settings.org
+
+    def history(measurement: str) -> dict:
+        points = stored_points(admin_client, org, measurement)
+        return {at: fields.get("value") for (_, at), fields in points.items()}
+
+    with running(path, write(path, text), collector_settings, tmp_path / "spool"):
+        wait_for(lambda: history("position") == expected, 90, "hourly history over both sources")
+    assert history("portfolio") == expected  # the total: one position an hour, never both sources added
+    assert expected[stamp(first_bitstamp)] != float(
+        2 * Decimal(synthetic_candle("etheur", first_bitstamp - HOUR)["close"])
+    )
 
 
 def health_fields(client, org, exchange: str) -> set[str]:

@@ -21,9 +21,12 @@ FIELDS = ["asset", "quantity", "price", "value", "cost_basis", "unrealized_pnl",
 TOTAL_FIELDS = ["value", "cost_basis", "unrealized_pnl", "realized_pnl", "pnl_pct"]
 
 
-def _example_config(path, replay, kraken=None, binance=None) -> None:
+def _example_config(path, replay, kraken=None, binance=None, coinbase=None) -> None:
     """portfolio.example.yml pointed at the replay servers, with daily candles so the backfill since 2020 is quick."""
     text = (ROOT / "portfolio.example.yml").read_text()
+    if coinbase is not None:
+        text = text.replace("# ws_url: wss://advanced-trade-ws.coinbase.com", f"ws_url: {coinbase.ws_url}")
+        text = text.replace("# rest_url: https://api.exchange.coinbase.com", f"rest_url: {coinbase.rest_url}")
     if kraken is not None:
         text = text.replace("# ws_url: wss://ws.kraken.com/v2", f"ws_url: {kraken.ws_url}")
         text = text.replace("# rest_url: https://api.kraken.com/0/public", f"rest_url: {kraken.rest_url}")
@@ -72,10 +75,10 @@ def _numbers(line: str) -> list[Decimal | None]:
     return [None if cell == "—" else Decimal(cell.replace(",", "")) for cell in _cells(line)[1:]]
 
 
-def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, tmp_path):
+def test_portfolio_on_the_example_after_a_backfill(collector_settings, replay, coinbase_replay, tmp_path):
     replay.candle_start_s = int(datetime(2020, 11, 1, tzinfo=UTC).timestamp())
     with KrakenReplay() as kraken, BinanceReplay() as binance:
-        _example_config(tmp_path / "portfolio.yml", replay, kraken, binance)
+        _example_config(tmp_path / "portfolio.yml", replay, kraken, binance, coinbase_replay)
         _backfill(tmp_path / "portfolio.yml", collector_settings, tmp_path)
     env = collector_env(collector_settings, tmp_path)
 

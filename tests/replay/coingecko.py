@@ -8,6 +8,7 @@ Retry-After, 5xx, malformed bodies) come first, as in the Bitstamp replay.
 """
 
 import json
+import math
 import threading
 import time
 from decimal import Decimal
@@ -36,7 +37,7 @@ def synthetic_price(coin_id: str, currency: str, at_s: int) -> Decimal:
 def sample_times(start_s: int, end_s: int, now_s: int) -> list[int]:
     """The sample times CoinGecko gives for [start, end], seconds."""
     span = end_s - start_s
-    if span > 90 * DAY:
+    if span >= 90 * DAY:  # "2-90 days: hourly, above 90: daily": exactly 90 is the edge, read here as daily
         step, offset = DAY, 0
     elif now_s - start_s <= DAY:
         step, offset = 300, 0
@@ -59,6 +60,10 @@ class CoinGeckoReplay(ReplayServer):
         self.request_times: list[float] = []
         self.listed_from_s: dict[str, int] = {}  # coin id -> its first sample (listing)
         self.now_s = None  # fixed "now" for tests that need one; None: the clock
+        self.budget: tuple[int, float] | None = (
+            None  # (calls, seconds): more in any window are refused with 429
+        )
+        self.over_budget = 0  # requests refused for the budget
         self._lock = threading.Lock()
         super().__init__()
 
@@ -83,6 +88,9 @@ class CoinGeckoReplay(ReplayServer):
             self.request_times.append(time.monotonic())
 
     def _answer(self, raw_path: str) -> tuple[int, dict, str]:
+        refused = self._over_budget()
+        if refused:
+            return refused
         url = urlparse(raw_path)
         query = {key: values[0] for key, values in parse_qs(url.query).items()}
         parts = [part for part in url.path.split("/") if part][2:]  # drop "api", "v3"
@@ -93,6 +101,21 @@ class CoinGeckoReplay(ReplayServer):
         if parts == ["coins", "markets"]:
             return 200, {}, json.dumps(self._markets(query))
         return 404, {}, json.dumps({"error": "Not Found"})
+
+    def _over_budget(self) -> tuple[int, dict, str] | None:
+        """CoinGecko counts every call in a sliding minute; over the budget it answers 429 (refused calls count)."""
+        if self.budget is None:
+            return None
+        calls, window_s = self.budget
+        with self._lock:
+            now = self.request_times[-1]
+            inside = [t for t in self.request_times if t > now - window_s]
+        if len(inside) <= calls:
+            return None
+        self.over_budget += 1
+        wait = math.ceil(inside[0] + window_s - now)
+        body = '{"status":{"error_code":429,"error_message":"You\'ve exceeded the Rate Limit."}}'
+        return 429, {"Retry-After": str(max(1, wait))}, body
 
     def _now(self) -> int:
         return int(time.time()) if self.now_s is None else self.now_s
