@@ -14,7 +14,7 @@ from influxdb_client import InfluxDBClient
 from collector.bootstrap import Bootstrap
 from collector.config import Buckets, Pair
 from collector.influx_settings import InfluxSettings
-from collector.records import Candle, PortfolioValue, Trade
+from collector.records import Asset, Candle, PortfolioValue, Position, Trade
 from collector.storage.points import health_point
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer, WriterOptions
@@ -343,3 +343,44 @@ def test_data_health_lists_an_exchange_the_collector_reports_on_without_trades(o
         load_dashboards()["prices"], org.datasource, org.url, org.token, (now - HOUR) * 1000, now * 1000
     )
     assert prices["exchange"].options == ["bitstamp"]
+
+
+def positions_now(now: int, *symbols: str) -> list[Position]:
+    """A live valuation of one unit of each symbol, a minute before `now`."""
+    t = (now - 60) * 1_000_000_000
+    return [Position(symbol, t, "live", Decimal(1), Decimal(100), Decimal(100)) for symbol in symbols]
+
+
+def test_positions_without_any_asset_metadata(org):
+    """Kraken, Binance and Coinbase give no coin metadata: no `asset` point is stored at all."""
+    now = int(time.time())
+    org.seed(positions_now(now, "BTC", "ETH"))
+    rows = org.panel_rows("portfolio", "Positions", now - HOUR, now)
+    assert sorted((row["asset"], float(row["value"]), row["logo_url"]) for row in rows) == [
+        ("BTC", 100.0, ""),
+        ("ETH", 100.0, ""),
+    ]
+
+
+def test_positions_keep_the_logos_that_exist(org):
+    """One asset with a name and a logo, one with a name only: no stored asset has the other's field."""
+    now = int(time.time())
+    t = (now - HOUR) * 1_000_000_000
+    org.seed(
+        positions_now(now, "BTC", "ETH", "SOL")
+        + [Asset("BTC", t, "Bitcoin", "coin", "https://logos.example/btc.png"), Asset("ETH", t, "Ether")]
+    )
+    rows = org.panel_rows("portfolio", "Positions", now - HOUR, now)
+    assert sorted((row["asset"], row["name"], row["logo_url"]) for row in rows) == [
+        ("BTC", "Bitcoin", "https://logos.example/btc.png"),
+        ("ETH", "Ether", ""),
+        ("SOL", "", ""),
+    ]
+
+
+def test_positions_without_any_logo(org):
+    now = int(time.time())
+    t = (now - HOUR) * 1_000_000_000
+    org.seed(positions_now(now, "BTC") + [Asset("BTC", t, "Bitcoin")])
+    (row,) = org.panel_rows("portfolio", "Positions", now - HOUR, now)
+    assert (row["asset"], row["name"], row["logo_url"]) == ("BTC", "Bitcoin", "")
