@@ -46,6 +46,19 @@ def _candle_part(source: str, name: str, fn: str) -> str:
             '  |> unique(column: "_start")\n'
             "  |> map(fn: (r) => ({pair: r.pair, _time: r._start, _value: r._value}))\n"
         )
+    elif fn in (
+        "max",
+        "min",
+    ):  # aggregateWindow's fast path has no max/min: merged as the top of a sort instead
+        highest_first = "true" if fn == "max" else "false"
+        merged = (
+            f'  |> aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false, timeSrc: "_start")\n'
+            '  |> group(columns: ["pair"])\n'
+            f'  |> sort(columns: ["_time", "_value"], desc: {highest_first})\n'
+            '  |> unique(column: "_time")\n'
+            '  |> sort(columns: ["_time"])\n'
+            '  |> keep(columns: ["pair", "_time", "_value"])\n'
+        )
     else:
         merged = (
             f'  |> aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false, timeSrc: "_start")\n'
