@@ -47,12 +47,17 @@ FEED_STALE = Rule(
     no_data="Alerting",  # no exchange was ever connected in the live bucket's 90 days: the collector is down
     pending="1m",
     summary="No live connection to {{ $labels.exchange }} for {{ humanizeDuration $values.B.Value }}.",
+    # an exchange that never connected counts from its first sample: the collector has reported it down since
     query=flux(
         """
-        from(bucket: <<live>>)
+        samples = from(bucket: <<live>>)
           |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
           |> <<connected>>
-          |> last()
+        lastConnected = samples |> filter(fn: (r) => r._value == 1) |> last()
+        firstReported = samples |> first()
+        union(tables: [lastConnected, firstReported])
+          |> group(columns: ["exchange"])
+          |> max(column: "_time")
           |> map(fn: (r) => ({
             _time: r._time,
             exchange: r.exchange,
@@ -60,7 +65,7 @@ FEED_STALE = Rule(
           }))
         """,
         live=LIVE,
-        connected=where("collector", "connected", "r._value == 1"),
+        connected=where("collector", "connected"),
     ),
 )
 

@@ -203,6 +203,17 @@ def test_feed_stale_still_fires_for_a_collector_silent_for_7_hours(org):
     assert ages["kraken"] > 7 * HOUR and ages["bitstamp"] < 600, ages
 
 
+def test_feed_stale_fires_for_an_exchange_that_never_connected(org):
+    """A wrong URL from the first start: the collector reports it disconnected, and never anything else."""
+    now = int(time.time())
+    org.seed_lines(
+        connection_samples("kraken", range(now - 1800, now, 10), connected=0)
+        + connection_samples("bitstamp", range(now - HOUR, now, 10))
+    )
+    ages = connection_ages(org, now)
+    assert ages["kraken"] == 1800 and ages["bitstamp"] < 600, ages
+
+
 def test_volume_spike_is_quiet_on_a_feed_that_just_started(org):
     """First start (or back after an outage): 90 minutes of one steady trade a minute is no spike."""
     now = int(time.time())
