@@ -2,18 +2,18 @@
 
 Grafana evaluates an alert query with a 1s windowPeriod and no dashboard variables (docs/grafana-flux.md), so
 these queries use fixed windows and no `$variables`. Each query returns one number per series (labels:
-exchange and pair, or none for the portfolio); a reduce (last) and a threshold turn it into the condition.
+exchange, exchange and pair, or none for the portfolio); a reduce (last) and a threshold turn it into the condition.
 Change a threshold here and run `make dashboards`.
 """
 
 from dataclasses import dataclass
 
 from dashboards.lib.panels import DATASOURCE_UID
-from dashboards.lib.queries import HISTORY, LIVE, finish, flux, last_trade_age, side_by_side, where
+from dashboards.lib.queries import HISTORY, LIVE, finish, flux, side_by_side, where
 
 FOLDER = "hodlboard"
 
-FEED_STALE_S = 600  # no trade for 10 minutes
+FEED_STALE_S = 600  # no live connection to an exchange for 10 minutes
 PRICE_MOVE_PCT_PER_H = 5.0  # |price change| over the last hour
 VOLUME_SPIKE_RATIO = 4.0  # last hour's volume against the hourly average of the day before
 VOLUME_BASELINE_H = 20  # a feed with fewer hours of trades than this in the day before is never a spike
@@ -33,17 +33,40 @@ class Rule:
     pending: str = "5m"
 
 
+# Judged on the connection, not on trades: a rarely traded pair on a live connection is no fault. The collector
+# samples each exchange's `connected` every 10 s, and its stream turns silence into a reconnect (no message for
+# `silence_s` and no pong), so `connected` = 1 means messages or pongs still arrive. The age of the newest sample
+# that says so grows whether the connection is down, keeps failing, or the collector stopped writing at all.
 FEED_STALE = Rule(
     uid="hodlboard-feed-stale",
     title="Feed stale",
-    # every feed with a trade still stored: a feed silent for hours must stay in the answer, or Grafana would
+    # every exchange with a sample still stored: one down for days must stay in the answer, or Grafana would
     # resolve its alert (last() straight after the filter is answered from storage, so this stays cheap)
     lookback_s=LIVE_RETENTION_S,
     threshold=FEED_STALE_S,
-    no_data="Alerting",  # no trade stored at all: every feed is down
+    no_data="Alerting",  # no exchange was ever connected in the live bucket's 90 days: the collector is down
     pending="1m",
-    summary="No trade from {{ $labels.exchange }} {{ $labels.pair }} for {{ humanizeDuration $values.B.Value }}.",
-    query=last_trade_age("v.timeRangeStart"),
+    summary="No live connection to {{ $labels.exchange }} for {{ humanizeDuration $values.B.Value }}.",
+    # an exchange that never connected counts from its first sample: the collector has reported it down since
+    query=flux(
+        """
+        samples = from(bucket: <<live>>)
+          |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+          |> <<connected>>
+        lastConnected = samples |> filter(fn: (r) => r._value == 1) |> last()
+        firstReported = samples |> first()
+        union(tables: [lastConnected, firstReported])
+          |> group(columns: ["exchange"])
+          |> max(column: "_time")
+          |> map(fn: (r) => ({
+            _time: r._time,
+            exchange: r.exchange,
+            _value: float(v: int(v: v.timeRangeStop) - int(v: r._time)) / 1000000000.0,
+          }))
+        """,
+        live=LIVE,
+        connected=where("collector", "connected"),
+    ),
 )
 
 PRICE_MOVE = Rule(

@@ -132,7 +132,8 @@ age = p.bargauge(
     "Last trade age",
     LAST_TRADE_AGE,
     "s",
-    f"Seconds since each feed's newest trade; red past {FEED_STALE_S // 60} minutes (the feed-stale alert).",
+    f"Seconds since each feed's newest trade; red past {FEED_STALE_S // 60} minutes. A rarely traded pair is no fault:"
+    " the feed-stale alert judges the connection.",
     steps=[(p.GREEN, None), (p.ORANGE, 120), (p.RED, FEED_STALE_S)],
     extraJson={
         "fieldConfig": {"defaults": {"displayName": "${__field.labels.exchange} ${__field.labels.pair}"}}

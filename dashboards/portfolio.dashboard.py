@@ -95,6 +95,8 @@ VALUE_BY_ASSET = valuation_points("position", ["value"]) + flux(
 # One row per asset: the newest valuation, its coin metadata, and its share of the total.
 POSITIONS = latest_valuation("position", POSITION_FIELDS) + flux(
     """
+    import "array"
+    import "internal/debug"
     import "join"
     positions = latest
       |> group()
@@ -104,12 +106,16 @@ POSITIONS = latest_valuation("position", POSITION_FIELDS) + flux(
       |> sum(column: "value")
       |> findColumn(fn: (key) => true, column: "value")
     total = if length(arr: totals) > 0 then totals[0] else 0.0
-    assets = from(bucket: <<meta>>)
+    stored = from(bucket: <<meta>>)
       |> range(start: 0)
       |> filter(fn: (r) => r._measurement == "asset" and (r._field == "name" or r._field == "logo_url"))
       |> last()
       |> group()
       |> pivot(rowKey: ["symbol"], columnKey: ["_field"], valueColumn: "_value")
+      |> map(fn: (r) => ({symbol: r.symbol, name: if exists r.name then r.name else debug.null(type: "string"), logo_url: if exists r.logo_url then r.logo_url else debug.null(type: "string")}))
+    // Kraken, Binance and Coinbase store no metadata: a row matching no asset keeps both columns and the join's
+    // right side present when no stored asset has a name or a logo
+    assets = union(tables: [stored, array.from(rows: [{symbol: "", name: "", logo_url: ""}])]) |> group()
     valued = positions
       |> filter(fn: (r) => exists r.value and total > 0.0)
       |> map(fn: (r) => ({r with allocation_pct: r.value / total * 100.0}))

@@ -132,6 +132,27 @@ def price_points(*conditions: str, fields: tuple[str, str] = ("price", "close"))
     )
 
 
+def window_means(name: str, *conditions: str, time_src: str = "_stop") -> str:
+    """Defines `isLong`, `candleInterval` and `name`: per exchange and pair, the mean price of each `v.windowPeriod`
+    window (the series Price by exchange draws), timed at the window's stop or with `time_src="_start"` its start.
+
+    On long ranges every stored series is already one exchange and pair (one candle interval), so the mean runs in
+    storage, straight after the filter (a year of 20 pairs: 0.1 s instead of 1.2 s when grouped and sorted first).
+    Trades have a series per side, so on short ranges the sides are merged first, as a window's mean is over all
+    its trades.
+    """
+    short, long = _feed_sources(conditions, ("price", "close"))
+    stage = (
+        f'\n  |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false, timeSrc: "{time_src}")'
+    )
+    merged = '\n  |> group(columns: ["exchange", "pair"])\n  |> sort(columns: ["_time"])'
+    return (
+        FEED_HEADER
+        + by_range(short + merged + stage, long + stage, f"{name}PerFeed")
+        + f'{name} = {name}PerFeed |> keep(columns: ["_time", "_value", "exchange", "pair"])\n'
+    )
+
+
 def window_sums(
     name: str, *conditions: str, fields: tuple[str, str] = ("amount", "volume"), time_src: str = "_stop"
 ) -> str:

@@ -24,7 +24,7 @@ from tests.dashboard_queries import (
     panel_targets,
     variable_defaults,
 )
-from tests.dashboard_seed import SPIKE_FEED, STALE_FEED, seed, valuations
+from tests.dashboard_seed import EXCHANGES, SPIKE_FEED, STALE_FEED, seed, valuations
 
 DASHBOARDS = load_dashboards()
 TARGETS = panel_targets(DASHBOARDS)
@@ -143,12 +143,15 @@ def threshold(uid: str) -> float:
     return rule["data"][2]["model"]["conditions"][0]["evaluator"]["params"][0]
 
 
-def test_feed_stale_fires_for_the_silent_feed_only(stack):
-    ages = alert_values(stack, "hodlboard-feed-stale")
-    limit = threshold("hodlboard-feed-stale")
-    assert limit == 600
-    assert ages.pop(STALE_FEED) > limit
-    assert ages and all(age < limit for age in ages.values()), ages
+def test_feed_stale_judges_connections_and_is_quiet_for_a_pair_without_trades(stack):
+    """STALE_FEED has had no trade for 20 minutes, but every exchange stays connected: no alert."""
+    rule = next(rule for rule in ALERTS if rule["uid"] == "hodlboard-feed-stale")
+    result = alert_outcome(stack, rule).result
+    assert "pair" not in result.columns, "judged per exchange, not per pair"
+    ages = dict(zip(result.values("exchange"), map(float, result.values("_value")), strict=True))
+    assert threshold("hodlboard-feed-stale") == 600
+    assert STALE_FEED[0] in ages and set(ages) == set(EXCHANGES), ages
+    assert all(age < 60 for age in ages.values()), ages
 
 
 def test_volume_spike_fires_for_the_spiking_feed_only(stack):

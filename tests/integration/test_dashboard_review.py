@@ -14,7 +14,7 @@ from influxdb_client import InfluxDBClient
 from collector.bootstrap import Bootstrap
 from collector.config import Buckets, Pair
 from collector.influx_settings import InfluxSettings
-from collector.records import Candle, PortfolioValue, Trade
+from collector.records import Asset, Candle, PortfolioValue, Position, Trade
 from collector.storage.points import health_point
 from collector.storage.spool import Spool
 from collector.storage.writer import Writer, WriterOptions
@@ -156,15 +156,62 @@ def test_trade_candles_open_with_the_first_trade_and_close_with_the_last(org):
     assert {(float(o), float(c)) for o, c in candles} == {(100.0, 180.0), (300.0, 260.0)}, rows
 
 
-def test_feed_stale_still_fires_for_a_feed_silent_for_7_hours(org):
+def connection_samples(exchange: str, times, connected: int = 1) -> list[str]:
+    """The collector's health samples of one exchange, as its 10 s health loop writes them."""
+    return [
+        health_point(
+            exchange, {"connected": connected, "messages": t}, time_ns=t * 1_000_000_000
+        ).to_line_protocol()
+        for t in times
+    ]
+
+
+def connection_ages(org, now: int) -> dict[str, float]:
+    result = org.alert_result("hodlboard-feed-stale", now)
+    assert "pair" not in result.columns
+    return dict(zip(result.values("exchange"), map(float, result.values("_value")), strict=True))
+
+
+def test_feed_stale_is_quiet_for_a_rarely_traded_pair_on_a_live_connection(org):
+    """The pair's last trade was 3 hours ago, but the connection is up: once a false alarm per pair."""
     now = int(time.time())
-    org.seed(
-        [trade("bitstamp", 10_000 + i, "100", "buy", now - 3 * HOUR + 60 * i) for i in range(180)]
-        + [trade("kraken", 20_000 + i, "100", "buy", now - 10 * HOUR + 60 * i) for i in range(180)]
+    org.seed([trade("kraken", 20_000, "100", "buy", now - 3 * HOUR)])
+    org.seed_lines(connection_samples("kraken", range(now - HOUR, now, 10)))
+    assert connection_ages(org, now)["kraken"] <= 10
+
+
+def test_feed_stale_fires_when_the_connection_is_down(org):
+    """Connected until 20 minutes ago, then the collector keeps reporting it disconnected."""
+    now = int(time.time())
+    org.seed_lines(
+        connection_samples("bitstamp", range(now - HOUR, now - 1200, 10))
+        + connection_samples("bitstamp", range(now - 1200, now, 10), connected=0)
+        + connection_samples("kraken", range(now - HOUR, now, 10))
     )
-    ages = org.alert_values("hodlboard-feed-stale", now)
-    assert ("bitstamp", "BTC-USD") in ages  # the live feed is there, so Grafana sees no NoData
-    assert ages.get(("kraken", "BTC-USD"), 0) > 600, ages
+    ages = connection_ages(org, now)
+    assert 1200 <= ages["bitstamp"] <= 1210 and ages["kraken"] < 600, ages
+
+
+def test_feed_stale_still_fires_for_a_collector_silent_for_7_hours(org):
+    """No sample at all since: the exchange stays in the answer, so Grafana does not resolve its alert."""
+    now = int(time.time())
+    org.seed_lines(
+        connection_samples("kraken", range(now - 10 * HOUR, now - 7 * HOUR, 10))
+        + connection_samples("bitstamp", range(now - HOUR, now, 10))
+    )
+    ages = connection_ages(org, now)
+    assert ages["kraken"] > 7 * HOUR and ages["bitstamp"] < 600, ages
+
+
+def test_feed_stale_fires_for_an_exchange_that_never_connected(org):
+    """A wrong URL from the first start: the collector reports it disconnected, and never anything else."""
+    now = int(time.time())
+    org.seed_lines(
+        connection_samples("kraken", range(now - 1800, now, 10), connected=0)
+        + connection_samples("bitstamp", range(now - HOUR, now, 10))
+    )
+    ages = connection_ages(org, now)
+    assert ages["kraken"] == 1800 and ages["bitstamp"] < 600, ages
 
 
 def test_volume_spike_is_quiet_on_a_feed_that_just_started(org):
@@ -343,3 +390,44 @@ def test_data_health_lists_an_exchange_the_collector_reports_on_without_trades(o
         load_dashboards()["prices"], org.datasource, org.url, org.token, (now - HOUR) * 1000, now * 1000
     )
     assert prices["exchange"].options == ["bitstamp"]
+
+
+def positions_now(now: int, *symbols: str) -> list[Position]:
+    """A live valuation of one unit of each symbol, a minute before `now`."""
+    t = (now - 60) * 1_000_000_000
+    return [Position(symbol, t, "live", Decimal(1), Decimal(100), Decimal(100)) for symbol in symbols]
+
+
+def test_positions_without_any_asset_metadata(org):
+    """Kraken, Binance and Coinbase give no coin metadata: no `asset` point is stored at all."""
+    now = int(time.time())
+    org.seed(positions_now(now, "BTC", "ETH"))
+    rows = org.panel_rows("portfolio", "Positions", now - HOUR, now)
+    assert sorted((row["asset"], float(row["value"]), row["logo_url"]) for row in rows) == [
+        ("BTC", 100.0, ""),
+        ("ETH", 100.0, ""),
+    ]
+
+
+def test_positions_keep_the_logos_that_exist(org):
+    """One asset with a name and a logo, one with a name only: no stored asset has the other's field."""
+    now = int(time.time())
+    t = (now - HOUR) * 1_000_000_000
+    org.seed(
+        positions_now(now, "BTC", "ETH", "SOL")
+        + [Asset("BTC", t, "Bitcoin", "coin", "https://logos.example/btc.png"), Asset("ETH", t, "Ether")]
+    )
+    rows = org.panel_rows("portfolio", "Positions", now - HOUR, now)
+    assert sorted((row["asset"], row["name"], row["logo_url"]) for row in rows) == [
+        ("BTC", "Bitcoin", "https://logos.example/btc.png"),
+        ("ETH", "Ether", ""),
+        ("SOL", "", ""),
+    ]
+
+
+def test_positions_without_any_logo(org):
+    now = int(time.time())
+    t = (now - HOUR) * 1_000_000_000
+    org.seed(positions_now(now, "BTC") + [Asset("BTC", t, "Bitcoin")])
+    (row,) = org.panel_rows("portfolio", "Positions", now - HOUR, now)
+    assert (row["asset"], row["name"], row["logo_url"]) == ("BTC", "Bitcoin", "")
