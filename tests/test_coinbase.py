@@ -206,3 +206,23 @@ def test_ticker_takes_the_last_trade_and_the_24h_stats(coinbase_replay, http):
     assert (ticker.open, ticker.high, ticker.low) == (open_24h, Decimal("69320.00"), Decimal("67001.37"))
     assert ticker.volume == Decimal(SAMPLE_STATS["volume"])
     assert ticker.change_24h_pct == (last - open_24h) / open_24h * 100
+
+
+def test_a_page_of_only_malformed_rows_still_pages_on_to_the_trades_after_it(coinbase_replay, http):
+    """A full page whose every row is unusable must not end the gap fill: it names the id to page on after."""
+    now_us = time.time_ns() // 1000
+    before = coinbase_replay.publish("BTC-USD", "68000.00", time_us=now_us, deliver=False)
+    bad = [
+        coinbase_replay.publish("BTC-USD", "not a price", time_us=now_us + 1 + i, deliver=False)
+        for i in range(1000)
+    ]
+    good = [
+        coinbase_replay.publish("BTC-USD", "68001.00", time_us=now_us + 2000 + i, deliver=False)
+        for i in range(3)
+    ]
+    adapter = rest_adapter(coinbase_replay)
+    page = adapter.recent_trades(http, BTC, since_s=0, after_id=before.id)
+    assert page.records == [] and len(page.bad_rows) == 1000
+    assert page.more and page.next_after_id == bad[-1].id
+    after = adapter.recent_trades(http, BTC, since_s=0, after_id=page.next_after_id)
+    assert [t.trade_id for t in after.records] == [t.id for t in good] and not after.more

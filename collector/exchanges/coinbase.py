@@ -200,32 +200,37 @@ class Coinbase(Exchange):
 
     def recent_trades(self, http, pair: Pair, since_s: float, after_id: int | None = None) -> Page:
         """Ascending. With an id: the page of trades just after it (`before` is Coinbase's cursor towards newer
-        trades), `more` while it is full. Without one: the page that holds since_s, found by walking back from
-        the newest with the `after` cursor (only one page is kept, so a long walk costs requests, not memory);
-        `more` when newer trades follow it, which the gap fill then pages through by id."""
+        trades), `more` while it is full, `next_after_id` its newest row's id even when that row is unusable (a
+        page of only bad rows does not end the paging). Without one: the page that holds since_s, found by
+        walking back from the newest with the `after` cursor (only one page is kept, so a long walk costs
+        requests, not memory); `more` when newer trades follow it, which the gap fill then pages through by id."""
         url = f"{self.rest_url}/products/{self.product(pair)}/trades"
         if after_id is not None:
-            page, full = self._trades_page(http, pair, url, {"before": after_id})
+            page, ids, full = self._trades_page(http, pair, url, {"before": after_id})
             page.records = [trade for trade in page.records if trade.trade_id > after_id]
-            page.more = full and bool(page.records)
+            page.more = full and max(ids, default=after_id) > after_id
             return page
-        page, older = self._trades_page(http, pair, url, {})
+        page, ids, older = self._trades_page(http, pair, url, {})
         since_ns = int(since_s * 1e9)
-        while older and page.records and page.records[0].time_ns >= since_ns:
-            oldest_id = page.records[0].trade_id
-            walked, older = self._trades_page(http, pair, url, {"after": oldest_id})
+        while older and ids and (not page.records or page.records[0].time_ns >= since_ns):
+            oldest_id = min(ids)
+            walked, ids, older = self._trades_page(http, pair, url, {"after": oldest_id})
             walked.records = [trade for trade in walked.records if trade.trade_id < oldest_id]
-            if not walked.records:
+            ids = [number for number in ids if number < oldest_id]
+            if not ids:
                 break
             page, page.more = walked, True
         return page
 
-    def _trades_page(self, http, pair: Pair, url: str, cursor: dict) -> tuple[Page, bool]:
-        """A page of trades, ascending, and whether it was full (the exchange has more beyond it)."""
+    def _trades_page(self, http, pair: Pair, url: str, cursor: dict) -> tuple[Page, list[int], bool]:
+        """A page of trades, ascending; the ids of its rows, usable or not; whether it was full (the exchange
+        has more beyond it)."""
         rows = http.get_json(url, {**cursor, "limit": TRADES_PER_PAGE})
         page = parse_rows(rows, lambda row: self._trade(pair, row), "trades")
         page.records.sort(key=lambda trade: trade.trade_id)  # Coinbase answers newest first
-        return page, isinstance(rows, list) and len(rows) >= TRADES_PER_PAGE
+        ids = [number for number in map(_row_id, rows) if number is not None]
+        page.next_after_id = max(ids, default=None)
+        return page, ids, len(rows) >= TRADES_PER_PAGE
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
         """Closed candles of one window of CANDLES_PER_REQUEST intervals from start_s, ascending. Coinbase
@@ -289,6 +294,14 @@ def _taker_side(maker_side) -> str:
     if side not in TAKER_SIDE:
         raise MessageError(f"trade side: expected BUY or SELL, got {maker_side!r}")
     return TAKER_SIDE[side]
+
+
+def _row_id(row) -> int | None:
+    """A REST row's trade id, if it has a readable one: where the next page starts, even past a bad row."""
+    try:
+        return int_from(row.get("trade_id"), "trade_id") if isinstance(row, dict) else None
+    except MessageError:
+        return None
 
 
 def _iso(seconds: int) -> str:
