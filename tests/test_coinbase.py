@@ -226,3 +226,17 @@ def test_a_page_of_only_malformed_rows_still_pages_on_to_the_trades_after_it(coi
     assert page.more and page.next_after_id == bad[-1].id
     after = adapter.recent_trades(http, BTC, since_s=0, after_id=page.next_after_id)
     assert [t.trade_id for t in after.records] == [t.id for t in good] and not after.more
+
+
+def test_a_counter_that_starts_again_lower_is_a_new_baseline_and_its_jumps_still_count():
+    """A heartbeat counter or sequence_num that resets (a server-side restart or wrap) must not blind the
+    jump detection until it climbs past its old value; what came between is unknown, so it is a miss too."""
+    adapter = connected(BTC)
+    adapter.parse(acks(0, "BTC-USD"))
+    assert adapter.parse(heartbeat(1, 500)).missed == ()
+    assert adapter.parse(heartbeat(2, 0)).missed == (BTC,)  # counting again from 0
+    assert adapter.parse(heartbeat(3, 1)).missed == ()
+    assert adapter.parse(heartbeat(4, 3)).missed == (BTC,)  # heartbeat 2 was lost
+    assert adapter.parse(heartbeat(0, 4)).missed == (BTC,)  # the sequence starts again
+    assert adapter.parse(heartbeat(2, 5)).missed == (BTC,)  # and message 1 was lost
+    assert adapter.parse(heartbeat(3, 6)).missed == ()

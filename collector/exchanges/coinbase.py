@@ -7,8 +7,9 @@
   on a real capture, where every trade at the best ask said SELL. The stored `side` is the taker's, the
   opposite: a trade Coinbase calls SELL was a taker buy.
 - Missed messages: `sequence_num` numbers every message of a connection, `heartbeat_counter` every heartbeat;
-  a jump in either means messages were lost, so every pair of the connection is gap filled. A message that
-  cannot be parsed does not move them on: the next one shows the jump, so its trades are recovered over REST.
+  a jump in either (forwards, or back to a lower number: a reset) means messages were lost, so every pair
+  of the connection is gap filled. A message that cannot be parsed does not move them on: the next one
+  shows the jump, so its trades are recovered over REST.
   (Coinbase never asks for a reconnect and sets no lifetime, so a connection never overlaps the next one:
   this per-connection state is reset in connection_opened.)
 - Recovery: Exchange `/products/{id}/trades?before={id}` is the page of trades just after a trade id (its
@@ -127,11 +128,9 @@ class Coinbase(Exchange):
             raise MessageError(f"unknown channel {channel!r}")
         # only now that the message was usable: an unusable one shows up as a jump on the next message
         if sequence is not None:
-            if self._last_sequence is not None and sequence > self._last_sequence + 1:
+            if _jumped(self._last_sequence, sequence):
                 parsed.missed = self._connection_pairs()
-            self._last_sequence = (
-                sequence if self._last_sequence is None else max(sequence, self._last_sequence)
-            )
+            self._last_sequence = sequence
         return parsed
 
     def _trades(self, events) -> list[Trade]:
@@ -164,12 +163,8 @@ class Coinbase(Exchange):
         if not events:
             raise MessageError("heartbeats: no event")
         counter = int_from(field_of(events[-1], "heartbeat_counter", "heartbeat"), "heartbeat_counter")
-        previous = self._last_heartbeat
-        if previous is None:
-            self._last_heartbeat = counter
-            return ()
-        self._last_heartbeat = max(counter, previous)
-        return self._connection_pairs() if counter > previous + 1 else ()
+        previous, self._last_heartbeat = self._last_heartbeat, counter
+        return self._connection_pairs() if _jumped(previous, counter) else ()
 
     def _subscriptions(self, events) -> Parsed:
         """Every subscription of the connection, listed after each (un)subscribe: what is new in the list is
@@ -287,6 +282,12 @@ class Coinbase(Exchange):
 
 
 _ROW = ("low", "high", "open", "close", "volume")  # after the time, in Coinbase's order
+
+
+def _jumped(last: int | None, number: int) -> bool:
+    """A counter skipped numbers (messages were lost) or started again lower (what came between is unknown);
+    the same number again is a repeat, no jump."""
+    return last is not None and (number > last + 1 or number < last)
 
 
 def _taker_side(maker_side) -> str:
