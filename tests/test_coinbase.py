@@ -240,3 +240,17 @@ def test_a_counter_that_starts_again_lower_is_a_new_baseline_and_its_jumps_still
     assert adapter.parse(heartbeat(0, 4)).missed == (BTC,)  # the sequence starts again
     assert adapter.parse(heartbeat(2, 5)).missed == (BTC,)  # and message 1 was lost
     assert adapter.parse(heartbeat(3, 6)).missed == ()
+
+
+def test_a_subscriptions_message_without_market_trades_leaves_the_products_subscribed():
+    """Whether Coinbase lists every channel in each `subscriptions` message or only the one just asked for is
+    unconfirmed: the heartbeats ack after the market_trades one must not read as every product unsubscribed
+    (they would stop being gap filled on a heartbeat jump). An explicit empty list still means none left."""
+    adapter = connected(BTC, ETH)
+    assert adapter.parse(acks(0, "BTC-USD", "ETH-USD")).subscribed == (BTC, ETH)
+    heartbeats_only = [{"subscriptions": {"heartbeats": ["heartbeats"]}}]
+    only = adapter.parse(message("subscriptions", 1, heartbeats_only))
+    assert only.unsubscribed == () and only.subscribed == ()
+    assert adapter.parse(heartbeat(2, 7)).missed == ()
+    assert adapter.parse(heartbeat(4, 9)).missed == (BTC, ETH)
+    assert adapter.parse(acks(5)).unsubscribed == (BTC, ETH)

@@ -167,21 +167,27 @@ class Coinbase(Exchange):
         return self._connection_pairs() if _jumped(previous, counter) else ()
 
     def _subscriptions(self, events) -> Parsed:
-        """Every subscription of the connection, listed after each (un)subscribe: what is new in the list is
-        acknowledged, what left it is unsubscribed."""
-        listed = set()
+        """The subscriptions of the connection, listed after each (un)subscribe: what is new in the list is
+        acknowledged, what left it is unsubscribed. A message without a `market_trades` list (one that only
+        acknowledges `heartbeats`, if Coinbase lists just the channel asked for) changes nothing."""
+        lists = []
         for event in events:
             subscriptions = field_of(event, "subscriptions", "subscriptions event")
             if not isinstance(subscriptions, dict):
                 raise MessageError("subscriptions: expected an object")
-            products = subscriptions.get("market_trades") or []
-            if not isinstance(products, list):
+            products = subscriptions.get("market_trades")
+            if products is not None and not isinstance(products, list):
                 raise MessageError("subscriptions: 'market_trades' is not a list")
-            listed |= {
-                self._pairs_by_product[p]
-                for p in products
-                if isinstance(p, str) and p in self._pairs_by_product
-            }
+            if products is not None:
+                lists.append(products)
+        if not lists:
+            return Parsed(ignored="subscriptions")
+        listed = {
+            self._pairs_by_product[p]
+            for products in lists
+            for p in products
+            if isinstance(p, str) and p in self._pairs_by_product
+        }
         new, gone = listed - self._listed, self._listed - listed
         self._listed = frozenset(listed)
         return Parsed(
