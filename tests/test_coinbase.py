@@ -12,7 +12,7 @@ from collector.config import ExchangeConfig, Pair
 from collector.exchanges.base import MessageError
 from collector.exchanges.coinbase import Coinbase
 from collector.http import HttpClient, TokenBucket
-from tests.replay.coinbase import SAMPLE_STATS, SAMPLE_TICKER, candle_values
+from tests.replay.coinbase import SAMPLE_STATS, SAMPLE_TICKER, PublishedTrade, candle_values
 
 BTC, ETH = Pair("BTC", "USD"), Pair("ETH", "USD")
 
@@ -254,3 +254,19 @@ def test_a_subscriptions_message_without_market_trades_leaves_the_products_subsc
     assert adapter.parse(heartbeat(2, 7)).missed == ()
     assert adapter.parse(heartbeat(4, 9)).missed == (BTC, ETH)
     assert adapter.parse(acks(5)).unsubscribed == (BTC, ETH)
+
+
+@pytest.mark.parametrize("micros", [0, 500_000, 504_360, 123_456, 1])  # Coinbase drops trailing zeros
+@pytest.mark.parametrize("maker_side", ["BUY", "SELL"])
+def test_a_live_trade_and_its_rest_copy_are_the_same_point(micros, maker_side):
+    """Same tags (the side is a tag: both paths turn the maker's side into the taker's) and the same time,
+    however many fraction digits Coinbase wrote: a gap fill overwrites, never duplicates."""
+    trade = PublishedTrade(
+        "BTC-USD", 995098703, "68900.50", "0.00150000", maker_side, 1_775_572_202 * 10**6 + micros
+    )
+    adapter = connected(BTC)
+    live = adapter.parse(message("market_trades", 1, [{"type": "update", "trades": [trade.ws_row()]}])).trades
+    recovered = adapter._trade(BTC, trade.rest_row())
+    assert live == [recovered]
+    assert recovered.side == trade.taker_side != maker_side.lower()
+    assert recovered.time_ns == trade.point_time_ns
