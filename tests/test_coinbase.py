@@ -256,6 +256,20 @@ def test_a_subscriptions_message_without_market_trades_leaves_the_products_subsc
     assert adapter.parse(acks(5)).unsubscribed == (BTC, ETH)
 
 
+def test_a_product_coinbase_drops_by_itself_asks_for_a_reconnect_one_it_was_asked_to_leave_does_not():
+    adapter = connected(BTC, ETH)
+    adapter.parse(acks(0, "BTC-USD", "ETH-USD"))
+    full = [{"subscriptions": {"heartbeats": ["heartbeats"], "market_trades": ["BTC-USD", "ETH-USD"]}}]
+    assert not adapter.parse(message("subscriptions", 1, full)).reconnect_requested
+    adapter.unsubscribe_messages([ETH])
+    asked = adapter.parse(acks(2, "BTC-USD"))
+    assert asked.unsubscribed == (ETH,) and not asked.reconnect_requested
+    by_itself = adapter.parse(
+        message("subscriptions", 3, [{"subscriptions": {"heartbeats": ["heartbeats"]}}])
+    )
+    assert by_itself.unsubscribed == (BTC,) and by_itself.reconnect_requested  # no product left
+
+
 @pytest.mark.parametrize("micros", [0, 500_000, 504_360, 123_456, 1])  # Coinbase drops trailing zeros
 @pytest.mark.parametrize("maker_side", ["BUY", "SELL"])
 def test_a_live_trade_and_its_rest_copy_are_the_same_point(micros, maker_side):

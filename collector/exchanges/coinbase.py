@@ -3,6 +3,8 @@
 - Live: `market_trades` and `heartbeats` on wss://advanced-trade-ws.coinbase.com, subscribed as soon as the
   connection opens (Coinbase closes one with no subscription after 5 s; `heartbeats` keeps a quiet channel
   open). One `subscriptions` message acknowledges every product at once: it lists all current subscriptions.
+  A product that leaves the list without being unsubscribed (Coinbase closed its channel by itself) asks for
+  a reconnect, which subscribes it again and gap fills it.
 - Side: Coinbase reports the MAKER's side (the resting order's), on the websocket and on REST alike; checked
   on a real capture, where every trade at the best ask said SELL. The stored `side` is the taker's, the
   opposite: a trade Coinbase calls SELL was a taker buy.
@@ -10,8 +12,8 @@
   a jump in either (forwards, or back to a lower number: a reset) means messages were lost, so every pair
   of the connection is gap filled. A message that cannot be parsed does not move them on: the next one
   shows the jump, so its trades are recovered over REST.
-  (Coinbase never asks for a reconnect and sets no lifetime, so a connection never overlaps the next one:
-  this per-connection state is reset in connection_opened.)
+  This per-connection state is reset in connection_opened; during the ~1 s hand-over after a reconnect the
+  old connection's numbers may read as jumps: a needless gap fill by id, never a lost trade.
 - Recovery: Exchange `/products/{id}/trades?before={id}` is the page of trades just after a trade id (its
   `before` cursor pages towards newer trades), so a gap fill resumes exactly after the last stored id. The
   Advanced Trade market ticker only gives the latest trades of a time window: it cannot resume by id.
@@ -78,6 +80,7 @@ class Coinbase(Exchange):
         self._last_sequence: int | None = None
         self._last_heartbeat: int | None = None
         self._heartbeats_requested = False
+        self._heartbeats_listed = False  # a `subscriptions` message named the heartbeats channel
         self._requested: set[Pair] = set()  # market_trades subscribes sent on this connection
         self._listed: frozenset[Pair] = frozenset()  # what its last `subscriptions` message listed
 
@@ -168,19 +171,23 @@ class Coinbase(Exchange):
 
     def _subscriptions(self, events) -> Parsed:
         """The subscriptions of the connection, listed after each (un)subscribe: what is new in the list is
-        acknowledged, what left it is unsubscribed. A message without a `market_trades` list (one that only
-        acknowledges `heartbeats`, if Coinbase lists just the channel asked for) changes nothing."""
-        lists = []
+        acknowledged, what left it is unsubscribed. The first list naming `heartbeats` may be its ack alone
+        (whether Coinbase lists every channel or only the one asked for is unconfirmed): without a
+        `market_trades` list it changes nothing; later, no such list means no product is left."""
+        lists, names_heartbeats = [], False
         for event in events:
             subscriptions = field_of(event, "subscriptions", "subscriptions event")
             if not isinstance(subscriptions, dict):
                 raise MessageError("subscriptions: expected an object")
             products = subscriptions.get("market_trades")
-            if products is not None and not isinstance(products, list):
-                raise MessageError("subscriptions: 'market_trades' is not a list")
             if products is not None:
+                if not isinstance(products, list):
+                    raise MessageError("subscriptions: 'market_trades' is not a list")
                 lists.append(products)
-        if not lists:
+            names_heartbeats = names_heartbeats or "heartbeats" in subscriptions
+        heartbeats_ack = names_heartbeats and not self._heartbeats_listed
+        self._heartbeats_listed |= names_heartbeats
+        if not lists and heartbeats_ack:
             return Parsed(ignored="subscriptions")
         listed = {
             self._pairs_by_product[p]
@@ -191,7 +198,11 @@ class Coinbase(Exchange):
         new, gone = listed - self._listed, self._listed - listed
         self._listed = frozenset(listed)
         return Parsed(
-            subscribed=tuple(sorted(new)), unsubscribed=tuple(sorted(gone)), ignored="subscriptions"
+            subscribed=tuple(sorted(new)),
+            unsubscribed=tuple(sorted(gone)),
+            # Coinbase closed a channel by itself (idle): heartbeats go on, so no silence would ever show it
+            reconnect_requested=bool(gone & self._requested),
+            ignored="subscriptions",
         )
 
     def _connection_pairs(self) -> tuple[Pair, ...]:
