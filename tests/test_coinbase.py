@@ -167,9 +167,25 @@ def test_trades_without_a_known_id_start_with_the_page_holding_that_time(coinbas
         page = adapter.recent_trades(http, BTC, since_s=since_s, after_id=fetched[-1].trade_id)
         fetched += page.records
     assert [t.trade_id for t in fetched if t.time_ns >= since_s * 1e9] == [t.id for t in published[1200:]]
-    assert (
-        len([path for path in coinbase_replay.http.requests if "after=" in path]) == 2
-    )  # walked back two pages
+    searched = [path for path in coinbase_replay.http.requests if "after=" in path]
+    assert len(searched) == 4  # three one-trade probes by id, then the page
+
+
+def test_the_page_holding_a_time_a_week_back_is_found_in_a_few_requests(coinbase_replay, http):
+    """Without an id the page holding since_s is searched for by id, not walked to page by page: for a busy
+    pair a week back is a million trades, a thousand pages at ten a second."""
+    now_us = time.time_ns() // 1000
+    published = [
+        coinbase_replay.publish(
+            "BTC-USD", "68000.00", time_us=now_us - 200_000_000_000 + i * 1_000, deliver=False
+        )
+        for i in range(200_000)
+    ]
+    since_s = published[3_456].time_us / 1e6
+    page = rest_adapter(coinbase_replay).recent_trades(http, BTC, since_s=since_s)
+    assert page.records[0].time_ns <= published[3_456].point_time_ns <= page.records[-1].time_ns
+    assert page.more
+    assert len(coinbase_replay.http.requests) <= 20  # a walk back would take 197 pages
 
 
 def test_candles_are_exact_ascending_closed_and_page_past_omitted_intervals(coinbase_replay, http):

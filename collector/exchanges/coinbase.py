@@ -213,9 +213,9 @@ class Coinbase(Exchange):
     def recent_trades(self, http, pair: Pair, since_s: float, after_id: int | None = None) -> Page:
         """Ascending. With an id: the page of trades just after it (`before` is Coinbase's cursor towards newer
         trades), `more` while it is full, `next_after_id` its newest row's id even when that row is unusable (a
-        page of only bad rows does not end the paging). Without one: the page that holds since_s, found by
-        walking back from the newest with the `after` cursor (only one page is kept, so a long walk costs
-        requests, not memory); `more` when newer trades follow it, which the gap fill then pages through by id."""
+        page of only bad rows does not end the paging). Without one: the page that holds since_s (the newest,
+        or one searched for by id with the `after` cursor); `more` when newer trades follow it, which the gap
+        fill then pages through by id."""
         url = f"{self.rest_url}/products/{self.product(pair)}/trades"
         if after_id is not None:
             page, ids, full = self._trades_page(http, pair, url, {"before": after_id})
@@ -223,16 +223,38 @@ class Coinbase(Exchange):
             page.more = full and max(ids, default=after_id) > after_id
             return page
         page, ids, older = self._trades_page(http, pair, url, {})
+        if not older or not ids or (page.records and page.records[0].time_ns < int(since_s * 1e9)):
+            return page  # it holds since_s, or all there is
+        return self._page_holding(http, pair, url, since_s, min(ids))
+
+    def _page_holding(self, http, pair: Pair, url: str, since_s: float, later_id: int) -> Page:
+        """The page of ids that holds since_s, older than `later_id` (a trade at or after since_s). Ids grow
+        with time, so it is searched for by id (doubling steps back, then halving): a week of a busy pair
+        costs some twenty small requests, not the thousands of pages a walk back would."""
         since_ns = int(since_s * 1e9)
-        while older and ids and (not page.records or page.records[0].time_ns >= since_ns):
-            oldest_id = min(ids)
-            walked, ids, older = self._trades_page(http, pair, url, {"after": oldest_id})
-            walked.records = [trade for trade in walked.records if trade.trade_id < oldest_id]
-            ids = [number for number in ids if number < oldest_id]
-            if not ids:
-                break
-            page, page.more = walked, True
+        high, low, step = later_id, None, TRADES_PER_PAGE
+        while low is None:
+            probe = high - step
+            if probe <= 0 or self._all_before(http, pair, url, probe, since_ns):
+                low = max(probe, 0)
+            else:
+                high, step = probe, step * 2
+        while high - low > TRADES_PER_PAGE:
+            middle = (low + high) // 2
+            if self._all_before(http, pair, url, middle, since_ns):
+                low = middle
+            else:
+                high = middle
+        page, _, _ = self._trades_page(http, pair, url, {"after": low + TRADES_PER_PAGE + 1})
+        page.more = True  # `high` and the newer trades follow, paged by id
         return page
+
+    def _all_before(self, http, pair: Pair, url: str, trade_id: int, since_ns: int) -> bool:
+        """Whether every trade up to `trade_id` was made before since_ns: the latest of them is (or there is
+        none). An unreadable one counts as not before: starting earlier costs pages, never trades."""
+        rows = http.get_json(url, {"after": trade_id + 1, "limit": 1})
+        page = parse_rows(rows, lambda row: self._trade(pair, row), "trades")
+        return not rows or (bool(page.records) and page.records[0].time_ns < since_ns)
 
     def _trades_page(self, http, pair: Pair, url: str, cursor: dict) -> tuple[Page, list[int], bool]:
         """A page of trades, ascending; the ids of its rows, usable or not; whether it was full (the exchange
