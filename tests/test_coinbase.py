@@ -12,7 +12,7 @@ from collector.config import ExchangeConfig, Pair
 from collector.exchanges.base import MessageError
 from collector.exchanges.coinbase import Coinbase
 from collector.http import CallWindow, HttpClient
-from tests.replay.coinbase import SAMPLE_STATS, SAMPLE_TICKER, candle_values
+from tests.replay.coinbase import SAMPLE_STATS, SAMPLE_TICKER, PublishedTrade, candle_values
 
 BTC, ETH = Pair("BTC", "USD"), Pair("ETH", "USD")
 
@@ -167,9 +167,25 @@ def test_trades_without_a_known_id_start_with_the_page_holding_that_time(coinbas
         page = adapter.recent_trades(http, BTC, since_s=since_s, after_id=fetched[-1].trade_id)
         fetched += page.records
     assert [t.trade_id for t in fetched if t.time_ns >= since_s * 1e9] == [t.id for t in published[1200:]]
-    assert (
-        len([path for path in coinbase_replay.http.requests if "after=" in path]) == 2
-    )  # walked back two pages
+    searched = [path for path in coinbase_replay.http.requests if "after=" in path]
+    assert len(searched) == 4  # three one-trade probes by id, then the page
+
+
+def test_the_page_holding_a_time_a_week_back_is_found_in_a_few_requests(coinbase_replay, http):
+    """Without an id the page holding since_s is searched for by id, not walked to page by page: for a busy
+    pair a week back is a million trades, a thousand pages at ten a second."""
+    now_us = time.time_ns() // 1000
+    published = [
+        coinbase_replay.publish(
+            "BTC-USD", "68000.00", time_us=now_us - 200_000_000_000 + i * 1_000, deliver=False
+        )
+        for i in range(200_000)
+    ]
+    since_s = published[3_456].time_us / 1e6
+    page = rest_adapter(coinbase_replay).recent_trades(http, BTC, since_s=since_s)
+    assert page.records[0].time_ns <= published[3_456].point_time_ns <= page.records[-1].time_ns
+    assert page.more
+    assert len(coinbase_replay.http.requests) <= 20  # a walk back would take 197 pages
 
 
 def test_candles_are_exact_ascending_closed_and_page_past_omitted_intervals(coinbase_replay, http):
@@ -206,3 +222,81 @@ def test_ticker_takes_the_last_trade_and_the_24h_stats(coinbase_replay, http):
     assert (ticker.open, ticker.high, ticker.low) == (open_24h, Decimal("69320.00"), Decimal("67001.37"))
     assert ticker.volume == Decimal(SAMPLE_STATS["volume"])
     assert ticker.change_24h_pct == (last - open_24h) / open_24h * 100
+
+
+def test_a_page_of_only_malformed_rows_still_pages_on_to_the_trades_after_it(coinbase_replay, http):
+    """A full page whose every row is unusable must not end the gap fill: it names the id to page on after."""
+    now_us = time.time_ns() // 1000
+    before = coinbase_replay.publish("BTC-USD", "68000.00", time_us=now_us, deliver=False)
+    bad = [
+        coinbase_replay.publish("BTC-USD", "not a price", time_us=now_us + 1 + i, deliver=False)
+        for i in range(1000)
+    ]
+    good = [
+        coinbase_replay.publish("BTC-USD", "68001.00", time_us=now_us + 2000 + i, deliver=False)
+        for i in range(3)
+    ]
+    adapter = rest_adapter(coinbase_replay)
+    page = adapter.recent_trades(http, BTC, since_s=0, after_id=before.id)
+    assert page.records == [] and len(page.bad_rows) == 1000
+    assert page.more and page.next_after_id == bad[-1].id
+    after = adapter.recent_trades(http, BTC, since_s=0, after_id=page.next_after_id)
+    assert [t.trade_id for t in after.records] == [t.id for t in good] and not after.more
+
+
+def test_a_counter_that_starts_again_lower_is_a_new_baseline_and_its_jumps_still_count():
+    """A heartbeat counter or sequence_num that resets (a server-side restart or wrap) must not blind the
+    jump detection until it climbs past its old value; what came between is unknown, so it is a miss too."""
+    adapter = connected(BTC)
+    adapter.parse(acks(0, "BTC-USD"))
+    assert adapter.parse(heartbeat(1, 500)).missed == ()
+    assert adapter.parse(heartbeat(2, 0)).missed == (BTC,)  # counting again from 0
+    assert adapter.parse(heartbeat(3, 1)).missed == ()
+    assert adapter.parse(heartbeat(4, 3)).missed == (BTC,)  # heartbeat 2 was lost
+    assert adapter.parse(heartbeat(0, 4)).missed == (BTC,)  # the sequence starts again
+    assert adapter.parse(heartbeat(2, 5)).missed == (BTC,)  # and message 1 was lost
+    assert adapter.parse(heartbeat(3, 6)).missed == ()
+
+
+def test_a_subscriptions_message_without_market_trades_leaves_the_products_subscribed():
+    """Whether Coinbase lists every channel in each `subscriptions` message or only the one just asked for is
+    unconfirmed: the heartbeats ack after the market_trades one must not read as every product unsubscribed
+    (they would stop being gap filled on a heartbeat jump). An explicit empty list still means none left."""
+    adapter = connected(BTC, ETH)
+    assert adapter.parse(acks(0, "BTC-USD", "ETH-USD")).subscribed == (BTC, ETH)
+    heartbeats_only = [{"subscriptions": {"heartbeats": ["heartbeats"]}}]
+    only = adapter.parse(message("subscriptions", 1, heartbeats_only))
+    assert only.unsubscribed == () and only.subscribed == ()
+    assert adapter.parse(heartbeat(2, 7)).missed == ()
+    assert adapter.parse(heartbeat(4, 9)).missed == (BTC, ETH)
+    assert adapter.parse(acks(5)).unsubscribed == (BTC, ETH)
+
+
+def test_a_product_coinbase_drops_by_itself_asks_for_a_reconnect_one_it_was_asked_to_leave_does_not():
+    adapter = connected(BTC, ETH)
+    adapter.parse(acks(0, "BTC-USD", "ETH-USD"))
+    full = [{"subscriptions": {"heartbeats": ["heartbeats"], "market_trades": ["BTC-USD", "ETH-USD"]}}]
+    assert not adapter.parse(message("subscriptions", 1, full)).reconnect_requested
+    adapter.unsubscribe_messages([ETH])
+    asked = adapter.parse(acks(2, "BTC-USD"))
+    assert asked.unsubscribed == (ETH,) and not asked.reconnect_requested
+    by_itself = adapter.parse(
+        message("subscriptions", 3, [{"subscriptions": {"heartbeats": ["heartbeats"]}}])
+    )
+    assert by_itself.unsubscribed == (BTC,) and by_itself.reconnect_requested  # no product left
+
+
+@pytest.mark.parametrize("micros", [0, 500_000, 504_360, 123_456, 1])  # Coinbase drops trailing zeros
+@pytest.mark.parametrize("maker_side", ["BUY", "SELL"])
+def test_a_live_trade_and_its_rest_copy_are_the_same_point(micros, maker_side):
+    """Same tags (the side is a tag: both paths turn the maker's side into the taker's) and the same time,
+    however many fraction digits Coinbase wrote: a gap fill overwrites, never duplicates."""
+    trade = PublishedTrade(
+        "BTC-USD", 995098703, "68900.50", "0.00150000", maker_side, 1_775_572_202 * 10**6 + micros
+    )
+    adapter = connected(BTC)
+    live = adapter.parse(message("market_trades", 1, [{"type": "update", "trades": [trade.ws_row()]}])).trades
+    recovered = adapter._trade(BTC, trade.rest_row())
+    assert live == [recovered]
+    assert recovered.side == trade.taker_side != maker_side.lower()
+    assert recovered.time_ns == trade.point_time_ns

@@ -3,14 +3,17 @@
 - Live: `market_trades` and `heartbeats` on wss://advanced-trade-ws.coinbase.com, subscribed as soon as the
   connection opens (Coinbase closes one with no subscription after 5 s; `heartbeats` keeps a quiet channel
   open). One `subscriptions` message acknowledges every product at once: it lists all current subscriptions.
+  A product that leaves the list without being unsubscribed (Coinbase closed its channel by itself) asks for
+  a reconnect, which subscribes it again and gap fills it.
 - Side: Coinbase reports the MAKER's side (the resting order's), on the websocket and on REST alike; checked
   on a real capture, where every trade at the best ask said SELL. The stored `side` is the taker's, the
   opposite: a trade Coinbase calls SELL was a taker buy.
 - Missed messages: `sequence_num` numbers every message of a connection, `heartbeat_counter` every heartbeat;
-  a jump in either means messages were lost, so every pair of the connection is gap filled. A message that
-  cannot be parsed does not move them on: the next one shows the jump, so its trades are recovered over REST.
-  (Coinbase never asks for a reconnect and sets no lifetime, so a connection never overlaps the next one:
-  this per-connection state is reset in connection_opened.)
+  a jump in either (forwards, or back to a lower number: a reset) means messages were lost, so every pair
+  of the connection is gap filled. A message that cannot be parsed does not move them on: the next one
+  shows the jump, so its trades are recovered over REST.
+  This per-connection state is reset in connection_opened; during the ~1 s hand-over after a reconnect the
+  old connection's numbers may read as jumps: a needless gap fill by id, never a lost trade.
 - Recovery: Exchange `/products/{id}/trades?before={id}` is the page of trades just after a trade id (its
   `before` cursor pages towards newer trades), so a gap fill resumes exactly after the last stored id. The
   Advanced Trade market ticker only gives the latest trades of a time window: it cannot resume by id.
@@ -77,6 +80,7 @@ class Coinbase(Exchange):
         self._last_sequence: int | None = None
         self._last_heartbeat: int | None = None
         self._heartbeats_requested = False
+        self._heartbeats_listed = False  # a `subscriptions` message named the heartbeats channel
         self._requested: set[Pair] = set()  # market_trades subscribes sent on this connection
         self._listed: frozenset[Pair] = frozenset()  # what its last `subscriptions` message listed
 
@@ -127,11 +131,9 @@ class Coinbase(Exchange):
             raise MessageError(f"unknown channel {channel!r}")
         # only now that the message was usable: an unusable one shows up as a jump on the next message
         if sequence is not None:
-            if self._last_sequence is not None and sequence > self._last_sequence + 1:
+            if _jumped(self._last_sequence, sequence):
                 parsed.missed = self._connection_pairs()
-            self._last_sequence = (
-                sequence if self._last_sequence is None else max(sequence, self._last_sequence)
-            )
+            self._last_sequence = sequence
         return parsed
 
     def _trades(self, events) -> list[Trade]:
@@ -164,33 +166,43 @@ class Coinbase(Exchange):
         if not events:
             raise MessageError("heartbeats: no event")
         counter = int_from(field_of(events[-1], "heartbeat_counter", "heartbeat"), "heartbeat_counter")
-        previous = self._last_heartbeat
-        if previous is None:
-            self._last_heartbeat = counter
-            return ()
-        self._last_heartbeat = max(counter, previous)
-        return self._connection_pairs() if counter > previous + 1 else ()
+        previous, self._last_heartbeat = self._last_heartbeat, counter
+        return self._connection_pairs() if _jumped(previous, counter) else ()
 
     def _subscriptions(self, events) -> Parsed:
-        """Every subscription of the connection, listed after each (un)subscribe: what is new in the list is
-        acknowledged, what left it is unsubscribed."""
-        listed = set()
+        """The subscriptions of the connection, listed after each (un)subscribe: what is new in the list is
+        acknowledged, what left it is unsubscribed. The first list naming `heartbeats` may be its ack alone
+        (whether Coinbase lists every channel or only the one asked for is unconfirmed): without a
+        `market_trades` list it changes nothing; later, no such list means no product is left."""
+        lists, names_heartbeats = [], False
         for event in events:
             subscriptions = field_of(event, "subscriptions", "subscriptions event")
             if not isinstance(subscriptions, dict):
                 raise MessageError("subscriptions: expected an object")
-            products = subscriptions.get("market_trades") or []
-            if not isinstance(products, list):
-                raise MessageError("subscriptions: 'market_trades' is not a list")
-            listed |= {
-                self._pairs_by_product[p]
-                for p in products
-                if isinstance(p, str) and p in self._pairs_by_product
-            }
+            products = subscriptions.get("market_trades")
+            if products is not None:
+                if not isinstance(products, list):
+                    raise MessageError("subscriptions: 'market_trades' is not a list")
+                lists.append(products)
+            names_heartbeats = names_heartbeats or "heartbeats" in subscriptions
+        heartbeats_ack = names_heartbeats and not self._heartbeats_listed
+        self._heartbeats_listed |= names_heartbeats
+        if not lists and heartbeats_ack:
+            return Parsed(ignored="subscriptions")
+        listed = {
+            self._pairs_by_product[p]
+            for products in lists
+            for p in products
+            if isinstance(p, str) and p in self._pairs_by_product
+        }
         new, gone = listed - self._listed, self._listed - listed
         self._listed = frozenset(listed)
         return Parsed(
-            subscribed=tuple(sorted(new)), unsubscribed=tuple(sorted(gone)), ignored="subscriptions"
+            subscribed=tuple(sorted(new)),
+            unsubscribed=tuple(sorted(gone)),
+            # Coinbase closed a channel by itself (idle): heartbeats go on, so no silence would ever show it
+            reconnect_requested=bool(gone & self._requested),
+            ignored="subscriptions",
         )
 
     def _connection_pairs(self) -> tuple[Pair, ...]:
@@ -200,32 +212,59 @@ class Coinbase(Exchange):
 
     def recent_trades(self, http, pair: Pair, since_s: float, after_id: int | None = None) -> Page:
         """Ascending. With an id: the page of trades just after it (`before` is Coinbase's cursor towards newer
-        trades), `more` while it is full. Without one: the page that holds since_s, found by walking back from
-        the newest with the `after` cursor (only one page is kept, so a long walk costs requests, not memory);
-        `more` when newer trades follow it, which the gap fill then pages through by id."""
+        trades), `more` while it is full, `next_after_id` its newest row's id even when that row is unusable (a
+        page of only bad rows does not end the paging). Without one: the page that holds since_s (the newest,
+        or one searched for by id with the `after` cursor); `more` when newer trades follow it, which the gap
+        fill then pages through by id."""
         url = f"{self.rest_url}/products/{self.product(pair)}/trades"
         if after_id is not None:
-            page, full = self._trades_page(http, pair, url, {"before": after_id})
+            page, ids, full = self._trades_page(http, pair, url, {"before": after_id})
             page.records = [trade for trade in page.records if trade.trade_id > after_id]
-            page.more = full and bool(page.records)
+            page.more = full and max(ids, default=after_id) > after_id
             return page
-        page, older = self._trades_page(http, pair, url, {})
+        page, ids, older = self._trades_page(http, pair, url, {})
+        if not older or not ids or (page.records and page.records[0].time_ns < int(since_s * 1e9)):
+            return page  # it holds since_s, or all there is
+        return self._page_holding(http, pair, url, since_s, min(ids))
+
+    def _page_holding(self, http, pair: Pair, url: str, since_s: float, later_id: int) -> Page:
+        """The page of ids that holds since_s, older than `later_id` (a trade at or after since_s). Ids grow
+        with time, so it is searched for by id (doubling steps back, then halving): a week of a busy pair
+        costs some twenty small requests, not the thousands of pages a walk back would."""
         since_ns = int(since_s * 1e9)
-        while older and page.records and page.records[0].time_ns >= since_ns:
-            oldest_id = page.records[0].trade_id
-            walked, older = self._trades_page(http, pair, url, {"after": oldest_id})
-            walked.records = [trade for trade in walked.records if trade.trade_id < oldest_id]
-            if not walked.records:
-                break
-            page, page.more = walked, True
+        high, low, step = later_id, None, TRADES_PER_PAGE
+        while low is None:
+            probe = high - step
+            if probe <= 0 or self._all_before(http, pair, url, probe, since_ns):
+                low = max(probe, 0)
+            else:
+                high, step = probe, step * 2
+        while high - low > TRADES_PER_PAGE:
+            middle = (low + high) // 2
+            if self._all_before(http, pair, url, middle, since_ns):
+                low = middle
+            else:
+                high = middle
+        page, _, _ = self._trades_page(http, pair, url, {"after": low + TRADES_PER_PAGE + 1})
+        page.more = True  # `high` and the newer trades follow, paged by id
         return page
 
-    def _trades_page(self, http, pair: Pair, url: str, cursor: dict) -> tuple[Page, bool]:
-        """A page of trades, ascending, and whether it was full (the exchange has more beyond it)."""
+    def _all_before(self, http, pair: Pair, url: str, trade_id: int, since_ns: int) -> bool:
+        """Whether every trade up to `trade_id` was made before since_ns: the latest of them is (or there is
+        none). An unreadable one counts as not before: starting earlier costs pages, never trades."""
+        rows = http.get_json(url, {"after": trade_id + 1, "limit": 1})
+        page = parse_rows(rows, lambda row: self._trade(pair, row), "trades")
+        return not rows or (bool(page.records) and page.records[0].time_ns < since_ns)
+
+    def _trades_page(self, http, pair: Pair, url: str, cursor: dict) -> tuple[Page, list[int], bool]:
+        """A page of trades, ascending; the ids of its rows, usable or not; whether it was full (the exchange
+        has more beyond it)."""
         rows = http.get_json(url, {**cursor, "limit": TRADES_PER_PAGE})
         page = parse_rows(rows, lambda row: self._trade(pair, row), "trades")
         page.records.sort(key=lambda trade: trade.trade_id)  # Coinbase answers newest first
-        return page, isinstance(rows, list) and len(rows) >= TRADES_PER_PAGE
+        ids = [number for number in map(_row_id, rows) if number is not None]
+        page.next_after_id = max(ids, default=None)
+        return page, ids, len(rows) >= TRADES_PER_PAGE
 
     def candles(self, http, pair: Pair, interval_s: int, start_s: int, end_s: int) -> Page:
         """Closed candles of one window of CANDLES_PER_REQUEST intervals from start_s, ascending. Coinbase
@@ -284,11 +323,25 @@ class Coinbase(Exchange):
 _ROW = ("low", "high", "open", "close", "volume")  # after the time, in Coinbase's order
 
 
+def _jumped(last: int | None, number: int) -> bool:
+    """A counter skipped numbers (messages were lost) or started again lower (what came between is unknown);
+    the same number again is a repeat, no jump."""
+    return last is not None and (number > last + 1 or number < last)
+
+
 def _taker_side(maker_side) -> str:
     side = maker_side.upper() if isinstance(maker_side, str) else None
     if side not in TAKER_SIDE:
         raise MessageError(f"trade side: expected BUY or SELL, got {maker_side!r}")
     return TAKER_SIDE[side]
+
+
+def _row_id(row) -> int | None:
+    """A REST row's trade id, if it has a readable one: where the next page starts, even past a bad row."""
+    try:
+        return int_from(row.get("trade_id"), "trade_id") if isinstance(row, dict) else None
+    except MessageError:
+        return None
 
 
 def _iso(seconds: int) -> str:

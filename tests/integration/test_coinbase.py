@@ -308,3 +308,21 @@ from(bucket: "crypto_live")
         ("coinbase", ids[1]),
     ]
     assert_exactly(admin_client, org, on_coinbase)
+
+
+def test_a_product_coinbase_drops_by_itself_is_subscribed_again_and_its_trades_recovered(
+    collector_settings, admin_client, coinbase_replay, tmp_path
+):
+    """Coinbase closes a channel by itself (idle) while the connection and its heartbeats go on: no silence
+    ever shows it, so the `subscriptions` list that no longer names the product must bring it back."""
+    org = collector_settings.org
+    with streaming(tmp_path, coinbase_replay, collector_settings) as runner:
+        first = [coinbase_replay.publish("BTC-USD", "68000.01")]
+        wait_stored(admin_client, org, first)
+        coinbase_replay.close_channel("BTC-USD")
+        while_dropped = coinbase_replay.publish("BTC-USD", "68000.02")  # reaches no connection
+        coinbase_replay.wait_subscribed("BTC-USD")
+        published = [*first, while_dropped, coinbase_replay.publish("BTC-USD", "68000.03")]
+        wait_stored(admin_client, org, published)
+        assert runner.health("coinbase").errors == 0
+    assert_exactly(admin_client, org, published)

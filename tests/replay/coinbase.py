@@ -142,10 +142,7 @@ class CoinbaseReplay(ReplayServer):
         else:
             await self._send(link, {"type": "error", "message": "failure to subscribe"})
             return
-        subscriptions = {"heartbeats": ["heartbeats"]} if link.heartbeats else {}
-        if link.products:
-            subscriptions["market_trades"] = sorted(link.products)
-        await self._send(link, self._envelope("subscriptions", [{"subscriptions": subscriptions}]))
+        await self._send(link, self._subscriptions(link))
         if channel == "market_trades" and kind == "subscribe" and new:
             with self._lock:
                 of_new = [t for t in self.trades if t.product in new]
@@ -180,6 +177,26 @@ class CoinbaseReplay(ReplayServer):
             message = {**message, "sequence_num": link.sequence}
             link.sequence += 1
         await link.conn.send(json.dumps(message))
+
+    def close_channel(self, product: str) -> None:
+        """Coinbase ends a product's market_trades subscription by itself (as it does to an idle channel) and
+        lists what is left; the connection and its heartbeats go on."""
+
+        async def close():
+            for link in list(self.connections):
+                if product in link.products:
+                    link.products.discard(product)
+                    with contextlib.suppress(ConnectionClosed):
+                        await self._send(link, self._subscriptions(link))
+
+        self._call(close())
+
+    def _subscriptions(self, link: Connection) -> dict:
+        """Every subscription of the connection, as Coinbase lists them after each change."""
+        subscriptions = {"heartbeats": ["heartbeats"]} if link.heartbeats else {}
+        if link.products:
+            subscriptions["market_trades"] = sorted(link.products)
+        return self._envelope("subscriptions", [{"subscriptions": subscriptions}])
 
     def subscribed(self, product: str) -> int:
         """How many open connections are subscribed to this product."""
