@@ -38,6 +38,7 @@ from collector.http import HttpClient
 from collector.open_gaps import OpenGaps
 from collector.records import LastTrade, Trade
 from collector.retry import Backoff
+from collector.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Link:
     feed_lag_s: float = 0.0  # the most a trade came after its exchange time
     hand_over_at: float | None = None  # monotonic time of its planned hand-over (Exchange.max_connection_s)
     last_seen: dict[Pair, LastTrade] = field(default_factory=dict)  # sequential ids: the last one per pair
+    watchdog: Watchdog = field(default_factory=Watchdog)  # the deadline of the receive in progress
 
 
 class TradeStream:
@@ -238,11 +240,16 @@ class TradeStream:
                 wait_s = min(wait_s, link.hand_over_at - time.monotonic())
                 if wait_s <= 0:
                     return PLANNED_HAND_OVER
-            try:  # asyncio.timeout, not wait_for: in Python 3.11 wait_for loses a cancel that lands as a message does
-                async with asyncio.timeout(wait_s):
-                    return await conn.recv()
-            except TimeoutError:
-                pass
+            link.watchdog.start(
+                wait_s
+            )  # not wait_for: in Python 3.11 it loses a cancel that lands as a message does
+            try:
+                return await conn.recv()
+            except asyncio.CancelledError:
+                if not link.watchdog.expired():
+                    raise
+            finally:
+                link.watchdog.stop()
             if wait_s < self.exchange.silence_s:
                 continue  # the hand-over is due, not a silence
             try:  # silence: a quiet pair or a dead connection? The pong tells.
@@ -303,6 +310,7 @@ class TradeStream:
 
     async def _close(self, link: Link | None, lost: bool = False) -> None:
         if link is not None:
+            link.watchdog.close()
             self._covered_by(link, lost)
             with contextlib.suppress(Exception):
                 await link.conn.close()
