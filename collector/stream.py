@@ -334,8 +334,11 @@ class TradeStream:
         if parsed.trades:
             oldest_s = min(trade.time_ns for trade in parsed.trades) / NS
             link.feed_lag_s = max(link.feed_lag_s, link.alive_s - oldest_s)
-            wanted = [trade for trade in parsed.trades if trade.pair in link.requested]
-            jumps = self._id_jumps(wanted, link) if self.exchange.sequential_trade_ids else {}
+            jumps = {}
+            if self.exchange.sequential_trade_ids:
+                jumps = self._id_jumps(
+                    [trade for trade in parsed.trades if trade.pair in link.requested], link
+                )
             self._accept(parsed.trades)
             for pair, before in jumps.items():
                 self._gap_found(pair, before, "a trade id jump")
