@@ -240,9 +240,9 @@ class TradeStream:
                 wait_s = min(wait_s, link.hand_over_at - time.monotonic())
                 if wait_s <= 0:
                     return PLANNED_HAND_OVER
-            link.watchdog.start(
-                wait_s
-            )  # not wait_for: in Python 3.11 it loses a cancel that lands as a message does
+            # one timer per connection, not one per message; and not wait_for, which in Python 3.11 loses a cancel
+            # that lands as a message does
+            link.watchdog.start(wait_s)
             try:
                 return await conn.recv()
             except asyncio.CancelledError:
