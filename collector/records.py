@@ -9,10 +9,18 @@ from typing import NamedTuple
 
 from collector.config import Pair
 
+# A decimal of at most 15 significant digits (a double's DBL_DIG) inside the normal range of a double always reads
+# back as itself. Its text is at least as long as its digits, so a text of at most 15 characters is a cheap test that
+# nearly every price and amount passes; longer ones take the exact test.
+_FLOAT_DIGITS = 15
+_NORMAL_EXPONENT = 307  # adjusted (scientific) exponents of normal doubles reach at least ±307
+
 
 def inexact(value: Decimal) -> bool:
     """Whether `value`, written as a float, would not read back as itself: more than 15 significant digits
     (precisely: the float's shortest decimal is another number) or beyond a float's range."""
+    if len(str(value)) <= _FLOAT_DIGITS and -_NORMAL_EXPONENT <= value.adjusted() <= _NORMAL_EXPONENT:
+        return False
     return Decimal(repr(float(value))) != value
 
 

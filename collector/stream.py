@@ -40,6 +40,7 @@ from collector.http import HttpClient
 from collector.open_gaps import OpenGaps
 from collector.records import LastTrade, Trade
 from collector.retry import Backoff
+from collector.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Link:
     hand_over_at: float | None = None  # monotonic time of its planned hand-over (Exchange.max_connection_s)
     last_seen: dict[Pair, LastTrade] = field(default_factory=dict)  # sequential ids: the last one per pair
     sent_s: deque[float] = field(default_factory=deque)  # monotonic times of its requests in the last second
+    watchdog: Watchdog = field(default_factory=Watchdog)  # the deadline of the receive in progress
 
 
 class TradeStream:
@@ -255,11 +257,16 @@ class TradeStream:
                 wait_s = min(wait_s, link.hand_over_at - time.monotonic())
                 if wait_s <= 0:
                     return PLANNED_HAND_OVER
-            try:  # asyncio.timeout, not wait_for: in Python 3.11 wait_for loses a cancel that lands as a message does
-                async with asyncio.timeout(wait_s):
-                    return await conn.recv()
-            except TimeoutError:
-                pass
+            # one timer per connection, not one per message; and not wait_for, which in Python 3.11 loses a cancel
+            # that lands as a message does
+            link.watchdog.start(wait_s)
+            try:
+                return await conn.recv()
+            except asyncio.CancelledError:
+                if not link.watchdog.expired():
+                    raise
+            finally:
+                link.watchdog.stop()
             if wait_s < self.exchange.silence_s:
                 continue  # the hand-over is due, not a silence
             try:  # silence: a quiet pair or a dead connection? The pong tells.
@@ -320,6 +327,7 @@ class TradeStream:
 
     async def _close(self, link: Link | None, lost: bool = False) -> None:
         if link is not None:
+            link.watchdog.close()
             self._covered_by(link, lost)
             with contextlib.suppress(Exception):
                 await link.conn.close()
@@ -343,8 +351,11 @@ class TradeStream:
         if parsed.trades:
             oldest_s = min(trade.time_ns for trade in parsed.trades) / NS
             link.feed_lag_s = max(link.feed_lag_s, link.alive_s - oldest_s)
-            wanted = [trade for trade in parsed.trades if trade.pair in link.requested]
-            jumps = self._id_jumps(wanted, link) if self.exchange.sequential_trade_ids else {}
+            jumps = {}
+            if self.exchange.sequential_trade_ids:
+                jumps = self._id_jumps(
+                    [trade for trade in parsed.trades if trade.pair in link.requested], link
+                )
             self._accept(parsed.trades)
             for pair, before in jumps.items():
                 self._gap_found(pair, before, "a trade id jump")

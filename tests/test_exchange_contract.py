@@ -6,6 +6,8 @@ import time
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.config import ExchangeConfig, Pair
 from collector.exchanges import EXCHANGES
@@ -84,6 +86,16 @@ def test_inexact_means_a_float_would_not_read_back_as_the_exact_value():
         assert not inexact(Decimal(exact)), exact
     for lossy in ("1234567890.123456789", "0.12345678901234567", "1E+400"):
         assert inexact(Decimal(lossy)), lossy
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.one_of(st.integers(min_value=-25, max_value=10), st.integers(min_value=-340, max_value=330)),
+)
+def test_inexact_takes_its_cheap_test_only_where_the_float_reads_back(mantissa, exponent):
+    value = Decimal(mantissa).scaleb(exponent)
+    assert inexact(value) == (Decimal(repr(float(value))) != value), value
 
 
 def test_parsed_names_pairs_as_tuples():

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+import orjson
+
 from collector.config import ExchangeConfig, Pair
 from collector.records import Ticker, Trade
 
@@ -175,6 +177,17 @@ def load_json(message: str | bytes):
         return json.loads(message, parse_float=Decimal)
     except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise MessageError(f"not JSON: {exc}") from exc
+
+
+def load_json_inexact(message: str | bytes):
+    """JSON parsed fast (orjson) but not exactly: non-integer numbers, and integers past 64 bits, become floats. For
+    a message whose values that matter are strings or integers: the caller checks that they are, and parses the
+    message again with load_json when they are not, or when this returns None (JSON that orjson refuses, e.g. a
+    lone surrogate or NaN, which load_json either accepts or explains)."""
+    try:
+        return orjson.loads(message)
+    except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
+        return None
 
 
 def decimal_from(value, what: str) -> Decimal:

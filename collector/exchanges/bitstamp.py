@@ -14,6 +14,7 @@ from collector.exchanges.base import (
     field_of,
     int_from,
     load_json,
+    load_json_inexact,
     parse_rows,
 )
 from collector.records import Asset, Candle, Ticker, Trade
@@ -68,7 +69,9 @@ class Bitstamp(Exchange):
         return json.dumps({"event": "bts:heartbeat"})
 
     def parse(self, message) -> Parsed:
-        doc = load_json(message)
+        doc = load_json_inexact(message)  # the fast parser, kept only when every value a trade takes is exact
+        if doc is None or _float_in_trade(doc):
+            doc = load_json(message)
         event = field_of(doc, "event", "message")
         if event == "trade":
             pair = self._channel_pair(doc.get("channel"))
@@ -212,6 +215,21 @@ _TICKER_FIELDS = {
     "vwap": "vwap",
     "change_24h_pct": "percent_change_24",  # replaced by the exact figure when open_24 is known
 }
+
+
+def _float_in_trade(doc) -> bool:
+    """Whether a fast-parsed trade message would give the trade a float: a price or amount without its exact string
+    (Bitstamp sends both as numbers and as strings), an integer past 64 bits. Such a message is parsed again
+    exactly. Other messages take no numbers."""
+    data = doc.get("data") if type(doc) is dict and doc.get("event") == "trade" else None
+    if type(data) is not dict:
+        return False
+    return (
+        type(data.get("price_str")) is not str
+        or type(data.get("amount_str")) is not str
+        or float in (type(data.get("id")), type(data.get("type")), type(data.get("microtimestamp")))
+        or type(data.get("timestamp")) is float
+    )
 
 
 def _side(code) -> str:

@@ -25,6 +25,9 @@ class Inbox:
         self._items: deque[Item] = deque()
         self._overflow: list[Item] = []
         self._ready = threading.Condition()
+        self._wanted = (
+            0  # how many points the writer thread waits for (0: it does not wait); put() wakes it then
+        )
         self.accepted_records = 0  # points of records, counted apart from lines such as health points
 
     def __len__(self) -> int:
@@ -41,7 +44,10 @@ class Inbox:
             self._overflow.extend(items[room:])
             if len(self._overflow) >= self._overflow_batch:
                 spill, self._overflow = self._overflow, []
-            self._ready.notify()
+            if (
+                self._wanted and len(self._items) >= self._wanted
+            ):  # a notify per trade would cost more than the trade
+                self._ready.notify()
         if spill:
             self.spill(spill)
 
@@ -72,8 +78,12 @@ class Inbox:
         """Up to `count` points, waiting up to `wait_s` for that many to gather."""
         deadline = time.monotonic() + wait_s
         with self._ready:
-            while len(self._items) < count and (left := deadline - time.monotonic()) > 0:
-                self._ready.wait(left)
+            self._wanted = count
+            try:
+                while len(self._items) < count and (left := deadline - time.monotonic()) > 0:
+                    self._ready.wait(left)
+            finally:
+                self._wanted = 0
             return [self._items.popleft() for _ in range(min(count, len(self._items)))]
 
     def take_all(self) -> list[Item]:

@@ -39,16 +39,18 @@ def _candle_key(exchange: str, pair: Pair, interval: str) -> str:
     return series_key("candle", pair_tags(exchange, pair) + (("interval", interval),))
 
 
+def float_text(number: float) -> str:
+    """A finite float as Point writes it: its shortest repr, '.0' trimmed."""
+    text = repr(number)
+    return text[:-2] if text.endswith(".0") else text
+
+
 def float_field(name: str, value: Decimal | float | None) -> str:
-    """`name=value` as Point writes a float ('.0' trimmed); '' for an unknown value or one beyond a float (Point
-    leaves both out)."""
+    """`name=value` as Point writes a float; '' for an unknown value or one beyond a float (Point leaves both out)."""
     if value is None:
         return ""
     number = float(value)
-    if not math.isfinite(number):
-        return ""
-    text = repr(number)
-    return f"{name}={text[:-2] if text.endswith('.0') else text}"
+    return f"{name}={float_text(number)}" if math.isfinite(number) else ""
 
 
 def _fields(*parts: str) -> str:
@@ -56,12 +58,16 @@ def _fields(*parts: str) -> str:
 
 
 def trade_line(trade: Trade) -> str:
+    key = _trade_key(trade.exchange, trade.pair, trade.side)
+    amount, price = float(trade.amount), float(trade.price)
+    if math.isfinite(amount) and math.isfinite(price):  # nearly always: no field to leave out
+        return f'{key}amount={float_text(amount)},price={float_text(price)},trade_id="{int(trade.trade_id)}" {trade.time_ns}'
     fields = _fields(
         float_field("amount", trade.amount),
         float_field("price", trade.price),
         f'trade_id="{int(trade.trade_id)}"',  # digits only: nothing to escape
     )
-    return f"{_trade_key(trade.exchange, trade.pair, trade.side)}{fields} {trade.time_ns}"
+    return f"{key}{fields} {trade.time_ns}"
 
 
 def field(name: str, value: float | int | str) -> str:

@@ -332,7 +332,9 @@ class Writer:
             raise OutOfTime()
         started = time.monotonic()
         settings = self._influx.settings
-        request = dict(bucket=getattr(self.buckets, kind), org=settings.org, record=lines)
+        # the body as one string: a list makes influxdb-client inspect and encode each line apart, in this thread,
+        # holding the interpreter lock the stream needs (an empty batch stays a list: no request at all)
+        request = dict(bucket=getattr(self.buckets, kind), org=settings.org, record="\n".join(lines) or [])
         if timeout_s < self.options.timeout_s:  # closing: this write may only use the time left
             with settings.client(timeout_s) as client:
                 client.write_api(write_options=SYNCHRONOUS).write(

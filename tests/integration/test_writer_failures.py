@@ -54,7 +54,9 @@ def break_writes(writer: Writer, broken: threading.Event, measurement: str = "")
     real_write = writer._write_api.write
 
     def write(*args, **kwargs):
-        if broken.is_set() and any(line.startswith(measurement) for line in kwargs["record"]):
+        body = kwargs["record"]  # the batch's lines joined into one string (or an empty list)
+        lines = body.split("\n") if isinstance(body, str) else body
+        if broken.is_set() and any(line.startswith(measurement) for line in lines):
             raise InjectedFault("injected into the write path")
         return real_write(*args, **kwargs)
 
