@@ -27,6 +27,17 @@ from(bucket: {bucket})
   |> sort(columns: ["_time"])
 """
 
+# per 30 days of candle times, the count and the sum of the closes: a recompute compares them with the last one's
+# to tell which spans of a pair's closes changed (aggregateWindow with count or sum is pushed down to storage)
+CLOSE_DIGEST = """
+from(bucket: {bucket})
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "candle" and r._field == "close")
+  |> filter(fn: (r) => r.exchange == {exchange} and r.pair == {pair} and r.interval == {interval})
+  |> aggregateWindow(every: 30d, fn: AGGREGATE, createEmpty: false, timeSrc: "_start")
+"""
+DIGEST_AGGREGATES = ("count", "sum")
+
 LAST_CLOSE = """
 from(bucket: {bucket})
   |> range(start: 0, stop: time(v: {stop}))
@@ -101,6 +112,18 @@ class StoredPrices:
             for record in self._rows(query)
         ]
         return max(rows) if rows else None
+
+    def close_digest(self, exchange: str, pair: Pair) -> dict[int, tuple]:
+        """Per 30-day window of candle open times (its start, ns): (count, sum) of the stored closes."""
+        digest: dict[int, tuple] = {}
+        for aggregate in DIGEST_AGGREGATES:  # a function name, not a string: set in before the values
+            query = self._flux(
+                CLOSE_DIGEST.replace("AGGREGATE", aggregate), exchange=exchange, pair=str(pair)
+            )
+            for record in self._rows(query):
+                window = _ns(record)
+                digest[window] = (*digest.get(window, ()), record.get_value())
+        return digest
 
     def latest(self, exchange: str, tickers: bool = False) -> dict[Pair, tuple[int, Decimal]]:
         """Per pair: the most recent of its latest trade and its latest candle close (and, with `tickers`, its
