@@ -17,6 +17,7 @@ from collector.portfolio.valuation import AssetTimeline
 from collector.storage.prices import StoredPrices
 
 EARLIEST = -(2**63)  # before any hour: everything differs
+NEVER = 2**63  # after any hour: nothing differs
 
 Source = tuple[str, Pair]  # (exchange, pair): one stored series of closes
 
@@ -74,7 +75,7 @@ def changed_since(
 def _first_difference(old: AssetTimeline, new: AssetTimeline) -> int:
     """The first moment at which the two timelines may give another state."""
     if old == new:
-        return -EARLIEST
+        return NEVER
     if old.first_ns is None or new.first_ns is None:
         return EARLIEST  # a bare quantity is held at every moment
     old_entries = zip(old.times_ns, old.states, strict=True)
@@ -92,5 +93,5 @@ def _first_window_difference(old: dict[int, tuple], new: dict[int, tuple]) -> in
     """The start of the first window whose closes differ: a close from then on changes the hours after it."""
     return min(
         (window for window in old.keys() | new.keys() if old.get(window) != new.get(window)),
-        default=-EARLIEST,
+        default=NEVER,
     )
