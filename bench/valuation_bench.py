@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.dashboards_bench import SYMBOLS, dec, price
 from bench.table import Row
 from collector.config import Buckets, Pair, parse_config
-from collector.portfolio.history import HistoryRecompute
+from collector.portfolio.history import HistoryRecompute, HistoryResult
 from collector.records import Candle
 from collector.storage.prices import StoredPrices
 from collector.storage.spool import Spool
@@ -39,7 +39,10 @@ def _config(symbols: list[str], first_s: int, edited_s: int, edited_price: str):
     return parse_config("\n".join(lines) + "\n", "bench.yml")
 
 
-def _recompute(org: Organisation, config, writer: Writer, now_ns: int) -> tuple[float, int]:
+def _recompute(
+    org: Organisation, config, writer: Writer, now_ns: int, memo=None
+) -> tuple[float, HistoryResult]:
+    """`memo`: the last recompute's, as the running collector keeps it between recomputes."""
     store, sync = StoredPrices(org.collector, Buckets(), HOUR), PointSync(org.collector, Buckets())
     submitted = []
 
@@ -49,7 +52,7 @@ def _recompute(org: Organisation, config, writer: Writer, now_ns: int) -> tuple[
 
     try:
         started = time.perf_counter()
-        result = HistoryRecompute(config, store, sync, submit).run(now_ns=now_ns)
+        result = HistoryRecompute(config, store, sync, submit).run(now_ns=now_ns, memo=memo)
         if not writer.flush(1800):
             raise RuntimeError("the recomputed history was not stored within 30 minutes")
         elapsed = time.perf_counter() - started
@@ -58,7 +61,7 @@ def _recompute(org: Organisation, config, writer: Writer, now_ns: int) -> tuple[
         sync.close()
     if result.problems:
         raise RuntimeError(f"valuation problems: {result.problems}")
-    return elapsed, result.hours.written
+    return elapsed, result
 
 
 def valuation_rows(org: Organisation, work: Path, years: int, assets: int) -> list[Row]:
@@ -101,12 +104,14 @@ def valuation_rows(org: Organisation, work: Path, years: int, assets: int) -> li
         edited_s = (
             now - now % HOUR - 365 * DAY + 1800
         )  # half past an hour: the next whole hour on is affected
-        first, first_points = _recompute(org, _config(symbols, first_s, edited_s, "100.00"), writer, now_ns)
-        edit, rewritten = _recompute(org, _config(symbols, first_s, edited_s, "101.00"), writer, now_ns)
+        first, computed = _recompute(org, _config(symbols, first_s, edited_s, "100.00"), writer, now_ns)
+        edited = _config(symbols, first_s, edited_s, "101.00")
+        edit, recomputed = _recompute(org, edited, writer, now_ns, computed.memo)
     finally:
         writer.close(timeout_s=60)
     if writer.stats.dropped_points or writer.stats.write_errors:
         raise RuntimeError(f"the valuation bench's points were not all stored: {writer.stats}")
+    first_points, rewritten = computed.hours.written, recomputed.hours.written
     # the edited lot's asset and the portfolio, at every whole hour from the lot on, to the current hour
     affected = 2 * ((now - now % HOUR - (edited_s + 1800)) // HOUR + 1)
     return [

@@ -5,6 +5,10 @@ point, valued with the holdings held at T and the price at T (the close of the l
 is processed a month at a time (one price query per market and month, one read of the stored points), so memory
 stays flat however long the history is. Only points that differ are written; stored points that are no longer
 computed (a removed lot or asset, an earlier start) are deleted. A second run writes and deletes nothing.
+
+Given the memo of the last completed recompute (memo.py), only the hours from the first one whose inputs changed are
+valued, and only the series whose inputs changed, and the totals, are read back and diffed: an edit of one lot costs
+the hours after it, not the whole history.
 """
 
 import logging
@@ -14,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from collector.config import Config
+from collector.portfolio.memo import HistoryMemo, changed_since, price_sources, read_digests
 from collector.portfolio.prices import NS, ClosesAt, CloseSeries, Prices, to_ns
 from collector.portfolio.routes import PriceRoutes
 from collector.portfolio.valuation import build_timelines, has_figures, value_at
@@ -38,6 +43,7 @@ class HistoryResult:
     hours: SyncResult = SyncResult()
     transactions: SyncResult = SyncResult()
     problems: tuple[str, ...] = ()
+    memo: HistoryMemo | None = None  # what the next recompute may take as stored, once these points are
 
     @property
     def written(self) -> int:
@@ -94,11 +100,16 @@ class HistoryRecompute:
         self.submit = submit
         self.stop = stop or threading.Event()
 
-    def run(self, now_ns: int | None = None) -> HistoryResult:
+    def run(self, now_ns: int | None = None, memo: HistoryMemo | None = None) -> HistoryResult:
         started = time.monotonic()
         now_ns = time.time_ns() if now_ns is None else now_ns
         routes = PriceRoutes(self.config)
-        timelines, problems = build_timelines(self.config.holdings, Prices(routes, ClosesAt(self.store)))
+        closes = Prices(routes, ClosesAt(self.store))
+        timelines, problems = build_timelines(self.config.holdings, closes)
+        basis = (routes.base, self.store.interval_s)
+        sources = price_sources(closes, timelines)
+        digests = read_digests(self.store, sources)
+        since = changed_since(memo, basis, sources, timelines, digests)
         transactions = self.sync.sync(
             "meta", ("transaction",), transaction_records(self.config), 0, FOREVER_NS, self.submit
         )
@@ -123,19 +134,30 @@ class HistoryRecompute:
                 if self.stop.is_set():
                     raise Interrupted
                 window_stop = min(window + WINDOW_NS, stop)
+                # with a memo: from the first hour that may differ, the series that may differ, and the totals
+                changed = window if since is None else min(since.values(), default=window_stop)
+                span_start = max(window, -(-changed // HOUR_NS) * HOUR_NS)  # the first whole hour from then
+                if span_start >= window_stop:
+                    continue
+                redone = None if since is None else {asset for asset, t in since.items() if t < window_stop}
                 series.load(window, window_stop)
                 records = []
-                first_hour = max(window, start) if start is not None else window_stop
+                first_hour = max(span_start, start) if start is not None else window_stop
                 for hour in range(first_hour, window_stop, HOUR_NS):
                     valuation = value_at(timelines, prices, hour, "history")
-                    records.extend(valuation.positions)
+                    records.extend(p for p in valuation.positions if redone is None or p.asset in redone)
                     if has_figures(valuation.total):
                         records.append(valuation.total)
-                hours += self.sync.sync("history", VALUATIONS, records, window, window_stop, self.submit)
-        result = HistoryResult(hours, transactions, tuple(problems))
+                only = None if redone is None else _series(redone)
+                hours += self.sync.sync(
+                    "history", VALUATIONS, records, span_start, window_stop, self.submit, only
+                )
+        memo = HistoryMemo(basis, sources, timelines, digests, stop)
+        result = HistoryResult(hours, transactions, tuple(problems), memo)
         log.info(
-            "portfolio history recomputed in %.1f s: %d hourly points written, %d deleted; %d transaction points "
+            "portfolio history recomputed (%s) in %.1f s: %d hourly points written, %d deleted; %d transaction points "
             "written, %d deleted",
+            "in full" if since is None else "what changed",
             time.monotonic() - started,
             hours.written,
             hours.deleted,
@@ -143,3 +165,8 @@ class HistoryRecompute:
             transactions.deleted,
         )
         return result
+
+
+def _series(assets) -> tuple:
+    """The totals and the positions of these assets, as (measurement, tags) series."""
+    return (("portfolio", ()), *(("position", (("asset", asset),)) for asset in sorted(assets)))

@@ -113,15 +113,20 @@ class ClosesAt:
 
 
 class CloseSeries:
-    """Closes of a span loaded in one query per leg; spans are loaded in time order, each carrying on the last."""
+    """Closes of a span loaded in one query per leg; spans are loaded in time order, each carrying on the last one
+    when it follows it (after a gap, the latest earlier close is read again)."""
 
     def __init__(self, store: StoredPrices, legs: Iterable[Leg]):
         self.store = store
         self.legs = tuple(legs)
         self._series: dict[Leg, tuple[list[int], list[Decimal]]] = {}
         self._carry: dict[tuple[Leg, str], tuple[int, Decimal] | None] = {}
+        self._loaded_until: int | None = None
 
     def load(self, start_ns: int, stop_ns: int) -> None:
+        if start_ns != self._loaded_until:
+            self._carry = {}
+        self._loaded_until = stop_ns
         for leg in self.legs:
             rows: list[tuple[int, Decimal]] = []
             for (

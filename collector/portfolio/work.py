@@ -9,6 +9,7 @@ from collector.config import Config
 from collector.holdings import describe_time
 from collector.influx_settings import InfluxSettings
 from collector.portfolio.history import HistoryRecompute, HistoryResult
+from collector.portfolio.memo import HistoryMemo
 from collector.portfolio.prices import (
     NS,
     STALE_INTERVALS,
@@ -99,6 +100,8 @@ class PortfolioWork:
         # after the delete: asset (or TOTAL) -> (from, until) of that delete, done again by every recompute until
         # one runs after a settled flush (not up to its own moment: samples taken since are the new holdings')
         self._stale_live_deleted: dict[str | None, tuple[int, int]] = {}
+        # what the last recompute stored: the next one redoes only what changed since (see memo.py)
+        self._memo: HistoryMemo | None = None
 
     def configure(self, config: Config) -> bool:
         """Take a new configuration; True when the history must be recomputed."""
@@ -115,9 +118,12 @@ class PortfolioWork:
             self.settings, config.buckets, config.backfill.interval_s, SERVICE_QUERY_TIMEOUT_S
         )
         sync = PointSync(self.settings, config.buckets, SERVICE_QUERY_TIMEOUT_S)
+        # unsettled, the last recompute's points may not all be stored: only a full recompute can tell
+        memo, self._memo = (self._memo if settled else None), None
         try:
             self._delete_stale_live_samples(sync)
-            result = HistoryRecompute(config, store, sync, self.submit, self.stop).run()
+            result = HistoryRecompute(config, store, sync, self.submit, self.stop).run(memo=memo)
+            self._memo = result.memo
         finally:
             store.close()
             sync.close()

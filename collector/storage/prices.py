@@ -4,9 +4,11 @@ A candle's close is the price at the candle's *close* time (open time + interval
 close of the latest candle that had closed by t: a candle still open at t is never used.
 """
 
+from datetime import datetime
 from decimal import Decimal
 
 import urllib3
+from influxdb_client import Dialect
 from influxdb_client.rest import ApiException
 
 from collector.config import Buckets, Pair
@@ -26,6 +28,19 @@ from(bucket: {bucket})
   |> keep(columns: ["_time", "_value"])
   |> sort(columns: ["_time"])
 """
+
+# per 30 days of candle times, the count and the sum of the closes: a recompute compares them with the last one's
+# to tell which spans of a pair's closes changed (aggregateWindow with count or sum is pushed down to storage)
+CLOSE_DIGEST = """
+from(bucket: {bucket})
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "candle" and r._field == "close")
+  |> filter(fn: (r) => r.exchange == {exchange} and r.pair == {pair} and r.interval == {interval})
+  |> aggregateWindow(every: 30d, fn: AGGREGATE, createEmpty: false, timeSrc: "_start")
+"""
+DIGEST_AGGREGATES = ("count", "sum")
+
+PLAIN_CSV = Dialect(header=True, annotations=[])  # a header row per table, no annotation rows
 
 LAST_CLOSE = """
 from(bucket: {bucket})
@@ -85,9 +100,12 @@ class StoredPrices:
             exchange=exchange,
             pair=str(pair),
         )
+        # read as plain CSV: a month of a pair's closes per query, the client's per-record objects cost more
         return [
-            (_ns(record) + interval_ns, decimal_from_float(record.get_value()))
-            for record in self._rows(query)
+            (_csv_ns(moment) + interval_ns, decimal_from_float(float(value)))
+            for moment, value in self._read(
+                lambda: _columns(self._query.query_csv(query, dialect=PLAIN_CSV), "_time", "_value")
+            )
         ]
 
     def close_at(self, exchange: str, pair: Pair, at_ns: int) -> tuple[int, Decimal] | None:
@@ -101,6 +119,18 @@ class StoredPrices:
             for record in self._rows(query)
         ]
         return max(rows) if rows else None
+
+    def close_digest(self, exchange: str, pair: Pair) -> dict[int, tuple]:
+        """Per 30-day window of candle open times (its start, ns): (count, sum) of the stored closes."""
+        digest: dict[int, tuple] = {}
+        for aggregate in DIGEST_AGGREGATES:  # a function name, not a string: set in before the values
+            query = self._flux(
+                CLOSE_DIGEST.replace("AGGREGATE", aggregate), exchange=exchange, pair=str(pair)
+            )
+            for record in self._rows(query):
+                window = _ns(record)
+                digest[window] = (*digest.get(window, ()), record.get_value())
+        return digest
 
     def latest(self, exchange: str, tickers: bool = False) -> dict[Pair, tuple[int, Decimal]]:
         """Per pair: the most recent of its latest trade and its latest candle close (and, with `tickers`, its
@@ -127,8 +157,11 @@ class StoredPrices:
         )
 
     def _rows(self, query: str):
+        return self._read(lambda: [record for table in self._query.query(query) for record in table])
+
+    def _read(self, read):
         try:
-            return [record for table in self._query.query(query) for record in table]
+            return read()
         except ApiException as exc:
             raise RuntimeFailure(
                 f"cannot read prices from InfluxDB: HTTP {exc.status} {api_error_message(exc)}"
@@ -145,3 +178,21 @@ class StoredPrices:
 def _ns(record) -> int:
     moment = record.get_time()
     return int(moment.timestamp()) * NS + moment.microsecond * 1000
+
+
+def _columns(rows, *names: str) -> list[tuple[str, ...]]:
+    """These columns of every data row of a query's CSV (each table repeats its header; a blank line ends one)."""
+    found, indexes = [], None
+    for row in rows:
+        if not row or not any(row):
+            indexes = None
+        elif indexes is None:
+            indexes = [row.index(name) for name in names]
+        else:
+            found.append(tuple(row[index] for index in indexes))
+    return found
+
+
+def _csv_ns(moment: str) -> int:
+    """RFC 3339 time of a CSV cell (whole seconds, as candle times are) in ns."""
+    return int(datetime.fromisoformat(moment).timestamp()) * NS

@@ -82,14 +82,20 @@ class PointSync:
         return min(times) if times else None
 
     def stored(
-        self, kind: str, measurements: tuple[str, ...], start_ns: int, stop_ns: int
+        self,
+        kind: str,
+        measurements: tuple[str, ...],
+        start_ns: int,
+        stop_ns: int,
+        series: tuple | None = None,
     ) -> dict[tuple, tuple]:
-        """key (measurement, tags, time ns) -> fields, sorted by name, of the stored points in [start, stop)."""
+        """key (measurement, tags, time ns) -> fields, sorted by name, of the stored points in [start, stop) (of
+        only those `series`, (measurement, tags) each, when given)."""
         query = STORED.format(
             bucket=flux_string(getattr(self.buckets, kind)),
             start=flux_string(rfc3339_ns(start_ns)),
             stop=flux_string(rfc3339_ns(stop_ns)),
-            measurements=_measurement_filter(measurements),
+            measurements=_measurement_filter(measurements) if series is None else _series_filter(series),
         )
         points = {}
         for measurement, tags, time_ns, fields in _points(self._query.query_csv(query, dialect=CSV_DIALECT)):
@@ -97,10 +103,18 @@ class PointSync:
         return points
 
     def sync(
-        self, kind: str, measurements: tuple[str, ...], records, start_ns: int, stop_ns: int, submit
+        self,
+        kind: str,
+        measurements: tuple[str, ...],
+        records,
+        start_ns: int,
+        stop_ns: int,
+        submit,
+        series: tuple | None = None,
     ) -> SyncResult:
-        """Store exactly `records` (of `measurements`, all in [start, stop)) in that span of bucket `kind`."""
-        stored = self.stored(kind, measurements, start_ns, stop_ns)
+        """Store exactly `records` (of `measurements`, all in [start, stop)) in that span of bucket `kind`; with
+        `series` ((measurement, tags) each), the records are of those series only and no other is read or touched."""
+        stored = self.stored(kind, measurements, start_ns, stop_ns, series)
         computed = {}
         for record in records:
             parts = valuation_parts(record)
@@ -154,6 +168,19 @@ class PointSync:
 def _measurement_filter(measurements: tuple[str, ...]) -> str:
     """A filter predicate for these measurements (equalities, which the storage engine can apply itself)."""
     return " or ".join(f"r._measurement == {flux_string(name)}" for name in measurements)
+
+
+def _series_filter(series: tuple) -> str:
+    """A filter predicate for these series, (measurement, tags) each."""
+    return " or ".join(
+        "("
+        + " and ".join(
+            [f"r._measurement == {flux_string(measurement)}"]
+            + [f"r[{flux_string(name)}] == {flux_string(value)}" for name, value in tags]
+        )
+        + ")"
+        for measurement, tags in series
+    )
 
 
 def _points(rows):

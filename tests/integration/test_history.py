@@ -2,8 +2,11 @@
 
 from datetime import UTC, datetime
 
+import pytest
+
 from collector.config import Buckets, parse_config
 from collector.portfolio.history import HistoryRecompute
+from collector.portfolio.memo import HistoryMemo
 from collector.records import Transaction
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
@@ -17,8 +20,16 @@ BTC_SECOND = '    - {date: 2026-01-10T02:00:00Z, kind: buy, quantity: "0.5", pri
 ETH_BUY = '  ETH:\n    - {date: 2026-01-10T01:00:00Z, kind: buy, quantity: "2", price: "%s", note: first}\n'
 
 
-def _recompute(settings, tmp_path, holdings: str, written: list | None = None, pairs: str = PAIRS):
-    """One recompute at NOW; what it submits is appended to `written`; flushed before the next run reads."""
+def _recompute(
+    settings,
+    tmp_path,
+    holdings: str,
+    written: list | None = None,
+    pairs: str = PAIRS,
+    memo: HistoryMemo | None = None,
+):
+    """One recompute at NOW (given `memo`, of what changed since); what it submits is appended to `written`;
+    flushed before the next run reads."""
     config = parse_config(pairs + "holdings:\n" + holdings, "p.yml")
     store, sync = StoredPrices(settings, Buckets(), 3600), PointSync(settings, Buckets())
     try:
@@ -28,7 +39,7 @@ def _recompute(settings, tmp_path, holdings: str, written: list | None = None, p
                 (written if written is not None else []).extend(records)
                 instance.submit(records)
 
-            return HistoryRecompute(config, store, sync, submit).run(now_ns=NOW_NS)
+            return HistoryRecompute(config, store, sync, submit).run(now_ns=NOW_NS, memo=memo)
     finally:
         store.close()
         sync.close()
@@ -50,8 +61,20 @@ def _values(client, org, measurement, field="value"):
     return {key: fields.get(field) for key, fields in stored_points(client, org, measurement).items()}
 
 
-def test_hourly_history_then_edits_rewrite_only_what_they_change(collector_settings, admin_client, tmp_path):
+@pytest.mark.parametrize("incremental", [False, True], ids=["in-full", "with-memo"])
+def test_hourly_history_then_edits_rewrite_only_what_they_change(
+    incremental, collector_settings, admin_client, tmp_path
+):
+    """The same figures whether each recompute redoes everything or, from the last one's memo, what changed."""
     org = collector_settings.org
+    last = {}
+
+    def recompute(holdings, written=None):
+        result = _recompute(collector_settings, tmp_path, holdings, written, memo=last.get("memo"))
+        if incremental:
+            last["memo"] = result.memo
+        return result
+
     seed(
         collector_settings,
         tmp_path,
@@ -61,7 +84,7 @@ def test_hourly_history_then_edits_rewrite_only_what_they_change(collector_setti
     )
     holdings = "  BTC:\n" + BTC_FIRST + BTC_SECOND + ETH_BUY % "2000"
 
-    first = _recompute(collector_settings, tmp_path, holdings)
+    first = recompute(holdings)
     # positions: BTC at 00…04 (5), ETH from its buy at 01:00 (4); portfolio at 00…04 (5)
     assert (first.hours.written, first.hours.deleted) == (14, 0)
     assert (first.transactions.written, first.transactions.deleted) == (3, 0)
@@ -94,13 +117,13 @@ def test_hourly_history_then_edits_rewrite_only_what_they_change(collector_setti
         "note": "first",
     }
 
-    second = _recompute(collector_settings, tmp_path, holdings)
+    second = recompute(holdings)
     assert (second.written, second.deleted) == (0, 0)  # nothing changed, nothing written
 
     # the ETH lot's price changes: its cost basis changes from 01:00 on, so ETH and portfolio at 01…04
     edited = "  BTC:\n" + BTC_FIRST + BTC_SECOND + ETH_BUY % "2100"
     rewritten = []
-    third = _recompute(collector_settings, tmp_path, edited, rewritten)
+    third = recompute(edited, rewritten)
     assert (third.hours.written, third.hours.deleted) == (8, 0)
     assert _hours_of(rewritten) == {
         (kind, asset, hour)
@@ -115,7 +138,7 @@ def test_hourly_history_then_edits_rewrite_only_what_they_change(collector_setti
     # BTC's second lot and all of ETH are removed: BTC 02…04 rewritten (1 BTC), portfolio 01…04 rewritten,
     # ETH's 4 points deleted, and their two transaction points too
     removed = "  BTC:\n" + BTC_FIRST
-    fourth = _recompute(collector_settings, tmp_path, removed)
+    fourth = recompute(removed)
     assert (fourth.hours.written, fourth.hours.deleted) == (7, 4)
     assert (fourth.transactions.written, fourth.transactions.deleted) == (0, 2)
     assert _values(admin_client, org, "position") == {
@@ -131,14 +154,14 @@ def test_hourly_history_then_edits_rewrite_only_what_they_change(collector_setti
 
     # the first lot moves to 02:00: the hours before it are no longer held, so their points go
     later = "  BTC:\n" + BTC_FIRST.replace("T00:00", "T02:00")
-    fifth = _recompute(collector_settings, tmp_path, later)
+    fifth = recompute(later)
     assert fifth.hours.deleted == 4  # BTC and portfolio at 00:00 and 01:00
     assert sorted(time for _, time in _values(admin_client, org, "portfolio")) == [
         "2026-01-10T02:00:00Z",
         "2026-01-10T03:00:00Z",
         "2026-01-10T04:00:00Z",
     ]
-    assert (_recompute(collector_settings, tmp_path, later).written, 0) == (0, 0)
+    assert (recompute(later).written, 0) == (0, 0)
 
 
 def test_two_buys_on_one_date_are_two_transaction_points(collector_settings, admin_client, tmp_path):

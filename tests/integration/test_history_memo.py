@@ -1,0 +1,152 @@
+"""A recompute from the last one's memo, in the real influxd, over several 30-day windows: an edit of one lot
+rewrites exactly the points it changes, a corrected close exactly the hour it prices, and what is stored afterwards is
+what a full recompute computes (it then writes and deletes nothing)."""
+
+from datetime import UTC, datetime
+
+from collector.config import Buckets, parse_config
+from collector.portfolio.history import HistoryRecompute, HistoryResult
+from collector.portfolio.memo import HistoryMemo
+from collector.records import Transaction
+from collector.storage.prices import StoredPrices
+from collector.storage.sync import PointSync
+from tests.integration.valuation_helpers import at, hourly_candles, seed, stored_points, writer
+
+NOW_NS = int(at("2026-03-12T04:20:00Z").timestamp()) * 1_000_000_000  # 70 days after the first candle
+PAIRS = "exchanges:\n  bitstamp:\n    pairs: [BTC-USD, ETH-USD, LTC-USD]\n"
+HOURS = 70 * 24 + 5  # candles opening 2026-01-01 00:00 … 2026-03-12 04:00
+
+
+def _closes(base: int, step: int) -> list[str]:
+    """A price that moves every hour, with cents, so that every hour's figures differ."""
+    return [f"{base + (hour * step) % 97}.{hour % 100:02d}" for hour in range(HOURS)]
+
+
+def _holdings(eth_lot_price: str) -> str:
+    return (
+        "holdings:\n"
+        "  BTC:\n"
+        "    - {date: 2026-01-01T05:00:00Z, kind: buy, quantity: '1.5', price: '30000', fee: '12.34'}\n"
+        "    - {date: 2026-02-10T07:30:00Z, kind: sell, quantity: '0.5', price: '31000.01'}\n"
+        "  ETH:\n"
+        "    - {date: 2026-01-06T00:00:00Z, kind: buy, quantity: '2', price: '2000'}\n"
+        # the lot the test edits, 50 days in, half past an hour: from 11:00 on its cost basis counts
+        f"    - {{date: 2026-02-20T10:30:00Z, kind: buy, quantity: '0.3', price: '{eth_lot_price}'}}\n"
+        "  LTC:\n"
+        "    - {date: 2026-01-11T00:00:00Z, kind: buy, quantity: '10.123', price: '70.07'}\n"
+    )
+
+
+def _recompute(
+    settings, tmp_path, eth_lot_price: str, memo: HistoryMemo | None, written: list
+) -> HistoryResult:
+    config = parse_config(PAIRS + _holdings(eth_lot_price), "p.yml")
+    store, sync = StoredPrices(settings, Buckets(), 3600), PointSync(settings, Buckets())
+    try:
+        with writer(settings, tmp_path) as instance:
+
+            def submit(records):
+                written.extend(records)
+                instance.submit(records)
+
+            return HistoryRecompute(config, store, sync, submit).run(now_ns=NOW_NS, memo=memo)
+    finally:
+        store.close()
+        sync.close()
+
+
+def _seed_prices(settings, tmp_path) -> None:
+    seed(
+        settings,
+        tmp_path,
+        hourly_candles("BTC-USD", "2026-01-01T00:00:00Z", _closes(30000, 13))
+        + hourly_candles("ETH-USD", "2026-01-01T00:00:00Z", _closes(2000, 7))
+        + hourly_candles("LTC-USD", "2026-01-01T00:00:00Z", _closes(70, 3)),
+    )
+
+
+def _hour(time_ns: int) -> str:
+    return datetime.fromtimestamp(time_ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _keys(records) -> set:
+    return {
+        (type(r).__name__, getattr(r, "asset", ""), _hour(r.time_ns))
+        for r in records
+        if not isinstance(r, Transaction)
+    }
+
+
+def _hours_from(first: str, last: str) -> list[str]:
+    start, stop = int(at(first).timestamp()), int(at(last).timestamp())
+    return [_hour(t * 10**9) for t in range(start, stop + 1, 3600)]
+
+
+def _assert_a_full_recompute_changes_nothing(settings, tmp_path, eth_lot_price: str) -> None:
+    full = _recompute(settings, tmp_path, eth_lot_price, None, [])
+    assert (full.hours.written, full.hours.deleted) == (0, 0)
+
+
+def test_an_edit_and_a_corrected_close_rewrite_exactly_what_they_change(
+    collector_settings, admin_client, tmp_path
+):
+    _seed_prices(collector_settings, tmp_path)
+    first = _recompute(collector_settings, tmp_path, "2100", None, [])
+    assert first.memo is not None and first.hours.written > 3 * 50 * 24
+
+    unchanged: list = []
+    again = _recompute(collector_settings, tmp_path, "2100", first.memo, unchanged)
+    assert (again.hours.written, again.hours.deleted, unchanged) == (0, 0, [])
+
+    # the lot's price: ETH's cost basis, so ETH's positions and the totals, differ from 11:00 that day to now
+    rewritten: list = []
+    edited = _recompute(collector_settings, tmp_path, "2110", again.memo, rewritten)
+    hours = _hours_from("2026-02-20T11:00:00Z", "2026-03-12T04:00:00Z")
+    assert _keys(rewritten) == {
+        (kind, asset, hour) for kind, asset in (("Position", "ETH"), ("PortfolioValue", "")) for hour in hours
+    }
+    assert (edited.hours.written, edited.hours.deleted) == (2 * len(hours), 0)
+    positions = stored_points(admin_client, collector_settings.org, "position")
+    assert positions[("ETH", "2026-02-20T11:00:00Z")]["cost_basis"] == 4633.0  # 2 × 2000 + 0.3 × 2110
+    _assert_a_full_recompute_changes_nothing(collector_settings, tmp_path, "2110")
+
+    # a close corrected in the first window (the candle opening 2026-01-02 06:00 closes at 07:00): BTC's price at
+    # that one hour, so its position and the total then
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", "2026-01-02T06:00:00Z", ["30123.45"]))
+    corrected: list = []
+    repriced = _recompute(collector_settings, tmp_path, "2110", edited.memo, corrected)
+    assert _keys(corrected) == {
+        ("Position", "BTC", "2026-01-02T07:00:00Z"),
+        ("PortfolioValue", "", "2026-01-02T07:00:00Z"),
+    }
+    assert (repriced.hours.written, repriced.hours.deleted) == (2, 0)
+    assert (
+        stored_points(admin_client, collector_settings.org, "position")[("BTC", "2026-01-02T07:00:00Z")][
+            "value"
+        ]
+        == 45185.18
+    )  # 1.5 × 30123.45 = 45185.175, half up
+    _assert_a_full_recompute_changes_nothing(collector_settings, tmp_path, "2110")
+
+
+def test_a_removed_asset_is_deleted_and_the_totals_redone(collector_settings, admin_client, tmp_path):
+    _seed_prices(collector_settings, tmp_path)
+    first = _recompute(collector_settings, tmp_path, "2100", None, [])
+    config = parse_config(PAIRS + _holdings("2100").split("  LTC:")[0], "p.yml")
+    store, sync = StoredPrices(collector_settings, Buckets(), 3600), PointSync(collector_settings, Buckets())
+    try:
+        with writer(collector_settings, tmp_path) as instance:
+            without = HistoryRecompute(config, store, sync, instance.submit).run(
+                now_ns=NOW_NS, memo=first.memo
+            )
+        full = HistoryRecompute(config, store, sync, lambda records: None).run(now_ns=NOW_NS)
+    finally:
+        store.close()
+        sync.close()
+    ltc_hours = len(_hours_from("2026-01-11T00:00:00Z", "2026-03-12T04:00:00Z"))
+    assert without.hours.deleted == ltc_hours  # LTC's positions
+    assert without.hours.written == ltc_hours  # the totals of the hours LTC was held
+    assert not {
+        key for key in stored_points(admin_client, collector_settings.org, "position") if key[0] == "LTC"
+    }
+    assert (full.hours.written, full.hours.deleted) == (0, 0)
