@@ -174,7 +174,7 @@ def dashboard_rows(influx, org: Organisation, work: Path, assets: int, full_rate
     rows = [
         Row(
             "dashboards: data",
-            f"{points:,} points ({assets} assets, {TRADE_PAIRS} of them on 2 exchanges; "
+            f"{points:,} points ({assets} assets, {min(assets, TRADE_PAIRS)} of them on 2 exchanges; "
             f"trades: 5/s for {full_rate_h} h, then 1/5 min to 90 d)",
         )
     ]
