@@ -19,12 +19,27 @@ HOUR = 3600
 SYMBOLS = ("BTC", "ETH", "LTC", "XRP", "BCH", "LINK", "XLM", "UNI", "AAVE", "SOL")
 
 
+class CountingReplay(BitstampReplay):
+    """Counts the candle requests it answers: the requests made, as the exchange would see them."""
+
+    def __init__(self):
+        super().__init__()
+        self.candle_requests: list[str] = []  # appended from the server's threads: a list append is atomic
+
+    def _answer(self, raw_path: str):
+        if "/ohlc/" in raw_path:
+            self.candle_requests.append(raw_path)
+        return super()._answer(raw_path)
+
+
 def _serve(connection, start_s: int) -> None:
-    """Child process: a replay serving candles from `start_s`, until told to stop."""
-    with BitstampReplay() as replay:
+    """Child process: a replay serving candles from `start_s`, until told to stop; then says how many candle
+    requests it answered."""
+    with CountingReplay() as replay:
         replay.candle_start_s = start_s
         connection.send(replay.rest_url)
         connection.recv()
+        connection.send(len(replay.candle_requests))
 
 
 def backfill_rows(org: Organisation, work: Path, years: int, pair_count: int) -> list[Row]:
@@ -59,9 +74,12 @@ def backfill_rows(org: Organisation, work: Path, years: int, pair_count: int) ->
         runtime.http.close()
     finally:
         parent.send("stop")
+        served = parent.recv() if parent.poll(10) else None
         server.join(10)
     candles = sum(result.candles for result in results)
     requests = sum(result.requests for result in results)
+    if served != requests:
+        raise RuntimeError(f"the replay answered {served} candle requests, the backfill counted {requests}")
     # each pair's candles from `since` to the last closed hour, at most 1000 a request
     closed = (now - now % HOUR - start_s) // HOUR
     needed = pair_count * math.ceil(closed / 1000)

@@ -53,9 +53,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         influx = InfluxServer(work / "influxd")
-        influx.start()
-        influx.onboard()
-        try:
+        try:  # an influxd that starts but never turns healthy or refuses onboarding is stopped too
+            influx.start()
+            influx.onboard()
             for part in _parts():
                 with bootstrapped_organisation(influx, work / part.__name__, "bench") as org:
                     rows += part(influx, org, work / part.__name__, sizes)
