@@ -2,12 +2,14 @@
 rewrites exactly the points it changes, a corrected close exactly the hour it prices, and what is stored afterwards is
 what a full recompute computes (it then writes and deletes nothing)."""
 
+import time
 from datetime import UTC, datetime
 
 from collector.config import Buckets, parse_config
 from collector.portfolio.history import HistoryRecompute, HistoryResult
 from collector.portfolio.memo import HistoryMemo
-from collector.records import Transaction
+from collector.portfolio.work import PortfolioWork
+from collector.records import Position, Transaction
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
 from tests.integration.valuation_helpers import at, hourly_candles, seed, stored_points, writer
@@ -150,3 +152,38 @@ def test_a_removed_asset_is_deleted_and_the_totals_redone(collector_settings, ad
         key for key in stored_points(admin_client, collector_settings.org, "position") if key[0] == "LTC"
     }
     assert (full.hours.written, full.hours.deleted) == (0, 0)
+
+
+def test_points_the_writer_dropped_are_not_taken_as_stored(collector_settings, admin_client, tmp_path):
+    """The writer drops a batch it cannot store (a 4xx, an unreadable spool segment) and counts it: the memo of the
+    recompute whose points those were must not be trusted, or the lost hours stay missing until a restart."""
+    now = time.time_ns()
+    first_open = now - now % 3_600_000_000_000 - 3 * 86_400_000_000_000
+    opens = _hour(first_open)
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", opens, _closes(30000, 13)[:80]))
+    config = parse_config(
+        PAIRS + f"holdings:\n  BTC:\n    - {{date: {opens}, kind: buy, quantity: '1.5', price: '30000'}}\n",
+        "p.yml",
+    )
+    lost_hour = _hour(first_open + 24 * 3_600_000_000_000)
+    lost = []
+    with writer(collector_settings, tmp_path) as instance:
+
+        def submit(records):  # what the writer dropped: BTC's position at one hour, the first time
+            kept = [
+                r for r in records if lost or not (isinstance(r, Position) and _hour(r.time_ns) == lost_hour)
+            ]
+            lost.extend(r for r in records if r not in kept)
+            instance.submit(kept)
+
+        work = PortfolioWork(collector_settings, config, submit)
+        try:
+            work.recompute(True, lost=0)
+            assert lost, "no point was dropped"
+            assert instance.flush(20)
+            assert ("BTC", lost_hour) not in stored_points(admin_client, collector_settings.org, "position")
+            work.recompute(True, lost=len(lost))  # the writer's count of lost points moved: a full recompute
+            assert instance.flush(20)
+        finally:
+            work.close()
+    assert ("BTC", lost_hour) in stored_points(admin_client, collector_settings.org, "position")
