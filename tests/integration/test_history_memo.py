@@ -5,6 +5,8 @@ what a full recompute computes (it then writes and deletes nothing)."""
 import time
 from datetime import UTC, datetime
 
+from influxdb_client import BucketRetentionRules
+
 from collector.config import Buckets, parse_config
 from collector.portfolio.history import HistoryRecompute, HistoryResult
 from collector.portfolio.memo import HistoryMemo
@@ -187,3 +189,45 @@ def test_points_the_writer_dropped_are_not_taken_as_stored(collector_settings, a
         finally:
             work.close()
     assert ("BTC", lost_hour) in stored_points(admin_client, collector_settings.org, "position")
+
+
+def _run(settings, tmp_path, config, memo: HistoryMemo | None, now_ns: int) -> HistoryResult:
+    store, sync = StoredPrices(settings, Buckets(), 3600), PointSync(settings, Buckets())
+    try:
+        with writer(settings, tmp_path) as instance:
+            return HistoryRecompute(config, store, sync, instance.submit).run(now_ns=now_ns, memo=memo)
+    finally:
+        store.close()
+        sync.close()
+
+
+def _set_history_retention(admin_client, org: str, seconds: int) -> None:
+    bucket = admin_client.buckets_api().find_bucket_by_name("crypto_history")
+    bucket.retention_rules = [
+        BucketRetentionRules(type="expire", every_seconds=seconds, shard_group_duration_seconds=3600)
+    ]
+    admin_client.buckets_api().update_bucket(bucket)
+
+
+def test_a_longer_history_retention_computes_the_hours_it_now_keeps(
+    collector_settings, admin_client, tmp_path
+):
+    """The bucket's retention lengthened (bootstrap corrects a drifted one): the hours it now keeps, before the ones
+    the last recompute could store, are computed as a full recompute computes them."""
+    now = time.time_ns()
+    first_open = now - now % 3_600_000_000_000 - 3 * 86_400_000_000_000
+    opens = _hour(first_open)
+    seed(collector_settings, tmp_path, hourly_candles("BTC-USD", opens, _closes(30000, 13)[:80]))
+    config = parse_config(
+        PAIRS + f"holdings:\n  BTC:\n    - {{date: {opens}, kind: buy, quantity: '1.5', price: '30000'}}\n",
+        "p.yml",
+    )
+    _set_history_retention(admin_client, collector_settings.org, 2 * 86_400)
+    first = _run(collector_settings, tmp_path, config, None, now)
+    assert ("BTC", opens) not in stored_points(admin_client, collector_settings.org, "position")
+
+    _set_history_retention(admin_client, collector_settings.org, 0)
+    _run(collector_settings, tmp_path, config, first.memo, now)
+    assert ("BTC", opens) in stored_points(admin_client, collector_settings.org, "position")
+    full = _run(collector_settings, tmp_path, config, None, now)
+    assert (full.hours.written, full.hours.deleted) == (0, 0)
