@@ -5,14 +5,16 @@ what a full recompute computes (it then writes and deletes nothing)."""
 import time
 from datetime import UTC, datetime
 
+import pytest
 from influxdb_client import BucketRetentionRules
 
 from collector.config import Buckets, parse_config
+from collector.errors import RuntimeFailure
 from collector.portfolio.history import HistoryRecompute, HistoryResult
 from collector.portfolio.memo import HistoryMemo
 from collector.portfolio.work import PortfolioWork
 from collector.records import Position, Transaction
-from collector.storage.prices import StoredPrices
+from collector.storage.prices import StoredPrices, _columns
 from collector.storage.sync import PointSync
 from tests.integration.valuation_helpers import at, hourly_candles, seed, stored_points, writer
 
@@ -231,3 +233,20 @@ def test_a_longer_history_retention_computes_the_hours_it_now_keeps(
     assert ("BTC", opens) in stored_points(admin_client, collector_settings.org, "position")
     full = _run(collector_settings, tmp_path, config, None, now)
     assert (full.hours.written, full.hours.deleted) == (0, 0)
+
+
+def test_an_error_table_in_the_closes_csv_is_a_failure_not_closes():
+    """influxd reports an error met after it began to answer as one more table (`error`, `reference`), after a blank
+    line or straight after the rows: reading closes, that is a failure with influxd's message, never fewer closes."""
+    header, row = (
+        ["", "result", "table", "_time", "_value"],
+        ["", "_result", "0", "2026-01-01T00:00:00Z", "1.5"],
+    )
+    for separator in ([[]], []):
+        rows = [header, row, *separator, ["", "error", "reference"], ["", "timeout reading shard", ""]]
+        with pytest.raises(RuntimeFailure, match="timeout reading shard"):
+            _columns(iter(rows), "_time", "_value")
+    assert (
+        _columns(iter([header, row, [], header, row]), "_time", "_value")
+        == [("2026-01-01T00:00:00Z", "1.5")] * 2
+    )
