@@ -250,3 +250,32 @@ def test_an_error_table_in_the_closes_csv_is_a_failure_not_closes():
         _columns(iter([header, row, [], header, row]), "_time", "_value")
         == [("2026-01-01T00:00:00Z", "1.5")] * 2
     )
+
+
+def test_a_corrected_close_that_prices_a_lot_redoes_its_cost_basis(
+    collector_settings, admin_client, tmp_path
+):
+    """A transfer_in without a price costs the market price of its hour, a lot priced in EUR the EUR-USD rate of
+    its hour: a close corrected there changes the cost basis of every later hour, as a full recompute has it."""
+    _seed_prices(collector_settings, tmp_path)
+    seed(collector_settings, tmp_path, hourly_candles("EUR-USD", "2026-01-01T00:00:00Z", ["1.1000"] * HOURS))
+    config = parse_config(
+        "exchanges:\n  bitstamp:\n    pairs: [BTC-USD, LTC-USD, EUR-USD]\nholdings:\n"
+        "  BTC:\n    - {date: 2026-01-20T10:30:00Z, kind: buy, quantity: '1', price: '27000', currency: EUR}\n"
+        "  LTC:\n    - {date: 2026-02-20T10:30:00Z, kind: transfer_in, quantity: '10'}\n",
+        "p.yml",
+    )
+    first = _run(collector_settings, tmp_path, config, None, NOW_NS)
+    seed(
+        collector_settings,
+        tmp_path,
+        hourly_candles("EUR-USD", "2026-01-20T07:00:00Z", ["1.2000"] * 4)
+        + hourly_candles("LTC-USD", "2026-02-20T07:00:00Z", ["99.99"] * 4),
+    )
+    again = _run(collector_settings, tmp_path, config, first.memo, NOW_NS)
+    positions = stored_points(admin_client, collector_settings.org, "position")
+    assert positions[("BTC", "2026-03-01T00:00:00Z")]["cost_basis"] == 32400.0  # 27000 EUR at 1.2000
+    assert positions[("LTC", "2026-03-01T00:00:00Z")]["cost_basis"] == 999.9  # 10 at 99.99
+    assert again.hours.written > 0
+    full = _run(collector_settings, tmp_path, config, None, NOW_NS)
+    assert (full.hours.written, full.hours.deleted) == (0, 0)
