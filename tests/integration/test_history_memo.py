@@ -279,3 +279,32 @@ def test_a_corrected_close_that_prices_a_lot_redoes_its_cost_basis(
     assert again.hours.written > 0
     full = _run(collector_settings, tmp_path, config, None, NOW_NS)
     assert (full.hours.written, full.hours.deleted) == (0, 0)
+
+
+def test_a_new_direct_pair_and_a_deleted_candle_are_redone(collector_settings, admin_client, tmp_path):
+    """ETH priced through BTC (ETH-BTC x BTC-USD) until ETH-USD is configured, and a candle deleted from an old
+    window: what is stored afterwards is what a full recompute stores."""
+    _seed_prices(collector_settings, tmp_path)
+    seed(collector_settings, tmp_path, hourly_candles("ETH-BTC", "2026-01-01T00:00:00Z", ["0.0650"] * HOURS))
+    holdings = (
+        "holdings:\n  ETH:\n    - {date: 2026-01-06T00:00:00Z, kind: buy, quantity: '2', price: '2000'}\n"
+    )
+    bridged = parse_config("exchanges:\n  bitstamp:\n    pairs: [BTC-USD, ETH-BTC]\n" + holdings, "p.yml")
+    direct = parse_config(PAIRS + holdings, "p.yml")
+    first = _run(collector_settings, tmp_path, bridged, None, NOW_NS)
+    again = _run(collector_settings, tmp_path, direct, first.memo, NOW_NS)
+    assert again.hours.written > 60 * 24
+    full = _run(collector_settings, tmp_path, direct, None, NOW_NS)
+    assert (full.hours.written, full.hours.deleted) == (0, 0)
+
+    admin_client.delete_api().delete(
+        "2026-01-10T05:00:00Z",
+        "2026-01-10T05:00:01Z",
+        '_measurement="candle" AND pair="ETH-USD"',
+        bucket="crypto_history",
+        org=collector_settings.org,
+    )
+    deleted = _run(collector_settings, tmp_path, direct, full.memo, NOW_NS)
+    assert deleted.hours.written == 2  # ETH at 06:00 keeps 05:00's price, and the total
+    full = _run(collector_settings, tmp_path, direct, None, NOW_NS)
+    assert (full.hours.written, full.hours.deleted) == (0, 0)
