@@ -415,7 +415,7 @@ class Collector:
             # points submitted earlier (candles just backfilled, history points waiting in the spool) must be
             # stored first: read too early they leave gaps, replayed after the recompute they bring back stale hours
             settled = await self._blocking(self.writer.flush, self.options.flush_before_recompute_s)
-            await self._blocking(self.portfolio.recompute, settled)
+            await self._blocking(self.portfolio.recompute, settled, self.writer.lost_points())
         except Interrupted:
             log.info("portfolio history recompute stopped")
             return True

@@ -126,8 +126,10 @@ class HistoryRecompute:
             start = max(start, kept) if start is not None else None
             known = [max(t, kept) for t in known]
         hours = SyncResult()
+        begin = min(known) - min(known) % HOUR_NS if known else stop
+        if memo is not None and begin < memo.start_ns:
+            since = None  # hours the last recompute did not cover (its bucket kept less): all are computed
         if known:
-            begin = min(known) - min(known) % HOUR_NS
             series = CloseSeries(self.store, routes.legs(timelines))
             prices = Prices(routes, series)
             for window in range(begin, stop, WINDOW_NS):
@@ -152,7 +154,7 @@ class HistoryRecompute:
                 hours += self.sync.sync(
                     "history", VALUATIONS, records, span_start, window_stop, self.submit, only
                 )
-        memo = HistoryMemo(basis, sources, timelines, digests, stop)
+        memo = HistoryMemo(basis, sources, timelines, digests, begin, stop)
         result = HistoryResult(hours, transactions, tuple(problems), memo)
         log.info(
             "portfolio history recomputed (%s) in %.1f s: %d hourly points written, %d deleted; %d transaction points "

@@ -4,7 +4,8 @@ An hour's position of an asset depends on the asset's holdings timeline, its pri
 the route's legs; the hour's total depends on every position. So, against the memo of the last recompute, an asset's
 positions may differ from the first moment its timeline differs, from the first 30-day window in which the count or
 the sum of one leg's stored closes differs, and at every hour after the last one computed; a new or removed asset,
-or a changed route, differs everywhere. A change of base currency or candle interval redoes everything, as does a
+or a changed route, differs everywhere; so does every hour before the first one the last recompute covered (a
+bucket retention lengthened since). A change of base currency or candle interval redoes everything, as does a
 recompute without a memo (the first one after a start, or after one that failed or whose points were not all
 stored).
 """
@@ -28,6 +29,7 @@ class HistoryMemo:
     routes: dict[str, tuple]  # asset -> the sources its price is read from, per leg
     timelines: dict[str, AssetTimeline]
     digests: dict[Source, dict[int, tuple]]  # per source: window start -> (count, sum) of its closes
+    start_ns: int  # every hour from it (the bucket's retention then, or the first transaction) was computed
     stop_ns: int  # every hour before it was computed
 
 

@@ -102,6 +102,7 @@ class PortfolioWork:
         self._stale_live_deleted: dict[str | None, tuple[int, int]] = {}
         # what the last recompute stored: the next one redoes only what changed since (see memo.py)
         self._memo: HistoryMemo | None = None
+        self._memo_lost = 0  # the writer's count of lost points when the recompute that made the memo began
 
     def configure(self, config: Config) -> bool:
         """Take a new configuration; True when the history must be recomputed."""
@@ -111,15 +112,18 @@ class PortfolioWork:
         self.config = config
         return changed
 
-    def recompute(self, settled: bool = True) -> HistoryResult:
-        """`settled`: every point submitted before this recompute is stored (no stale sample can come back)."""
+    def recompute(self, settled: bool = True, lost: int = 0) -> HistoryResult:
+        """`settled`: every point submitted before this recompute is stored (no stale sample can come back); `lost`:
+        how many points the writer has lost so far (dropped, set aside unreadable)."""
         config = self.config
         store = StoredPrices(
             self.settings, config.buckets, config.backfill.interval_s, SERVICE_QUERY_TIMEOUT_S
         )
         sync = PointSync(self.settings, config.buckets, SERVICE_QUERY_TIMEOUT_S)
         # unsettled, the last recompute's points may not all be stored: only a full recompute can tell
-        memo, self._memo = (self._memo if settled else None), None
+        # nor when the writer lost points since the last one began: some of its points may be among them
+        trusted = settled and lost == self._memo_lost
+        memo, self._memo, self._memo_lost = (self._memo if trusted else None), None, lost
         try:
             self._delete_stale_live_samples(sync)
             result = HistoryRecompute(config, store, sync, self.submit, self.stop).run(memo=memo)

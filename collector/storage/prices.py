@@ -182,12 +182,18 @@ def _ns(record) -> int:
 
 def _columns(rows, *names: str) -> list[tuple[str, ...]]:
     """These columns of every data row of a query's CSV (each table repeats its header; a blank line ends one)."""
-    found, indexes = [], None
+    found, header, indexes = [], None, None
     for row in rows:
         if not row or not any(row):
-            indexes = None
-        elif indexes is None:
-            indexes = [row.index(name) for name in names]
+            header = None
+        elif "error" in row[:2] and "reference" in row:  # influxd's error met after it began to answer
+            header, indexes = row, None
+        elif header is None:
+            header, indexes = row, [row.index(name) for name in names] if set(names) <= set(row) else None
+        elif indexes is None or len(row) != len(header):
+            raise RuntimeFailure(
+                f"cannot read prices from InfluxDB: the query failed: {','.join(row).strip(',')}"
+            )
         else:
             found.append(tuple(row[index] for index in indexes))
     return found

@@ -141,6 +141,10 @@ class Writer:
         """Lines whose fate is sealed: written, dropped, or in an unreadable spool segment (never replayed)."""
         return self.stats.written_points + self.stats.dropped_points + self.spool.set_aside_points
 
+    def lost_points(self) -> int:
+        """Points that will never be stored: dropped, or in a spool segment set aside unreadable (only grows)."""
+        return self.stats.dropped_points + self.spool.set_aside_points
+
     def submit_health(self, exchange: str, counters: dict) -> None:
         self.submit_line("live", health_point(exchange, counters).to_line_protocol())
 
