@@ -21,6 +21,7 @@ from collector.open_gaps import OpenGaps
 from collector.portfolio.history import Interrupted
 from collector.portfolio.work import PortfolioWork
 from collector.retry import Backoff
+from collector.settled_file import SettledFile
 from collector.stop import Stopped, StopSignal
 from collector.storage.reader import Reader
 from collector.storage.spool import Spool
@@ -89,7 +90,7 @@ class Collector:
         self.stop = StopSignal()  # ends every wait on an exchange (REST calls, retry and rate-limit sleeps)
         self._tasks: set[asyncio.Task] = set()
         self._start_failed = False
-        self._config_stamp = _stamp(config_path)
+        self._config_file = SettledFile(config_path)  # edits are reloaded once settled
 
     # --- one-shot jobs (also used by the `backfill` and `ticker` commands) -------------------------------
 
@@ -458,10 +459,8 @@ class Collector:
     async def _watch_config(self) -> None:
         while True:
             await asyncio.sleep(self.options.reload_s)
-            stamp = _stamp(self.config_path)
-            if stamp == self._config_stamp:
+            if not self._config_file.changed():
                 continue
-            self._config_stamp = stamp
             try:
                 config = load_checked_config(self.config_path)
             except ConfigError as exc:
@@ -559,11 +558,3 @@ class Collector:
         )
         if pairs:
             self._spawn(self._refresh(self.exchanges[COINGECKO], pairs))
-
-
-def _stamp(path: Path):
-    try:
-        info = path.stat()
-        return info.st_mtime_ns, info.st_size, path.read_bytes()
-    except OSError:
-        return None

@@ -279,8 +279,11 @@ def test_a_kind_of_bad_message_is_logged_again_on_each_new_connection(
         replay.drop_connections()
         wait_for(lambda: "live_trades_btcusd" in replay.subscribed_on(2), what="the new connection")
         replay.send_raw("{not json")
-        wait_for(lambda: runner.health().errors == 3, what="the bad message on the new connection")
-        assert logged() == 2
+        # counted, then logged, on the collector's thread: the two are waited for together
+        wait_for(
+            lambda: (logged(), runner.health().errors) == (2, 3),
+            what="the bad message on the new connection, counted and logged",
+        )
 
 
 def test_the_message_age_grows_while_a_restarted_collector_cannot_connect(

@@ -14,6 +14,7 @@ from collector.portfolio.history import HistoryRecompute, Interrupted
 from collector.portfolio.valuation import build_timelines
 from collector.portfolio.work import PortfolioWork
 from collector.records import Position
+from collector.storage.points import POSITION_FIELDS
 from collector.storage.prices import StoredPrices
 from collector.storage.sync import PointSync
 from tests.integration.harness import FAST, running, wait_for, write_config
@@ -69,15 +70,30 @@ def test_history_after_backfill_live_samples_and_recompute_on_an_edit(
         replay.wait_subscribed("btcusd")
         replay.publish("btcusd", "45678.90")
 
-        def live_sample():
-            points = stored_points(admin_client, org, "position", bucket="crypto_live")
-            return [fields for fields in points.values() if fields.get("price") == 45678.9]
+        def live_samples():
+            return stored_points(admin_client, org, "position", bucket="crypto_live")
 
-        sample = wait_for(live_sample, what="a live sample at the traded price")[0]
+        def at_traded_price():
+            return [key for key, fields in live_samples().items() if fields.get("price") == 45678.9]
+
+        first = wait_for(at_traded_price, what="a live sample at the traded price")[0]
+
+        # influxd makes a point's fields visible one series at a time: a query can land between them. That
+        # sample's every field must show; a sample written without one times out here.
+        def complete():
+            fields = live_samples()[first]
+            return fields if fields.keys() >= set(POSITION_FIELDS) else None
+
+        sample = wait_for(complete, what=f"every field of the live sample {first}")
         assert sample["value"] == 91357.8  # 2 × 45678.90
         assert sample["cost_basis"] == 2000.0 and sample["unrealized_pnl"] == 89357.8
-        portfolio = stored_points(admin_client, org, "portfolio", bucket="crypto_live")
-        assert any(fields.get("value") == 91357.8 for fields in portfolio.values())
+        wait_for(
+            lambda: any(
+                fields.get("value") == 91357.8
+                for fields in stored_points(admin_client, org, "portfolio", bucket="crypto_live").values()
+            ),
+            what="the portfolio total of that sample",  # written with it, visible on its own
+        )
 
         # an edit of the holdings recomputes the history: 3 BTC from one hour later; the earlier hour is deleted
         write_config(path, replay, extra=_holdings("3", bought + HOUR))

@@ -257,11 +257,19 @@ class CoinbaseReplay(ReplayServer):
 
     def skip_sequence(self, count: int = 1, channel: str | None = None) -> None:
         """The next message (of `channel`, if given) comes `count` sequence numbers later: messages were lost."""
-        self._skip_sequence = (count, channel)
+
+        async def arm():  # on the server's loop: set from here, it could land between a send's read and reset
+            self._skip_sequence = (count, channel)
+
+        self._call(arm())
 
     def skip_heartbeats(self, count: int = 1) -> None:
         """The next heartbeat's counter jumps by `count` + 1: heartbeats were lost."""
-        self._skip_heartbeats = count
+
+        async def arm():  # as in skip_sequence
+            self._skip_heartbeats = count
+
+        self._call(arm())
 
     # --- HTTP ------------------------------------------------------------------------------------------------
 
