@@ -164,6 +164,11 @@ def test_lost_messages_are_gap_filled_without_a_reconnect(
         # messages Coinbase sent that never arrived: their trades, and a jump in the counter that says so
         published += [coinbase_replay.publish("BTC-USD", f"43001.{i:02d}", deliver=False) for i in range(4)]
         if lost == "heartbeats":
+            # a heartbeat already on its way first: the counter's jump is only seen against one received before
+            wait_for(
+                lambda: coinbase_replay.connections and coinbase_replay.connections[0].heartbeat_counter >= 1,
+                what="a first heartbeat",
+            )
             coinbase_replay.skip_heartbeats(2)
         elif lost == "sequence":
             coinbase_replay.skip_sequence(3)
