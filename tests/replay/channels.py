@@ -7,7 +7,6 @@ An exchange's replay subclasses ChannelReplay, registers each connection with `_
 import asyncio
 import contextlib
 import threading
-import time
 
 from websockets.exceptions import ConnectionClosed
 
@@ -59,13 +58,6 @@ class ChannelReplay(ReplayServer):
         """How many open connections are subscribed to this channel."""
         channel = self.channel(name)
         return sum(channel in channels for channels in list(self.subscriptions.values()))
-
-    def wait_subscribed(self, name: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(name) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {name} within {timeout} s")
-            time.sleep(0.02)
 
     def send_raw(self, text: str, name: str | None = None) -> None:
         """Send a message as is to every connection (subscribed to channel `name`, if given)."""

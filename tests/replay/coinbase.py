@@ -202,13 +202,6 @@ class CoinbaseReplay(ReplayServer):
         """How many open connections are subscribed to this product."""
         return sum(product in link.products for link in list(self.connections))
 
-    def wait_subscribed(self, product: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(product) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {product} within {timeout} s")
-            time.sleep(0.02)
-
     def publish(
         self,
         product: str,

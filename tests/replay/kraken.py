@@ -172,13 +172,6 @@ class KrakenReplay(ReplayServer):
         """How many open connections are subscribed to this pair."""
         return sum(symbol in symbols for symbols in list(self.subscriptions.values()))
 
-    def wait_subscribed(self, symbol: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(symbol) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {symbol} within {timeout} s")
-            time.sleep(0.02)
-
     def trade(
         self, symbol: str, price: str, qty: str = "0.50000000", side: str = "buy", time_ns: int | None = None
     ) -> PublishedTrade:

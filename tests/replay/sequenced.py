@@ -243,13 +243,6 @@ class SequencedReplay(ReplayServer):
     def subscribed(self, pair: str) -> int:
         return sum(pair in pairs for pairs in list(self.subscriptions.values()))
 
-    def wait_subscribed(self, pair: str, connections: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.subscribed(pair) < connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no subscription to {pair} within {timeout} s")
-            time.sleep(0.02)
-
     def publish(
         self,
         pair: str,

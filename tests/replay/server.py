@@ -6,6 +6,7 @@ A replay subclasses ReplayServer and provides `_serve_ws(conn)` (one websocket c
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -87,6 +88,17 @@ class ReplayServer:
 
     def open_connections(self) -> list:
         raise NotImplementedError
+
+    def subscribed(self, name: str) -> int:
+        """How many open connections are subscribed to `name` (a pair, product or channel, as the replay names it)."""
+        raise NotImplementedError
+
+    def wait_subscribed(self, name: str, connections: int = 1, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.subscribed(name) < connections:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no subscription to {name} within {timeout} s")
+            time.sleep(0.02)
 
     async def _serve_ws(self, conn) -> None:
         raise NotImplementedError
