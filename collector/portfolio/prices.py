@@ -85,21 +85,28 @@ def first_fresh(
     return found
 
 
-class ClosesAt:
-    """The latest close at or before a moment, one query each, remembered."""
-
-    def __init__(self, store: StoredPrices):
-        self.store = store
-        self._cache: dict[tuple[Leg, int], tuple[int, Decimal] | None] = {}
+class _PriceLookup:
+    """A leg's price at a moment and when that price was taken, from `_found` (time ns, price) or None."""
 
     def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
         found = self._found(leg, at_ns)
         return found[1] if found else None
 
     def time(self, leg: Leg, at_ns: int) -> int | None:
-        """When the price used at `at` was taken (its candle's close time)."""
+        """When the price used at `at` was taken (the trade's time, or its candle's close time)."""
         found = self._found(leg, at_ns)
         return found[0] if found else None
+
+    def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
+        raise NotImplementedError
+
+
+class ClosesAt(_PriceLookup):
+    """The latest close at or before a moment, one query each, remembered."""
+
+    def __init__(self, store: StoredPrices):
+        self.store = store
+        self._cache: dict[tuple[Leg, int], tuple[int, Decimal] | None] = {}
 
     def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
         key = (leg, at_ns)
@@ -166,7 +173,7 @@ def usable_from(
     ]
 
 
-class LatestPrices:
+class LatestPrices(_PriceLookup):
     """The newest stored price of each leg (latest trade or latest close, whichever is more recent); from an
     older source of the pair only while its own exchange has none, or only a stale one."""
 
@@ -176,15 +183,6 @@ class LatestPrices:
         for exchange in sorted({source for leg in legs for source in leg.sources}):
             for pair, found in store.latest(exchange, tickers=exchange == COINGECKO).items():
                 self._latest[(exchange, pair)] = found
-
-    def __call__(self, leg: Leg, at_ns: int) -> Decimal | None:
-        found = self._found(leg, at_ns)
-        return found[1] if found else None
-
-    def time(self, leg: Leg, at_ns: int) -> int | None:
-        """When the newest price was taken (the trade's time, or its candle's close time)."""
-        found = self._found(leg, at_ns)
-        return found[0] if found else None
 
     def _found(self, leg: Leg, at_ns: int) -> tuple[int, Decimal] | None:
         latest = (self._latest.get((source, leg.pair)) for source in leg.sources)
